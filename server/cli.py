@@ -1,0 +1,91 @@
+"""The ``switchboard`` command: serve, schemas, version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import anyio
+from pydantic import ValidationError
+
+from server import __version__
+from server.config import CONFIG_FILE_ENV, Settings
+from server.errors import SwitchboardError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard",
+        description="Switchboard: an MCP server for coordinating many agents (shared TTL memory and more).",
+        epilog="Settings come from SWITCHBOARD_* environment variables and an optional switchboard.toml.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the MCP server (stdio by default)",
+                                description="Run the MCP server. Logs go to stderr; on stdio, stdout is the protocol.")
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio",
+                       help="stdio (default) or streamable HTTP at http://HOST:PORT/mcp")
+    serve.add_argument("--host", help="HTTP bind address (default SWITCHBOARD_HTTP_HOST or 127.0.0.1); "
+                                      "anything but loopback requires SWITCHBOARD_HTTP_TOKEN")
+    serve.add_argument("--port", type=int, help="HTTP port (default SWITCHBOARD_HTTP_PORT or 8765)")
+    serve.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+    serve.add_argument("--config", type=Path, help=f"TOML settings file (default ./switchboard.toml; env {CONFIG_FILE_ENV})")
+
+    schemas = commands.add_parser("schemas", help="write the JSON Schema of every tool's input and output",
+                                  description="Write schemas/<tool>.input.json and <tool>.output.json.")
+    schemas.add_argument("--out", type=Path, default=Path("schemas"), help="directory to write (default ./schemas)")
+
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    # stdout carries the stdio protocol: every log line goes to stderr.
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"switchboard {__version__}")
+        return 0
+    if args.command == "schemas":
+        from tools.schemas import write_schemas
+
+        for path in anyio.run(write_schemas, args.out):
+            print(path)
+        return 0
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        os.environ[CONFIG_FILE_ENV] = str(args.config)
+    overrides = {"data_dir": args.data_dir} if args.data_dir is not None else {}
+    try:
+        settings = Settings(**overrides)
+    except (ValidationError, FileNotFoundError) as error:
+        print(f"switchboard: invalid settings: {error}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    from server.app import serve_http, serve_stdio
+
+    try:
+        if args.transport == "http":
+            anyio.run(serve_http, settings, args.host or settings.http_host, args.port or settings.http_port)
+        else:
+            anyio.run(serve_stdio, settings)
+    except SwitchboardError as error:
+        logging.getLogger("switchboard").error("%s", error)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

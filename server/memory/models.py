@@ -1,0 +1,67 @@
+"""What the memory store hands back: plain frozen records, times in epoch milliseconds (UTC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMeta:
+    """An entry without its value: what `list` returns and what a write acknowledges."""
+
+    namespace: str
+    key: str
+    version: int
+    size: int
+    tags: tuple[str, ...]
+    created_ms: int
+    updated_ms: int
+    expires_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(EntryMeta):
+    """An entry with its value (any JSON value)."""
+
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutRequest:
+    """One write for `MemoryStore.put_many`. ``ttl_seconds`` of None or 0 means no expiry;
+    ``if_version`` of 0 means "only if absent"."""
+
+    namespace: str
+    key: str
+    value: Any
+    ttl_seconds: int | None = None
+    tags: tuple[str, ...] = ()
+    if_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing; ``next_cursor`` is None on the last page."""
+
+    entries: list[EntryMeta]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceStats:
+    namespace: str
+    entries: int
+    bytes: int
+    oldest_ms: int
+    newest_ms: int
+    expiring_within_hour: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStats:
+    namespaces: list[NamespaceStats] = field(default_factory=list)
+    total_entries: int = 0
+    total_bytes: int = 0
+    database_bytes: int = 0
+    expired_total: int = 0

@@ -1,0 +1,54 @@
+"""The SQLite schema of the memory store, as forward-only migrations keyed by ``PRAGMA user_version``.
+
+To change the schema, append a migration; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from server.errors import Unavailable
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: entries, the expiry index the sweeper walks, and the expired-entries counter.
+    """
+    CREATE TABLE entries (
+        id          INTEGER PRIMARY KEY,
+        namespace   TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        value       TEXT    NOT NULL,          -- canonical JSON text
+        tags        TEXT    NOT NULL DEFAULT '[]',
+        version     INTEGER NOT NULL,
+        size        INTEGER NOT NULL,          -- bytes of `value` (UTF-8)
+        created_ms  INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL,
+        expires_ms  INTEGER,                   -- NULL: never expires
+        UNIQUE (namespace, key)                -- also serves prefix listing as a range scan
+    );
+    CREATE INDEX entries_by_expiry ON entries (expires_ms) WHERE expires_ms IS NOT NULL;
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO counters (name, value) VALUES ('expired_total', 0);
+    -- An expired entry that a store replaces before the sweeper reached it still counts as expired.
+    CREATE TRIGGER count_expired_on_overwrite BEFORE UPDATE ON entries
+    WHEN OLD.expires_ms IS NOT NULL AND OLD.expires_ms <= NEW.updated_ms
+    BEGIN
+        UPDATE counters SET value = value + 1 WHERE name = 'expired_total';
+    END;
+    """,
+)
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the database to the newest schema; return the version it is at."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    current = int(row[0]) if row else 0
+    if current > len(MIGRATIONS):
+        raise Unavailable(
+            f"the memory database is at schema version {current}, newer than this Switchboard "
+            f"understands ({len(MIGRATIONS)}); upgrade Switchboard or point SWITCHBOARD_DATA_DIR elsewhere"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        # executescript commits first, so the migration and the version bump go in one explicit transaction.
+        await conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version - 1]}; PRAGMA user_version = {version}; COMMIT;")
+    return len(MIGRATIONS)

@@ -1,0 +1,72 @@
+"""Checks on what callers hand the memory store. Each failure names the field, what was wrong,
+and what is accepted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from server.errors import InvalidArgument, TooLarge
+
+NAME_MAX_CHARS = 256
+TAG_MAX_CHARS = 64
+TAGS_MAX = 32
+
+
+def check_name(field: str, value: object) -> str:
+    """A namespace or key: 1..256 printable characters."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field} must be a string of 1..{NAME_MAX_CHARS} printable characters")
+    if not 1 <= len(value) <= NAME_MAX_CHARS:
+        raise InvalidArgument(f"{field} must be 1..{NAME_MAX_CHARS} characters long; got {len(value)}")
+    if not value.isprintable():
+        raise InvalidArgument(f"{field} {value!r} contains a non-printable character (control, newline, tab...)")
+    return value
+
+
+def check_tags(tags: Iterable[object]) -> tuple[str, ...]:
+    """Up to 32 distinct tags, each 1..64 printable characters; order kept, duplicates dropped."""
+    checked = tuple(dict.fromkeys(check_tag(tag) for tag in tags))
+    if len(checked) > TAGS_MAX:
+        raise InvalidArgument(f"at most {TAGS_MAX} tags are accepted; got {len(checked)}")
+    return checked
+
+
+def check_tag(tag: object) -> str:
+    if not isinstance(tag, str) or not 1 <= len(tag) <= TAG_MAX_CHARS or not tag.isprintable():
+        raise InvalidArgument(f"tag {tag!r} is not accepted: tags are 1..{TAG_MAX_CHARS} printable characters")
+    return tag
+
+
+def check_ttl(ttl_seconds: object, max_ttl_seconds: int) -> int | None:
+    """Seconds to live: None or 0 means no expiry; otherwise 1..max."""
+    if ttl_seconds is None or ttl_seconds == 0:
+        return None
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
+        raise InvalidArgument(f"ttl must be a whole number of seconds (0 or absent: no expiry); got {ttl_seconds!r}")
+    if ttl_seconds < 0:
+        raise InvalidArgument(f"ttl must not be negative; got {ttl_seconds} (use 0 or omit it for no expiry)")
+    if ttl_seconds > max_ttl_seconds:
+        raise InvalidArgument(f"ttl {ttl_seconds}s exceeds the configured maximum of {max_ttl_seconds}s")
+    return ttl_seconds
+
+
+def check_version(field: str, version: object) -> int | None:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise InvalidArgument(f"{field} must be a whole number >= 0 (0 means 'only if absent'); got {version!r}")
+    return version
+
+
+def encode_value(value: Any, max_bytes: int) -> tuple[str, int]:
+    """Canonical JSON text of ``value`` and its size in bytes; refuses what JSON cannot carry."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"value must be a JSON value (string, number, bool, null, list, object): {error}")
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise TooLarge(f"value is {size} bytes serialised; the limit is {max_bytes} bytes")
+    return text, size

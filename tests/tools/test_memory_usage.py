@@ -1,0 +1,175 @@
+"""memory_usage through a real MCP client session (in-memory transport), modern and legacy handshakes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from collections.abc import Callable
+
+from server.clock import ManualClock
+from tools.schemas import render, tool_schemas
+
+Connect = Callable[[], Client]
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+
+async def call(client: Client, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool("memory_usage", arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, **arguments: Any) -> str:
+    result = await client.call_tool("memory_usage", arguments)
+    assert result.is_error, result.structured_content
+    return result.content[0].text
+
+
+async def everything(client: Client) -> list[dict[str, Any]]:
+    """All live entries with values: the state "nothing changed" is checked against."""
+    return (await call(client, action="search", pattern="*", limit=1000))["entries"]
+
+
+async def test_claude_flow_store_call_works_unchanged_and_string_comes_back_identical(connect: Connect) -> None:
+    async with connect() as client:
+        text = '{"agentId": "agent-7", "type": "coder", "spawnedAt": "2026-11-21T10:00:00Z"}'
+        stored = await call(
+            client, action="store", namespace="agent-activities", key="agent-7-spawn", value=text, ttl=604800
+        )
+        entry = stored["entry"]
+        assert (entry["namespace"], entry["key"], entry["version"]) == ("agent-activities", "agent-7-spawn", 1)
+        assert entry["size"] == len(json.dumps(text).encode())
+        assert entry["expires_at"].endswith("Z") and entry["created_at"] == entry["updated_at"]
+        got = await call(client, action="retrieve", namespace="agent-activities", key="agent-7-spawn")
+        assert got["found"] is True
+        assert got["entry"]["value"] == text and isinstance(got["entry"]["value"], str)
+
+
+async def test_json_values_round_trip_and_namespace_defaults(connect: Connect) -> None:
+    async with connect() as client:
+        value = {"plan": ["a", "b"], "done": False, "score": 0.5, "owner": None}
+        await call(client, action="store", key="plan", value=value, tags=["planning"])
+        got = await call(client, action="retrieve", key="plan")
+        assert got["entry"]["namespace"] == "default"
+        assert got["entry"]["value"] == value and got["entry"]["tags"] == ["planning"]
+        await call(client, action="store", key="nothing", value=None)
+        assert (await call(client, action="retrieve", key="nothing"))["entry"]["value"] is None
+
+
+async def test_retrieve_of_missing_or_expired_says_not_found(connect: Connect, clock: ManualClock) -> None:
+    async with connect() as client:
+        assert await call(client, action="retrieve", key="never") == {"action": "retrieve", "success": True, "found": False}
+        await call(client, action="store", key="brief", value="x", ttl=30)
+        clock.advance(30)
+        assert (await call(client, action="retrieve", key="brief"))["found"] is False
+        assert (await call(client, action="search", pattern="*"))["entries"] == []
+
+
+async def test_compare_and_set_conflict_names_the_current_version(connect: Connect) -> None:
+    async with connect() as client:
+        await call(client, action="store", key="k", value=1)
+        await call(client, action="store", key="k", value=2, if_version=1)
+        text = await call_error(client, action="store", key="k", value=3, if_version=1)
+        assert "conflict: key 'k' in namespace 'default' is at version 2" in text
+        assert (await call(client, action="retrieve", key="k"))["entry"]["value"] == 2
+
+
+async def test_list_pages_with_cursor_and_omits_values(connect: Connect) -> None:
+    async with connect() as client:
+        for i in range(5):
+            await call(client, action="store", namespace="jobs", key=f"job-{i}", value={"i": i})
+        first = await call(client, action="list", namespace="jobs", prefix="job-", limit=3)
+        assert [e["key"] for e in first["entries"]] == ["job-0", "job-1", "job-2"]
+        assert all("value" not in e for e in first["entries"])
+        second = await call(client, action="list", namespace="jobs", limit=3, cursor=first["next_cursor"])
+        assert [e["key"] for e in second["entries"]] == ["job-3", "job-4"] and "next_cursor" not in second
+
+
+async def test_delete_key_then_namespace_with_confirmation(connect: Connect) -> None:
+    async with connect() as client:
+        for key in ("a", "b", "c"):
+            await call(client, action="store", namespace="scratch", key=key, value=key)
+        assert (await call(client, action="delete", namespace="scratch", key="a"))["deleted"] == 1
+        text = await call_error(client, action="delete", namespace="scratch")
+        assert "confirm: true" in text
+        assert len(await everything(client)) == 2
+        assert (await call(client, action="delete", namespace="scratch", confirm=True))["deleted"] == 2
+        assert await everything(client) == []
+
+
+async def test_search_by_glob_and_text_in_all_namespaces(connect: Connect) -> None:
+    async with connect() as client:
+        await call(client, action="store", namespace="n1", key="agent-1", value="fixed the login bug")
+        await call(client, action="store", namespace="n2", key="agent-2", value={"text": "Login page redesign"})
+        await call(client, action="store", namespace="n2", key="notes", value="unrelated")
+        found = await call(client, action="search", query="login")
+        assert [(e["namespace"], e["key"]) for e in found["entries"]] == [("n1", "agent-1"), ("n2", "agent-2")]
+        assert found["entries"][0]["value"] == "fixed the login bug"
+        assert [e["key"] for e in (await call(client, action="search", pattern="agent-*", namespace="n2"))["entries"]] == [
+            "agent-2"
+        ]
+
+
+async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
+    async with connect() as client:
+        await call(client, action="store", namespace="a", key="k", value="xx", ttl=60)
+        await call(client, action="store", namespace="b", key="k", value=[1, 2])
+        stats = (await call(client, action="stats"))["stats"]
+        assert [(ns["namespace"], ns["entries"], ns["bytes"], ns["expiring_within_hour"]) for ns in stats["namespaces"]] == [
+            ("a", 1, 4, 1),
+            ("b", 1, 5, 0),
+        ]
+        assert (stats["total_entries"], stats["total_bytes"], stats["expired_total"]) == (2, 9, 0)
+        assert stats["database_bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"action": "explode", "key": "k"}, "'store', 'retrieve', 'list', 'delete', 'search' or 'stats'"),
+        ({"action": "store", "value": "v"}, "store needs a key"),
+        ({"action": "store", "key": "k"}, "store needs a value"),
+        ({"action": "retrieve"}, "retrieve needs a key"),
+        ({"action": "store", "key": "k", "value": "v", "ttl": -5}, "greater than or equal to 0"),
+        ({"action": "store", "key": "k", "value": "v", "ttl": "soon"}, "valid integer"),
+        ({"action": "store", "key": "", "value": "v"}, "invalid_argument: key must be 1..256"),
+        ({"action": "store", "key": "k" * 300, "value": "v"}, "key must be 1..256 characters long; got 300"),
+        ({"action": "store", "namespace": "a\nb", "key": "k", "value": "v"}, "non-printable"),
+        ({"action": "store", "key": "k", "value": "x" * 70000}, "too_large: value is 70002 bytes"),
+        ({"action": "store", "key": "k", "value": "v", "tags": "not-a-list"}, "valid list"),
+        ({"action": "list", "limit": 5000}, "less than or equal to 1000"),
+        ({"action": "list", "cursor": "garbage"}, "not one this server issued"),
+        ({"action": "search"}, "pattern"),
+        ({"action": "delete", "key": "k", "if_version": 7}, "at version 1, not if_version 7"),
+    ],
+)
+async def test_bad_input_is_a_tool_error_that_changes_nothing(connect: Connect, arguments, expected) -> None:
+    async with connect() as client:
+        await call(client, action="store", key="k", value="original")
+        before = await everything(client)
+        assert expected in await call_error(client, **arguments)
+        assert await everything(client) == before
+
+
+async def test_tool_list_is_small_and_declares_schemas(connect: Connect) -> None:
+    async with connect() as client:
+        tools = (await client.list_tools()).tools
+        [tool] = [t for t in tools if t.name == "memory_usage"]
+        assert tool.output_schema is not None and tool.input_schema["required"] == ["action"]
+        assert tool.annotations is not None and tool.annotations.destructive_hint is True
+        listing = json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools])
+        assert len(listing.encode()) < 20_000
+
+
+async def test_checked_in_schemas_match_the_models() -> None:
+    generated = await tool_schemas()
+    on_disk = {path.name: path.read_text(encoding="utf-8") for path in SCHEMAS_DIR.glob("*.json")}
+    assert set(on_disk) == set(generated), "run `switchboard schemas` and commit schemas/"
+    for name, schema in generated.items():
+        assert on_disk[name] == render(schema), f"schemas/{name} is stale: run `switchboard schemas`"

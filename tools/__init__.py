@@ -1,0 +1,16 @@
+"""The MCP tool surface: one module per tool, each a thin typed function over one engine object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+
+from tools import memory_usage
+
+TOOL_MODULES = (memory_usage,)
+
+
+def register_tools(server: MCPServer[Any]) -> None:
+    for module in TOOL_MODULES:
+        module.register(server)

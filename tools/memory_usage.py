@@ -1,0 +1,216 @@
+"""``memory_usage``: the shared, persistent memory, in claude-flow's call shape.
+
+``{"action": "store", "namespace": "agent-activities", "key": "agent-7-spawn",
+"value": "{...json text...}", "ttl": 604800}`` works unchanged, and a string value comes
+back as the very same string.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field, JsonValue, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
+
+from server.memory import Entry, EntryMeta, MemoryStats
+from server.services import Services
+from tools.errors import tool_errors
+from tools.timestamps import iso_utc, iso_utc_or_none
+
+DEFAULT_NAMESPACE = "default"
+
+Action = Literal["store", "retrieve", "list", "delete", "search", "stats"]
+
+
+class CompactModel(BaseModel):
+    """Leaves out optional fields that were never set, so each action's answer carries only what it
+    means: a value stored as null comes back as null, a value that was not loaded is absent."""
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        data = handler(self)
+        return {name: item for name, item in data.items() if item is not None or name in self.model_fields_set}
+
+
+class MemoryEntry(CompactModel):
+    namespace: str
+    key: str
+    value: JsonValue = Field(None, description="The stored value (retrieve and search only).")
+    version: int = Field(description="Grows by one on every write; pass it as if_version for compare-and-set.")
+    size: int = Field(description="Bytes of the value serialised as JSON.")
+    tags: list[str]
+    created_at: str
+    updated_at: str
+    expires_at: str | None = Field(description="ISO-8601 UTC; null means it never expires.")
+
+    @classmethod
+    def from_engine(cls, entry: EntryMeta) -> MemoryEntry:
+        fields: dict[str, Any] = {
+            "namespace": entry.namespace,
+            "key": entry.key,
+            "version": entry.version,
+            "size": entry.size,
+            "tags": list(entry.tags),
+            "created_at": iso_utc(entry.created_ms),
+            "updated_at": iso_utc(entry.updated_ms),
+            "expires_at": iso_utc_or_none(entry.expires_ms),
+        }
+        if isinstance(entry, Entry):
+            fields["value"] = entry.value
+        return cls(**fields)
+
+
+class NamespaceUsage(BaseModel):
+    namespace: str
+    entries: int
+    bytes: int
+    oldest_at: str
+    newest_at: str
+    expiring_within_hour: int
+
+
+class MemoryUsageStats(BaseModel):
+    namespaces: list[NamespaceUsage]
+    total_entries: int
+    total_bytes: int
+    database_bytes: int = Field(description="Size of the SQLite files on disk.")
+    expired_total: int = Field(description="Entries expired since the database was created.")
+
+    @classmethod
+    def from_engine(cls, stats: MemoryStats) -> MemoryUsageStats:
+        return cls(
+            namespaces=[
+                NamespaceUsage(
+                    namespace=ns.namespace,
+                    entries=ns.entries,
+                    bytes=ns.bytes,
+                    oldest_at=iso_utc(ns.oldest_ms),
+                    newest_at=iso_utc(ns.newest_ms),
+                    expiring_within_hour=ns.expiring_within_hour,
+                )
+                for ns in stats.namespaces
+            ],
+            total_entries=stats.total_entries,
+            total_bytes=stats.total_bytes,
+            database_bytes=stats.database_bytes,
+            expired_total=stats.expired_total,
+        )
+
+
+class MemoryUsageResult(CompactModel):
+    action: Action
+    success: bool = True
+    found: bool | None = Field(None, description="retrieve: whether a live entry exists.")
+    entry: MemoryEntry | None = Field(None, description="store: what was written; retrieve: the entry.")
+    entries: list[MemoryEntry] | None = Field(None, description="list (no values) and search (with values).")
+    next_cursor: str | None = Field(None, description="list: pass back as cursor for the next page; absent at the end.")
+    deleted: int | None = Field(None, description="delete: how many entries were deleted.")
+    stats: MemoryUsageStats | None = None
+
+
+async def memory_usage(
+    action: Annotated[Action, Field(description="What to do.")],
+    ctx: Context,
+    key: Annotated[str | None, Field(description="Entry key, 1..256 printable characters.")] = None,
+    value: Annotated[JsonValue, Field(description="store: any JSON value; a string comes back unchanged.")] = None,
+    namespace: Annotated[
+        str | None, Field(description="Namespace (default 'default'); search without it covers all namespaces.")
+    ] = None,
+    ttl: Annotated[int | None, Field(ge=0, description="store: seconds to live; 0 or absent = never expires.")] = None,
+    tags: Annotated[list[str] | None, Field(description="store: up to 32 labels.")] = None,
+    if_version: Annotated[
+        int | None, Field(ge=0, description="store/delete: act only if the entry is at this version (0 = absent).")
+    ] = None,
+    prefix: Annotated[str | None, Field(description="list: only keys starting with this.")] = None,
+    limit: Annotated[int, Field(ge=1, le=1000, description="list/search: most entries returned.")] = 100,
+    cursor: Annotated[str | None, Field(description="list: next_cursor from the previous page.")] = None,
+    confirm: Annotated[bool, Field(description="delete without key: must be true to delete the namespace.")] = False,
+    pattern: Annotated[str | None, Field(description="search: glob over keys, e.g. 'agent-*'.")] = None,
+    query: Annotated[str | None, Field(description="search: text the value must contain (case-insensitive).")] = None,
+    mode: Annotated[Literal["text"], Field(description="search: matching mode.")] = "text",
+) -> MemoryUsageResult:
+    """Shared persistent memory for agents: namespaced JSON entries with TTL, versions and tags.
+
+    Actions:
+    - store {key, value, namespace?, ttl?, tags?, if_version?}: create or replace; returns the version.
+    - retrieve {key, namespace?}: value and metadata; found=false when absent or expired.
+    - list {namespace?, prefix?, limit?, cursor?}: keys and metadata, paged by next_cursor.
+    - delete {key, namespace?, if_version?} or {namespace, confirm: true} for a whole namespace.
+    - search {pattern? (key glob), query? (value text), namespace? (all if absent), limit?}.
+    - stats: entries, bytes and expiry per namespace, totals, database size.
+    Errors start with a code: invalid_argument, conflict, not_found, too_large.
+    """
+    services: Services = ctx.request_context.lifespan_context
+    memory = services.memory
+    arguments = _wire_arguments(ctx)
+    with tool_errors():
+        match action:
+            case "store":
+                if "value" not in arguments:
+                    raise ToolError("invalid_argument: store needs a value (any JSON value)")
+                meta = await memory.put(
+                    namespace or DEFAULT_NAMESPACE,
+                    _require_key(key, action),
+                    _as_sent(value, arguments),
+                    ttl_seconds=ttl,
+                    tags=tags or (),
+                    if_version=if_version,
+                )
+                return MemoryUsageResult(action=action, entry=MemoryEntry.from_engine(meta))
+            case "retrieve":
+                entry = await memory.get(namespace or DEFAULT_NAMESPACE, _require_key(key, action))
+                if entry is None:
+                    return MemoryUsageResult(action=action, found=False)
+                return MemoryUsageResult(action=action, found=True, entry=MemoryEntry.from_engine(entry))
+            case "list":
+                page = await memory.list(namespace or DEFAULT_NAMESPACE, prefix=prefix or "", limit=limit, cursor=cursor)
+                result = MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in page.entries])
+                if page.next_cursor is not None:
+                    result.next_cursor = page.next_cursor
+                return result
+            case "delete":
+                if key is not None:
+                    deleted = await memory.delete(namespace or DEFAULT_NAMESPACE, key, if_version=if_version)
+                elif namespace is not None and confirm:
+                    deleted = await memory.delete_namespace(namespace)
+                else:
+                    raise ToolError(
+                        "invalid_argument: delete needs a key, or a namespace with confirm: true "
+                        "to delete the whole namespace"
+                    )
+                return MemoryUsageResult(action=action, deleted=deleted)
+            case "search":
+                matches = await memory.search(namespace=namespace, key_glob=pattern, text=query, limit=limit)
+                return MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in matches])
+            case "stats":
+                return MemoryUsageResult(action=action, stats=MemoryUsageStats.from_engine(await memory.stats()))
+
+
+def _wire_arguments(ctx: Context) -> dict[str, Any]:
+    """The arguments exactly as the client sent them, before the SDK pre-parsed JSON-looking strings."""
+    params = ctx.request_context.params or {}
+    arguments = params.get("arguments")
+    return arguments if isinstance(arguments, dict) else {}
+
+
+def _as_sent(value: JsonValue, arguments: dict[str, Any]) -> JsonValue:
+    # The SDK turns a string like '{"a": 1}' into a dict before we see it; claude-flow clients
+    # send JSON text and expect the same text back, so keep what was on the wire.
+    sent = arguments.get("value")
+    return sent if isinstance(sent, str) else value
+
+
+def _require_key(key: str | None, action: str) -> str:
+    if key is None:
+        raise ToolError(f"invalid_argument: {action} needs a key (1..256 printable characters)")
+    return key
+
+
+def register(server: MCPServer[Any]) -> None:
+    server.add_tool(
+        memory_usage,
+        title="Shared memory",
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False),
+    )
