@@ -27,6 +27,8 @@ def check_name(field: str, value: object) -> str:
 
 def check_tags(tags: Iterable[object]) -> tuple[str, ...]:
     """Up to 32 distinct tags, each 1..64 printable characters; order kept, duplicates dropped."""
+    if not tags:
+        return ()
     checked = tuple(dict.fromkeys(check_tag(tag) for tag in tags))
     if len(checked) > TAGS_MAX:
         raise InvalidArgument(f"at most {TAGS_MAX} tags are accepted; got {len(checked)}")
@@ -60,10 +62,22 @@ def check_version(field: str, version: object) -> int | None:
     return version
 
 
+# Built once: json.dumps with options constructs a new encoder on every call, which dominated batch writes.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_tags(tags: tuple[str, ...]) -> str:
+    return _COMPACT_JSON.encode(tags) if tags else "[]"
+
+
+def decode_tags(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text != "[]" else ()
+
+
 def encode_value(value: Any, max_bytes: int) -> tuple[str, int]:
     """Canonical JSON text of ``value`` and its size in bytes; refuses what JSON cannot carry."""
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _COMPACT_JSON.encode(value)
     except (TypeError, ValueError) as error:
         raise InvalidArgument(f"value must be a JSON value (string, number, bool, null, list, object): {error}")
     size = len(text.encode("utf-8"))

@@ -73,3 +73,19 @@ def test_shutdown_closes_sqlite_cleanly(tmp_path: Path, stop: str) -> None:
     assert not (data_dir / "memory.sqlite3-wal").exists()
     with sqlite3.connect(data_dir / "memory.sqlite3") as conn:
         assert conn.execute("SELECT value FROM entries WHERE key = 'k'").fetchone() == ('"v"',)
+
+
+async def test_the_checked_in_mcp_json_entry_starts_a_working_server(tmp_path: Path) -> None:
+    import json
+    import os
+
+    repo = Path(__file__).resolve().parents[2]
+    entry = json.loads((repo / "mcp.json").read_text())["mcpServers"]["switchboard"]
+    command = repo / entry["command"]
+    if not command.exists():  # the entry names the venv `make` creates; a bare `pip install` has it elsewhere
+        pytest.skip(f"{command} does not exist; run `make test`")
+    env = {**os.environ, **entry["env"], "SWITCHBOARD_DATA_DIR": str(tmp_path / "data")}
+    params = StdioServerParameters(command=str(command), args=entry["args"], env=env, cwd=str(repo))
+    async with Client(params, mode="legacy") as client:
+        result = await client.call_tool("memory_usage", {"action": "stats"})
+        assert result.structured_content["stats"]["total_entries"] == 0

@@ -173,3 +173,28 @@ async def test_checked_in_schemas_match_the_models() -> None:
     assert set(on_disk) == set(generated), "run `switchboard schemas` and commit schemas/"
     for name, schema in generated.items():
         assert on_disk[name] == render(schema), f"schemas/{name} is stale: run `switchboard schemas`"
+
+
+async def test_hundreds_of_concurrent_compare_and_set_calls_lose_no_update(connect: Connect) -> None:
+    import anyio
+
+    counters, tasks_per_counter = 20, 10  # 200 read-modify-write loops in flight at once
+    async with connect() as client:
+        for c in range(counters):
+            await call(client, action="store", namespace="counters", key=f"c{c}", value=0)
+
+        async def increment(key: str) -> None:
+            while True:
+                entry = (await call(client, action="retrieve", namespace="counters", key=key))["entry"]
+                result = await client.call_tool("memory_usage", {
+                    "action": "store", "namespace": "counters", "key": key,
+                    "value": entry["value"] + 1, "if_version": entry["version"]})
+                if not result.is_error:
+                    return
+                assert "conflict:" in result.content[0].text
+
+        async with anyio.create_task_group() as tasks:
+            for i in range(counters * tasks_per_counter):
+                tasks.start_soon(increment, f"c{i % counters}")
+        found = await call(client, action="search", namespace="counters", pattern="c*", limit=1000)
+        assert {e["key"]: e["value"] for e in found["entries"]} == {f"c{c}": tasks_per_counter for c in range(counters)}
