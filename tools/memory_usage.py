@@ -11,12 +11,13 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field, JsonValue, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 from server.memory import Entry, EntryMeta, MemoryStats
 from server.services import Services
 from tools.errors import tool_errors
+from tools.results import structured
 from tools.timestamps import iso_utc, iso_utc_or_none
 
 DEFAULT_NAMESPACE = "default"
@@ -130,7 +131,7 @@ async def memory_usage(
     pattern: Annotated[str | None, Field(description="search: glob over keys, e.g. 'agent-*'.")] = None,
     query: Annotated[str | None, Field(description="search: text the value must contain (case-insensitive).")] = None,
     mode: Annotated[Literal["text"], Field(description="search: matching mode.")] = "text",
-) -> MemoryUsageResult:
+) -> Annotated[CallToolResult, MemoryUsageResult]:
     """Shared persistent memory for agents: namespaced JSON entries with TTL, versions and tags.
 
     Actions:
@@ -158,18 +159,18 @@ async def memory_usage(
                     tags=tags or (),
                     if_version=if_version,
                 )
-                return MemoryUsageResult(action=action, entry=MemoryEntry.from_engine(meta))
+                return structured(MemoryUsageResult(action=action, entry=MemoryEntry.from_engine(meta)))
             case "retrieve":
                 entry = await memory.get(namespace or DEFAULT_NAMESPACE, _require_key(key, action))
                 if entry is None:
-                    return MemoryUsageResult(action=action, found=False)
-                return MemoryUsageResult(action=action, found=True, entry=MemoryEntry.from_engine(entry))
+                    return structured(MemoryUsageResult(action=action, found=False))
+                return structured(MemoryUsageResult(action=action, found=True, entry=MemoryEntry.from_engine(entry)))
             case "list":
                 page = await memory.list(namespace or DEFAULT_NAMESPACE, prefix=prefix or "", limit=limit, cursor=cursor)
                 result = MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in page.entries])
                 if page.next_cursor is not None:
                     result.next_cursor = page.next_cursor
-                return result
+                return structured(result)
             case "delete":
                 if key is not None:
                     deleted = await memory.delete(namespace or DEFAULT_NAMESPACE, key, if_version=if_version)
@@ -180,12 +181,12 @@ async def memory_usage(
                         "invalid_argument: delete needs a key, or a namespace with confirm: true "
                         "to delete the whole namespace"
                     )
-                return MemoryUsageResult(action=action, deleted=deleted)
+                return structured(MemoryUsageResult(action=action, deleted=deleted))
             case "search":
                 matches = await memory.search(namespace=namespace, key_glob=pattern, text=query, limit=limit)
-                return MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in matches])
+                return structured(MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in matches]))
             case "stats":
-                return MemoryUsageResult(action=action, stats=MemoryUsageStats.from_engine(await memory.stats()))
+                return structured(MemoryUsageResult(action=action, stats=MemoryUsageStats.from_engine(await memory.stats())))
 
 
 def _wire_arguments(ctx: Context) -> dict[str, Any]:

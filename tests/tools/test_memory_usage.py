@@ -198,3 +198,11 @@ async def test_hundreds_of_concurrent_compare_and_set_calls_lose_no_update(conne
                 tasks.start_soon(increment, f"c{i % counters}")
         found = await call(client, action="search", namespace="counters", pattern="c*", limit=1000)
         assert {e["key"]: e["value"] for e in found["entries"]} == {f"c{c}": tasks_per_counter for c in range(counters)}
+
+
+async def test_text_content_is_the_structured_result_as_compact_json(connect: Connect) -> None:
+    async with connect() as client:
+        result = await client.call_tool("memory_usage", {"action": "store", "key": "k", "value": {"a": [1, 2]}})
+        text = result.content[0].text
+        assert json.loads(text) == result.structured_content
+        assert "\n" not in text and ", " not in text
