@@ -111,25 +111,27 @@ class MemoryUsageResult(CompactModel):
     stats: MemoryUsageStats | None = None
 
 
+# Text arguments are annotated exactly `str` (empty = absent): the SDK JSON-parses any other
+# string argument, which would turn a key named "null" or a query "[1, 2]" into something else.
 async def memory_usage(
     action: Annotated[Action, Field(description="What to do.")],
     ctx: Context,
-    key: Annotated[str | None, Field(description="Entry key, 1..256 printable characters.")] = None,
+    key: Annotated[str, Field(description="Entry key, 1..256 printable characters.")] = "",
     value: Annotated[JsonValue, Field(description="store: any JSON value; a string comes back unchanged.")] = None,
     namespace: Annotated[
-        str | None, Field(description="Namespace (default 'default'); search without it covers all namespaces.")
-    ] = None,
+        str, Field(description="Namespace (default 'default'); search without it covers all namespaces.")
+    ] = "",
     ttl: Annotated[int | None, Field(ge=0, description="store: seconds to live; 0 or absent = never expires.")] = None,
     tags: Annotated[list[str] | None, Field(description="store: up to 32 labels.")] = None,
     if_version: Annotated[
         int | None, Field(ge=0, description="store/delete: act only if the entry is at this version (0 = absent).")
     ] = None,
-    prefix: Annotated[str | None, Field(description="list: only keys starting with this.")] = None,
+    prefix: Annotated[str, Field(description="list: only keys starting with this.")] = "",
     limit: Annotated[int, Field(ge=1, le=1000, description="list/search: most entries returned.")] = 100,
-    cursor: Annotated[str | None, Field(description="list: next_cursor from the previous page.")] = None,
+    cursor: Annotated[str, Field(description="list: next_cursor from the previous page.")] = "",
     confirm: Annotated[bool, Field(description="delete without key: must be true to delete the namespace.")] = False,
-    pattern: Annotated[str | None, Field(description="search: glob over keys, e.g. 'agent-*'.")] = None,
-    query: Annotated[str | None, Field(description="search: text the value must contain (case-insensitive).")] = None,
+    pattern: Annotated[str, Field(description="search: glob over keys, e.g. 'agent-*'.")] = "",
+    query: Annotated[str, Field(description="search: text the value must contain (case-insensitive).")] = "",
     mode: Annotated[Literal["text"], Field(description="search: matching mode.")] = "text",
 ) -> Annotated[CallToolResult, MemoryUsageResult]:
     """Shared persistent memory for agents: namespaced JSON entries with TTL, versions and tags.
@@ -166,15 +168,15 @@ async def memory_usage(
                     return structured(MemoryUsageResult(action=action, found=False))
                 return structured(MemoryUsageResult(action=action, found=True, entry=MemoryEntry.from_engine(entry)))
             case "list":
-                page = await memory.list(namespace or DEFAULT_NAMESPACE, prefix=prefix or "", limit=limit, cursor=cursor)
+                page = await memory.list(namespace or DEFAULT_NAMESPACE, prefix=prefix, limit=limit, cursor=cursor or None)
                 result = MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in page.entries])
                 if page.next_cursor is not None:
                     result.next_cursor = page.next_cursor
                 return structured(result)
             case "delete":
-                if key is not None:
+                if key:
                     deleted = await memory.delete(namespace or DEFAULT_NAMESPACE, key, if_version=if_version)
-                elif namespace is not None and confirm:
+                elif namespace and confirm:
                     deleted = await memory.delete_namespace(namespace)
                 else:
                     raise ToolError(
@@ -183,7 +185,7 @@ async def memory_usage(
                     )
                 return structured(MemoryUsageResult(action=action, deleted=deleted))
             case "search":
-                matches = await memory.search(namespace=namespace, key_glob=pattern, text=query, limit=limit)
+                matches = await memory.search(namespace=namespace or None, key_glob=pattern, text=query, limit=limit)
                 return structured(MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in matches]))
             case "stats":
                 return structured(MemoryUsageResult(action=action, stats=MemoryUsageStats.from_engine(await memory.stats())))
@@ -203,8 +205,8 @@ def _as_sent(value: JsonValue, arguments: dict[str, Any]) -> JsonValue:
     return sent if isinstance(sent, str) else value
 
 
-def _require_key(key: str | None, action: str) -> str:
-    if key is None:
+def _require_key(key: str, action: str) -> str:
+    if not key:
         raise ToolError(f"invalid_argument: {action} needs a key (1..256 printable characters)")
     return key
 

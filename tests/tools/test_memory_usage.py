@@ -138,7 +138,7 @@ async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
         ({"action": "retrieve"}, "retrieve needs a key"),
         ({"action": "store", "key": "k", "value": "v", "ttl": -5}, "greater than or equal to 0"),
         ({"action": "store", "key": "k", "value": "v", "ttl": "soon"}, "valid integer"),
-        ({"action": "store", "key": "", "value": "v"}, "invalid_argument: key must be 1..256"),
+        ({"action": "store", "key": "", "value": "v"}, "invalid_argument: store needs a key"),
         ({"action": "store", "key": "k" * 300, "value": "v"}, "key must be 1..256 characters long; got 300"),
         ({"action": "store", "namespace": "a\nb", "key": "k", "value": "v"}, "non-printable"),
         ({"action": "store", "key": "k", "value": "x" * 70000}, "too_large: value is 70002 bytes"),
@@ -206,3 +206,12 @@ async def test_text_content_is_the_structured_result_as_compact_json(connect: Co
         text = result.content[0].text
         assert json.loads(text) == result.structured_content
         assert "\n" not in text and ", " not in text
+
+
+async def test_text_arguments_that_look_like_json_stay_text(connect: Connect) -> None:
+    async with connect() as client:
+        await call(client, action="store", namespace="[1]", key="null", value="[1, 2] and more")
+        got = await call(client, action="retrieve", namespace="[1]", key="null")
+        assert got["entry"]["key"] == "null" and got["entry"]["value"] == "[1, 2] and more"
+        found = await call(client, action="search", query="[1, 2]")
+        assert [e["key"] for e in found["entries"]] == ["null"]
