@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import aiosqlite
+import anyio
 
 from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError
@@ -35,6 +36,7 @@ from server.memory.writer import GroupCommitWriter
 
 LIST_LIMIT_MAX = 1000
 BATCH_MAX = 10_000
+INLINE_PREPARE_MAX = 64  # larger batches are validated in a worker thread
 # Above every printable character, so `key < prefix + KEY_CEILING` bounds a prefix range scan.
 KEY_CEILING = "\U0010ffff"
 HOUR_MS = 3_600_000
@@ -43,12 +45,14 @@ _LIVE = "(expires_ms IS NULL OR expires_ms > :now)"
 _META_COLUMNS = "namespace, key, version, size, tags, created_ms, updated_ms, expires_ms"
 
 # One statement writes a whole batch: rows arrive as a JSON array of
-# [namespace, key, value_json, tags_json, size, expires_ms]. A replaced entry that had
-# already expired starts over at version 1, as if it had been swept first.
+# [namespace, key, value_json, tags_json, size, ttl_seconds]; expiry is computed from the
+# commit time. A replaced entry that had already expired starts over at version 1, as if
+# it had been swept first.
 _UPSERT = f"""
 INSERT INTO entries (namespace, key, value, tags, version, size, created_ms, updated_ms, expires_ms)
 SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),
-       json_extract(j.value, '$[3]'), 1, json_extract(j.value, '$[4]'), :now, :now, json_extract(j.value, '$[5]')
+       json_extract(j.value, '$[3]'), 1, json_extract(j.value, '$[4]'), :now, :now,
+       :now + 1000 * json_extract(j.value, '$[5]')
 FROM json_each(:rows) AS j WHERE true
 ON CONFLICT (namespace, key) DO UPDATE SET
     value = excluded.value, tags = excluded.tags, size = excluded.size,
@@ -158,13 +162,24 @@ class MemoryStore:
         or failed ``if_version``) none. Results come back in request order."""
         if not 1 <= len(requests) <= BATCH_MAX:
             raise InvalidArgument(f"a batch holds 1..{BATCH_MAX} entries; got {len(requests)}")
+        if len(requests) <= INLINE_PREPARE_MAX:
+            prepared, rows = self._prepare_batch(requests)
+        else:  # validating and encoding thousands of values would stall the event loop
+            prepared, rows = await anyio.to_thread.run_sync(self._prepare_batch, requests)
+        return await self._writer.submit(partial(self._write_puts, prepared, rows))
+
+    def _prepare_batch(self, requests: Sequence[PutRequest]) -> tuple[list[_PreparedPut], str]:
+        """Validate every request and encode the rows the upsert reads (see `_UPSERT`)."""
         prepared = [self._prepare(request, index, len(requests)) for index, request in enumerate(requests)]
-        seen: set[tuple[str, str]] = set()
-        for put in prepared:
-            if (put.namespace, put.key) in seen:
-                raise InvalidArgument(f"key {put.key!r} appears twice in namespace {put.namespace!r} in one batch")
-            seen.add((put.namespace, put.key))
-        return await self._writer.submit(partial(self._write_puts, prepared))
+        if len(prepared) > 1 and len({(p.namespace, p.key) for p in prepared}) < len(prepared):
+            seen: set[tuple[str, str]] = set()
+            for put in prepared:
+                if (put.namespace, put.key) in seen:
+                    raise InvalidArgument(f"key {put.key!r} appears twice in namespace {put.namespace!r} in one batch")
+                seen.add((put.namespace, put.key))
+        rows = json.dumps([[p.namespace, p.key, p.value_json, p.tags_json, p.size, p.ttl_seconds] for p in prepared],
+                          ensure_ascii=False)
+        return prepared, rows
 
     def _prepare(self, request: PutRequest, index: int, count: int) -> _PreparedPut:
         try:
@@ -180,19 +195,11 @@ class MemoryStore:
             raise type(error)(f"entry {index}: {error.message}; nothing was written") from None
         return _PreparedPut(namespace, key, value_json, encode_tags(tags), size, ttl, if_version)
 
-    async def _write_puts(self, puts: list[_PreparedPut], conn: aiosqlite.Connection) -> list[EntryMeta]:
+    async def _write_puts(self, puts: list[_PreparedPut], rows: str, conn: aiosqlite.Connection) -> list[EntryMeta]:
         now = self._clock.now_ms()
         guarded = [put for put in puts if put.if_version is not None]
         if guarded:
             await self._check_versions(conn, guarded, now)
-        rows = json.dumps(
-            [
-                [p.namespace, p.key, p.value_json, p.tags_json, p.size,
-                 None if p.ttl_seconds is None else now + p.ttl_seconds * 1000]
-                for p in puts
-            ],
-            ensure_ascii=False,
-        )
         written = {(row[0], row[1]): _meta(row) for row in await conn.execute_fetchall(_UPSERT, {"rows": rows, "now": now})}
         return [written[(p.namespace, p.key)] for p in puts]
 
