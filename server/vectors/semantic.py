@@ -121,6 +121,9 @@ class SemanticIndex:
         started = time.perf_counter()
         await self._index.rebuild(id_array, vectors)
         await self._index.save()
+        if len(id_array) == 0:
+            logger.info("vector index started empty (%s)", reason)
+            return
         logger.warning("vector index rebuilt from SQLite: %d vectors in %.2fs, because %s",
                        len(id_array), time.perf_counter() - started, reason)
 
