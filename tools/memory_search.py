@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import Field, JsonValue
 
 from server.memory import Entry
 from server.services import Services
@@ -47,7 +47,7 @@ class SearchHit(CompactModel):
         return hit
 
 
-class MemorySearchResult(BaseModel):
+class MemorySearchResult(CompactModel):
     mode: Mode
     embedder: str | None = Field(None, description="semantic: the embedder that made the vectors.")
     results: list[SearchHit] = Field(description="Best first.")
