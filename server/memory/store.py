@@ -501,7 +501,7 @@ class MemoryStore:
         while True:
             total = vectors.count()
             hits = await vectors.search(vector, min(fetch, max(total, 1)))
-            found = await self._live_hits(hits, namespace, wanted_tags, min_score)
+            found = await self._live_hits(hits, namespace, wanted_tags, min_score, k)
             exhausted = len(hits) < fetch or fetch >= total
             below_floor = min_score is not None and bool(hits) and hits[-1].score < min_score
             if len(found) >= k or exhausted or below_floor:
@@ -510,11 +510,11 @@ class MemoryStore:
                 # A narrow filter: search only among the entries that pass it.
                 allowed = await vector_rows.candidate_ids(self._reader, namespace, wanted_tags, self._clock.now_ms())
                 hits = await vectors.search(vector, k, allowed)
-                return (await self._live_hits(hits, namespace, wanted_tags, min_score))[:k]
+                return await self._live_hits(hits, namespace, wanted_tags, min_score, k)
             fetch *= 4
 
     async def _live_hits(
-        self, hits: list[Any], namespace: str | None, tags: Sequence[str], min_score: float | None
+        self, hits: list[Any], namespace: str | None, tags: Sequence[str], min_score: float | None, limit: int
     ) -> list[ScoredEntry]:
         if not hits:
             return []
@@ -528,12 +528,14 @@ class MemoryStore:
                 "tag_count": len(tags),
             },
         )
-        entries = {row[9]: self._entry(row) for row in rows}
-        return [
-            ScoredEntry(hit.score, entries[hit.id])
-            for hit in hits
-            if hit.id in entries and (min_score is None or hit.score >= min_score)
-        ]
+        rows_by_id = {row[9]: row for row in rows}
+        found: list[ScoredEntry] = []
+        for hit in hits:  # best first; values are decoded only for what is returned
+            if len(found) == limit:
+                break
+            if hit.id in rows_by_id and (min_score is None or hit.score >= min_score):
+                found.append(ScoredEntry(hit.score, self._entry(rows_by_id[hit.id])))
+        return found
 
     async def stats(self) -> MemoryStats:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""
