@@ -34,13 +34,16 @@ from server.vectors.quantization import blob_bytes  # noqa: E402
 DIMENSIONS = 384
 K = 10
 SEED = 20261121
+# Points scatter around one of N / 200 topic centres; with a spread this wide a topic's
+# neighbourhoods overlap, as real text embeddings do, so recall is not trivially perfect.
+SPREAD = 2.0
 WORDS = ("agent cache login deploy billing queue worker retry timeout index vector memory shard "
          "token schema backup replica latency throughput migration rollback alert metric trace").split()
 
 
 def clustered(count: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
     vectors = centres[rng.integers(0, len(centres), count)]
-    vectors = vectors + 1.0 * rng.standard_normal((count, DIMENSIONS)).astype(np.float32)
+    vectors = vectors + SPREAD * rng.standard_normal((count, DIMENSIONS)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
