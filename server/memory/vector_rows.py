@@ -11,6 +11,7 @@ import aiosqlite
 
 from server.errors import Unavailable
 from server.vectors import SemanticIndex, text_to_embed
+from server.vectors.semantic import ALL_NAMESPACES
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,28 @@ async def open_vectors(conn: aiosqlite.Connection, vectors: SemanticIndex, *, re
         (identity.embedder, identity.dimensions),
     )
     await conn.commit()
+    await _index_unindexed(conn, vectors)
     all_rows = await conn.execute_fetchall("SELECT entry_id, vector FROM vectors ORDER BY entry_id")
     await vectors.start([row[0] for row in all_rows], [row[1] for row in all_rows])
+
+
+async def _index_unindexed(conn: aiosqlite.Connection, vectors: SemanticIndex) -> None:
+    """Give a vector to every entry of an indexed namespace that has none: entries written before
+    the namespace was marked indexed, or before this version of Switchboard."""
+    namespaces = sorted(vectors.indexed_namespaces)
+    every = ALL_NAMESPACES in namespaces
+    rows = await conn.execute_fetchall(
+        "SELECT e.id, e.value FROM entries AS e LEFT JOIN vectors AS v ON v.entry_id = e.id "
+        "WHERE v.entry_id IS NULL AND (:every OR e.namespace IN (SELECT value FROM json_each(:namespaces)))",
+        {"every": every, "namespaces": json.dumps(namespaces, ensure_ascii=False)},
+    )
+    if not rows:
+        return
+    embedded = await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows])
+    await conn.execute("BEGIN IMMEDIATE")
+    await write(conn, [row[0] for row in rows], vectors.encode(embedded))
+    await conn.commit()
+    logger.info("indexed %d existing entries of indexed namespaces", len(rows))
 
 
 async def _reembed(conn: aiosqlite.Connection, vectors: SemanticIndex, previous: str) -> None:

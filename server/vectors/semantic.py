@@ -82,6 +82,10 @@ class SemanticIndex:
     def index(self) -> VectorIndex:
         return self._index
 
+    @property
+    def indexed_namespaces(self) -> frozenset[str]:
+        return self._indexed_namespaces
+
     def count(self) -> int:
         return self._index.count()
 

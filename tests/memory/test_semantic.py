@@ -156,9 +156,9 @@ def corrupt_index_file(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
 
 
-def delete_a_vector_behind_the_index(tmp_path: Path) -> None:
-    with sqlite3.connect(tmp_path / "memory.sqlite3") as conn:
-        conn.execute("DELETE FROM vectors WHERE entry_id = (SELECT id FROM entries WHERE key = 'sailing')")
+def delete_an_entry_behind_the_index(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "memory.sqlite3") as conn:  # its vector goes with it (trigger)
+        conn.execute("DELETE FROM entries WHERE key = 'sailing'")
 
 
 def change_a_vector_behind_the_index(tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def change_a_vector_behind_the_index(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [(delete_index_file, "no index file"), (corrupt_index_file, "does not match the digest"),
-     (delete_a_vector_behind_the_index, "holds 3 vectors and SQLite 2"),
+     (delete_an_entry_behind_the_index, "holds 3 vectors and SQLite 2"),
      (change_a_vector_behind_the_index, "differs from its SQLite copy")],
 )
 async def test_a_missing_damaged_or_disagreeing_index_is_rebuilt_from_sqlite(open_store, tmp_path, caplog, damage,
@@ -216,9 +216,18 @@ async def test_qdrant_backend_keeps_step_with_sqlite(open_store, tmp_path: Path,
         await store.delete("notes", "sailing")
         assert store.vectors.count() == 2
     with sqlite3.connect(tmp_path / "memory.sqlite3") as conn:
-        conn.execute("DELETE FROM vectors WHERE entry_id = (SELECT id FROM entries WHERE key = 'deploy')")
+        conn.execute("DELETE FROM entries WHERE key = 'deploy'")
     with caplog.at_level(logging.INFO, logger="server.vectors"):
         async with open_store(backend="qdrant") as store:
             assert store.vectors.count() == 1
             assert await keys(store, "deployed billing") == ["login"]
     assert "holds 2 vectors and SQLite 1" in caplog.text
+
+
+async def test_entries_written_before_their_namespace_was_indexed_are_indexed_at_start(open_store) -> None:
+    async with open_store(namespaces=()) as store:
+        await store.put("later", "k", "observability dashboards for the queue")
+        await store.put("elsewhere", "j", "observability dashboards elsewhere")
+        assert await keys(store, "observability dashboards") == []
+    async with open_store(namespaces=("later",)) as store:
+        assert await keys(store, "observability dashboards") == ["k"] and store.vectors.count() == 1
