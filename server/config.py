@@ -60,9 +60,10 @@ class Settings(BaseSettings):
     vector_backend: Literal["hnsw", "qdrant"] = Field(
         "hnsw", description="`hnsw`: embedded index in the data directory; `qdrant`: a Qdrant collection."
     )
-    vector_embedder: Literal["hashing", "sentence-transformers"] = Field(
-        "hashing",
-        description="`hashing` needs no model; `sentence-transformers` needs the [semantic] extra and vector_model.",
+    vector_embedder: Literal["auto", "hashing", "sentence-transformers"] = Field(
+        "auto",
+        description="`hashing` needs no model; `sentence-transformers` needs the [semantic] extra and vector_model; "
+        "`auto` picks sentence-transformers when vector_model is set, else hashing.",
     )
     vector_model: str | None = Field(
         None, description="sentence-transformers model: a local directory or a model already in the local cache."

@@ -82,7 +82,10 @@ async def _open_memory(settings: Settings, clock: Clock, vectors: SemanticIndex)
 def build_semantic_index(settings: Settings) -> SemanticIndex:
     """The embedder and vector backend the settings choose, not yet loaded."""
     embedder: Embedder
-    if settings.vector_embedder == "sentence-transformers":
+    wants_model = settings.vector_embedder == "sentence-transformers" or (
+        settings.vector_embedder == "auto" and settings.vector_model is not None
+    )
+    if wants_model:
         if not settings.vector_model:
             raise Unavailable("SWITCHBOARD_VECTOR_EMBEDDER=sentence-transformers needs SWITCHBOARD_VECTOR_MODEL")
         embedder = SentenceTransformerEmbedder(settings.vector_model)

@@ -68,3 +68,18 @@ def test_sentence_transformers_absent_is_a_clear_error() -> None:
     else:
         with pytest.raises(Unavailable, match="from local files"):
             SentenceTransformerEmbedder("/nonexistent/model-directory")
+
+
+def test_settings_pick_the_embedder(tmp_path: Path) -> None:
+    from server.config import Settings
+    from server.services import build_semantic_index
+
+    assert build_semantic_index(Settings(data_dir=tmp_path)).embedder_name == "hashing-v1/384"
+    assert build_semantic_index(Settings(data_dir=tmp_path, vector_dimensions=256)).embedder_name == "hashing-v1/256"
+    with pytest.raises(Unavailable, match="needs SWITCHBOARD_VECTOR_MODEL"):
+        build_semantic_index(Settings(data_dir=tmp_path, vector_embedder="sentence-transformers"))
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        with pytest.raises(Unavailable, match="optional package"):
+            build_semantic_index(Settings(data_dir=tmp_path, vector_model="all-MiniLM-L6-v2"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 
@@ -134,3 +135,24 @@ async def test_verify_reports_disagreement_with_the_truth(tmp_path: Path) -> Non
     changed = vectors.copy()
     changed[3] = vectors[4]
     assert "differs" in await index.verify(np.arange(50), changed)
+
+
+async def test_searches_answer_while_a_large_upsert_runs_in_a_worker_thread(tmp_path: Path) -> None:
+    vectors = clustered_unit_vectors(6000, 384)
+    index = await filled(tmp_path / "v.hnsw", vectors[:1000])
+    upserted = anyio.Event()
+
+    async def upsert_the_rest() -> None:
+        await index.upsert(list(range(1000, 6000)), vectors[1000:])
+        upserted.set()
+
+    answered_meanwhile = 0
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(upsert_the_rest)
+        await anyio.sleep(0)  # let the upsert start and hand its work to the thread
+        while not upserted.is_set():
+            hits = await index.search(vectors[3], 1)
+            assert hits[0].id == 3
+            answered_meanwhile += 0 if upserted.is_set() else 1
+            await anyio.sleep(0)
+    assert answered_meanwhile >= 1 and index.count() == 6000
