@@ -1,8 +1,10 @@
 """`HnswIndex`: the embedded vector index, hnswlib (cosine) in memory, persisted to one file.
 
-Writes are serialised by a lock; a search runs on the event-loop thread (one query takes a
-fraction of a millisecond) and may overlap an insert running in a worker thread, which
-hnswlib supports. Only a resize cannot overlap a search, so searches wait for one.
+Writes are serialised by one lock. The graph itself is guarded by a second, fair lock:
+a search (a fraction of a millisecond, on the event-loop thread) never runs while the
+graph changes, because a search that overlaps an insert can miss neighbours. A large
+upsert therefore inserts in chunks in a worker thread using every core, and searches
+that arrive meanwhile are answered between two chunks.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ METADATA_FORMAT = 1
 # Upserts of more vectors than this go to a worker thread using every core; smaller ones are
 # cheaper inline than the thread hop.
 INLINE_UPSERT_MAX = 8
+# Vectors inserted per turn of a large upsert: bounds how long a search waits (a fraction of a second).
+UPSERT_CHUNK = 1024
 # With a candidate set this small, exact search over the candidates beats a filtered graph walk.
 EXACT_SEARCH_MAX = 2048
 _VERIFY_CHUNK = 8192
@@ -67,8 +71,7 @@ class HnswIndex:
         # Labels marked deleted whose slot may not have been reused yet (hnswlib reuses an arbitrary one).
         self._deleted: set[int] = set()
         self._write_lock = anyio.Lock()
-        self._searchable = anyio.Event()
-        self._searchable.set()
+        self._graph_lock = anyio.Lock()
 
     @property
     def identity(self) -> IndexIdentity:
@@ -185,26 +188,29 @@ class HnswIndex:
         matrix = check_matrix(ids, vectors, self._identity.dimensions)
         labels = np.asarray(ids, dtype=np.uint64)
         async with self._write_lock:
-            # A label deleted earlier comes back in its old slot when hnswlib still has it.
-            for label in ids:
-                if label in self._deleted:
-                    self._deleted.discard(label)
-                    try:
-                        self._index.unmark_deleted(label)
-                        self._live.add(label)
-                    except RuntimeError:  # its slot was reused meanwhile: it is simply new
-                        pass
+            await self._revive([label for label in ids if label in self._deleted])
             known = np.fromiter((label in self._live for label in ids), dtype=bool, count=len(ids))
             await self._ensure_capacity(int((~known).sum()))
-            run = self._run_inline if len(ids) <= INLINE_UPSERT_MAX else self._run_in_thread
-            if known.any():  # in place: replace_deleted would give a live label a second slot
-                await run(self._index.add_items, matrix[known], labels[known], replace_deleted=False)
-            if (~known).any():
-                await run(self._index.add_items, matrix[~known], labels[~known], replace_deleted=True)
+            # In place for known labels: replace_deleted would give a live label a second slot.
+            await self._insert(matrix[known], labels[known], replace_deleted=False)
+            await self._insert(matrix[~known], labels[~known], replace_deleted=True)
             self._live.update(ids)
 
+    async def _revive(self, labels: list[int]) -> None:
+        """A label deleted earlier comes back in its old slot when hnswlib still has it."""
+        if not labels:
+            return
+        async with self._graph_lock:
+            for label in labels:
+                self._deleted.discard(label)
+                try:
+                    self._index.unmark_deleted(label)
+                    self._live.add(label)
+                except RuntimeError:  # its slot was reused meanwhile: it is simply new
+                    pass
+
     async def delete(self, ids: Collection[int]) -> int:
-        async with self._write_lock:
+        async with self._write_lock, self._graph_lock:
             removed = 0
             for label in ids:
                 if label in self._live:
@@ -222,34 +228,36 @@ class HnswIndex:
         capacity = max(self._index.max_elements * 2, self._initial_capacity)
         while capacity < needed:
             capacity *= 2
-        self._searchable = anyio.Event()
-        try:
+        async with self._graph_lock:
             await anyio.to_thread.run_sync(self._index.resize_index, capacity)
-        finally:
-            self._searchable.set()
         logger.info("vector index grown to %d slots", capacity)
 
-    async def _run_inline(self, add: Any, matrix: np.ndarray, labels: np.ndarray, *, replace_deleted: bool) -> None:
-        add(matrix, labels, num_threads=1, replace_deleted=replace_deleted)
-
-    async def _run_in_thread(self, add: Any, matrix: np.ndarray, labels: np.ndarray, *, replace_deleted: bool) -> None:
-        def insert() -> None:
-            add(matrix, labels, num_threads=self._threads, replace_deleted=replace_deleted)
-
-        await anyio.to_thread.run_sync(insert)
+    async def _insert(self, matrix: np.ndarray, labels: np.ndarray, *, replace_deleted: bool) -> None:
+        if len(labels) <= INLINE_UPSERT_MAX:
+            if len(labels):
+                async with self._graph_lock:
+                    self._index.add_items(matrix, labels, num_threads=1, replace_deleted=replace_deleted)
+            return
+        for start in range(0, len(labels), UPSERT_CHUNK):
+            chunk = slice(start, start + UPSERT_CHUNK)
+            async with self._graph_lock:  # fair: searches queued meanwhile go before the next chunk
+                await anyio.to_thread.run_sync(
+                    lambda: self._index.add_items(
+                        matrix[chunk], labels[chunk], num_threads=self._threads, replace_deleted=replace_deleted
+                    )
+                )
 
     # -- reads ----------------------------------------------------------------------------
 
     async def search(self, vector: np.ndarray, k: int, allowed: Collection[int] | None = None) -> list[Hit]:
         query = check_query(vector, k, self._identity.dimensions)
-        if not self._searchable.is_set():
-            await self._searchable.wait()
-        if allowed is None:
-            return self._search_graph(query, min(k, len(self._live)), None, self._live)
-        candidates = [label for label in allowed if label in self._live]
-        if len(candidates) <= EXACT_SEARCH_MAX:
-            return self._search_exact(query, k, candidates)
-        return self._search_graph(query, min(k, len(candidates)), set(candidates), candidates)
+        async with self._graph_lock:
+            if allowed is None:
+                return self._search_graph(query, min(k, len(self._live)), None, self._live)
+            candidates = [label for label in allowed if label in self._live]
+            if len(candidates) <= EXACT_SEARCH_MAX:
+                return self._search_exact(query, k, candidates)
+            return self._search_graph(query, min(k, len(candidates)), set(candidates), candidates)
 
     async def search_batch(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """Many queries at once on every core (for bulk work and benchmarks)."""
@@ -257,7 +265,7 @@ class HnswIndex:
         take = min(k, len(self._live))
         if take == 0:
             return [[] for _ in range(len(matrix))]
-        async with self._write_lock:
+        async with self._write_lock, self._graph_lock:
             self._index.set_ef(max(self._ef_search, take))
             labels, distances = await anyio.to_thread.run_sync(
                 lambda: self._index.knn_query(matrix, k=take, num_threads=self._threads)
