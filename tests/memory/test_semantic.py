@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,9 +15,6 @@ from server.clock import ManualClock
 from server.errors import InvalidArgument, Unavailable
 from server.memory import MemoryStore, PutRequest
 from server.vectors import HashingEmbedder, HnswIndex, IndexIdentity, QdrantIndex, SemanticIndex
-
-OpenStore = Callable[..., "asynccontextmanager[MemoryStore]"]
-
 
 @pytest.fixture
 def open_store(tmp_path: Path, clock: ManualClock):
