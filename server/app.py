@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Switchboard coordinates agents. memory_usage is a shared, persistent memory: store results "
-    "under a namespace and key (optionally with a ttl) so other agents can retrieve, list or search them."
+    "under a namespace and key (optionally with a ttl) so other agents can retrieve, list or search them. "
+    "memory_search finds entries by meaning across all namespaces."
 )
 
 

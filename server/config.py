@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -56,6 +57,43 @@ class Settings(BaseSettings):
         512, ge=1, description="Most queued writes committed together in one transaction."
     )
 
+    vector_backend: Literal["hnsw", "qdrant"] = Field(
+        "hnsw", description="`hnsw`: embedded index in the data directory; `qdrant`: a Qdrant collection."
+    )
+    vector_embedder: Literal["auto", "hashing", "sentence-transformers"] = Field(
+        "auto",
+        description="`hashing` needs no model; `sentence-transformers` needs the [semantic] extra and vector_model; "
+        "`auto` picks sentence-transformers when vector_model is set, else hashing.",
+    )
+    vector_model: str | None = Field(
+        None, description="sentence-transformers model: a local directory or a model already in the local cache."
+    )
+    vector_dimensions: int = Field(384, ge=16, le=4096, description="Dimensions of the hashing embedder.")
+    vector_indexed_namespaces: Annotated[list[str], NoDecode] = Field(
+        ["*"],
+        description="Namespaces whose every write is indexed for semantic search, comma-separated; `*` = all, "
+        "empty = none (a store can still pass index: true).",
+    )
+    vector_reembed: bool = Field(
+        False, description="At start, re-embed stored vectors made by another embedder instead of refusing to start."
+    )
+    vector_hnsw_m: int = Field(16, ge=2, le=128, description="HNSW links per node (M).")
+    vector_hnsw_ef_construction: int = Field(200, ge=8, description="HNSW build-time candidate list size.")
+    vector_hnsw_ef_search: int = Field(64, ge=1, description="HNSW search-time candidate list size (at least k).")
+    vector_save_every: int = Field(
+        1000, ge=1, description="Save the HNSW index file after this many vector writes (and always at shutdown)."
+    )
+    vector_qdrant_url: str | None = Field(None, description="Qdrant server URL, e.g. http://qdrant:6333.")
+    vector_qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key, if the server wants one.")
+    vector_qdrant_collection: str = Field("switchboard-memory", min_length=1, description="Qdrant collection name.")
+
+    @field_validator("vector_indexed_namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
@@ -78,3 +116,16 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "memory.sqlite3"
+
+    @property
+    def vector_index_path(self) -> Path:
+        return self.data_dir / "vectors.hnsw"
+
+    @property
+    def qdrant_local_path(self) -> Path:
+        """Embedded Qdrant storage, used when the qdrant backend has no URL."""
+        return self.data_dir / "qdrant"
+
+    @property
+    def qdrant_state_path(self) -> Path:
+        return self.data_dir / "qdrant-state.json"

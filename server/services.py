@@ -12,7 +12,18 @@ import anyio
 
 from server.clock import Clock, SystemClock
 from server.config import Settings
+from server.errors import Unavailable
 from server.memory import ExpirySweeper, MemoryStore
+from server.vectors import (
+    Embedder,
+    HashingEmbedder,
+    HnswIndex,
+    IndexIdentity,
+    QdrantIndex,
+    SemanticIndex,
+    SentenceTransformerEmbedder,
+    VectorIndex,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +41,20 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
     """Open every store, start the background sweeper; on exit stop it and close the stores,
     even when the surrounding task is being cancelled (SIGINT, SIGTERM, stdin EOF)."""
     clock = clock or SystemClock()
-    memory = await MemoryStore.open(
-        settings.database_path,
-        clock=clock,
-        max_value_bytes=settings.memory_max_value_bytes,
-        max_ttl_seconds=settings.memory_max_ttl_seconds,
-        synchronous=settings.memory_sqlite_synchronous,
-        group_commit_max=settings.memory_group_commit_max,
-    )
+    vectors = build_semantic_index(settings)
+    try:
+        memory = await _open_memory(settings, clock, vectors)
+    except BaseException:
+        await vectors.index.close()
+        raise
     sweeper = ExpirySweeper(
         memory,
         interval_seconds=settings.memory_sweep_interval_seconds,
         batch_size=settings.memory_sweep_batch_size,
     )
     sweeping = asyncio.create_task(sweeper.run(), name="memory-sweeper")
-    logger.info("memory store open at %s", settings.database_path)
+    logger.info("memory store open at %s; %d vectors (%s, %s)", settings.database_path, vectors.count(),
+                settings.vector_backend, vectors.embedder_name)
     try:
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper)
     finally:
@@ -54,3 +64,53 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
                 await sweeping
             await memory.close()
             logger.info("memory store closed")
+
+
+async def _open_memory(settings: Settings, clock: Clock, vectors: SemanticIndex) -> MemoryStore:
+    return await MemoryStore.open(
+        settings.database_path,
+        clock=clock,
+        max_value_bytes=settings.memory_max_value_bytes,
+        max_ttl_seconds=settings.memory_max_ttl_seconds,
+        synchronous=settings.memory_sqlite_synchronous,
+        group_commit_max=settings.memory_group_commit_max,
+        vectors=vectors,
+        reembed_vectors=settings.vector_reembed,
+    )
+
+
+def build_semantic_index(settings: Settings) -> SemanticIndex:
+    """The embedder and vector backend the settings choose, not yet loaded."""
+    embedder: Embedder
+    wants_model = settings.vector_embedder == "sentence-transformers" or (
+        settings.vector_embedder == "auto" and settings.vector_model is not None
+    )
+    if wants_model:
+        if not settings.vector_model:
+            raise Unavailable("SWITCHBOARD_VECTOR_EMBEDDER=sentence-transformers needs SWITCHBOARD_VECTOR_MODEL")
+        embedder = SentenceTransformerEmbedder(settings.vector_model)
+    else:
+        embedder = HashingEmbedder(settings.vector_dimensions)
+    identity = IndexIdentity(embedder.name, embedder.dimensions)
+    index: VectorIndex
+    if settings.vector_backend == "qdrant":
+        api_key = settings.vector_qdrant_api_key.get_secret_value() if settings.vector_qdrant_api_key else None
+        index = QdrantIndex.connect(
+            identity,
+            settings.qdrant_state_path,
+            collection=settings.vector_qdrant_collection,
+            url=settings.vector_qdrant_url,
+            api_key=api_key,
+            local_path=settings.qdrant_local_path,
+        )
+    else:
+        index = HnswIndex(
+            settings.vector_index_path,
+            identity,
+            m=settings.vector_hnsw_m,
+            ef_construction=settings.vector_hnsw_ef_construction,
+            ef_search=settings.vector_hnsw_ef_search,
+        )
+    return SemanticIndex(
+        embedder, index, indexed_namespaces=settings.vector_indexed_namespaces, save_every=settings.vector_save_every
+    )

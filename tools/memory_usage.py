@@ -12,27 +12,18 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, Field, JsonValue, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field, JsonValue
 
-from server.memory import Entry, EntryMeta, MemoryStats
+from server.memory import Entry, EntryMeta, MemoryStats, PutRequest, ScoredEntry
 from server.services import Services
+from tools.compact import CompactModel
 from tools.errors import tool_errors
 from tools.results import structured
 from tools.timestamps import iso_utc, iso_utc_or_none
 
 DEFAULT_NAMESPACE = "default"
 
-Action = Literal["store", "retrieve", "list", "delete", "search", "stats"]
-
-
-class CompactModel(BaseModel):
-    """Leaves out optional fields that were never set, so each action's answer carries only what it
-    means: a value stored as null comes back as null, a value that was not loaded is absent."""
-
-    @model_serializer(mode="wrap")
-    def _drop_unset(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
-        data = handler(self)
-        return {name: item for name, item in data.items() if item is not None or name in self.model_fields_set}
+Action = Literal["store", "store_batch", "retrieve", "list", "delete", "search", "stats"]
 
 
 class MemoryEntry(CompactModel):
@@ -45,6 +36,13 @@ class MemoryEntry(CompactModel):
     created_at: str
     updated_at: str
     expires_at: str | None = Field(description="ISO-8601 UTC; null means it never expires.")
+    score: float | None = Field(None, description="Semantic search: cosine similarity to the query, -1..1.")
+
+    @classmethod
+    def from_scored(cls, scored: ScoredEntry) -> MemoryEntry:
+        entry = cls.from_engine(scored.entry)
+        entry.score = round(scored.score, 4)
+        return entry
 
     @classmethod
     def from_engine(cls, entry: EntryMeta) -> MemoryEntry:
@@ -100,12 +98,25 @@ class MemoryUsageStats(BaseModel):
         )
 
 
+class BatchEntry(BaseModel):
+    """One entry of store_batch."""
+
+    key: str
+    value: JsonValue
+    namespace: str | None = None
+    ttl: int | None = Field(None, ge=0)
+    tags: list[str] | None = None
+    index: bool | None = None
+
+
 class MemoryUsageResult(CompactModel):
     action: Action
     success: bool = True
     found: bool | None = Field(None, description="retrieve: whether a live entry exists.")
     entry: MemoryEntry | None = Field(None, description="store: what was written; retrieve: the entry.")
-    entries: list[MemoryEntry] | None = Field(None, description="list (no values) and search (with values).")
+    entries: list[MemoryEntry] | None = Field(
+        None, description="list and store_batch (no values), search (with values; semantic: with score)."
+    )
     next_cursor: str | None = Field(None, description="list: pass back as cursor for the next page; absent at the end.")
     deleted: int | None = Field(None, description="delete: how many entries were deleted.")
     stats: MemoryUsageStats | None = None
@@ -122,26 +133,38 @@ async def memory_usage(
         str, Field(description="Namespace (default 'default'); search without it covers all namespaces.")
     ] = "",
     ttl: Annotated[int | None, Field(ge=0, description="store: seconds to live; 0 or absent = never expires.")] = None,
-    tags: Annotated[list[str] | None, Field(description="store: up to 32 labels.")] = None,
+    tags: Annotated[list[str] | None, Field(description="store: up to 32 labels; search: only entries with all.")] = None,
+    index: Annotated[
+        bool | None, Field(description="store/store_batch: also index for semantic search (default: by namespace).")
+    ] = None,
+    entries: Annotated[
+        list[BatchEntry] | None, Field(description="store_batch: up to 10,000 {key, value, namespace?, ttl?, tags?, index?}.")
+    ] = None,
     if_version: Annotated[
         int | None, Field(ge=0, description="store/delete: act only if the entry is at this version (0 = absent).")
     ] = None,
     prefix: Annotated[str, Field(description="list: only keys starting with this.")] = "",
-    limit: Annotated[int, Field(ge=1, le=1000, description="list/search: most entries returned.")] = 100,
+    limit: Annotated[int, Field(ge=1, le=1000, description="list/search: most entries returned (semantic: k).")] = 100,
     cursor: Annotated[str, Field(description="list: next_cursor from the previous page.")] = "",
     confirm: Annotated[bool, Field(description="delete without key: must be true to delete the namespace.")] = False,
     pattern: Annotated[str, Field(description="search: glob over keys, e.g. 'agent-*'.")] = "",
-    query: Annotated[str, Field(description="search: text the value must contain (case-insensitive).")] = "",
-    mode: Annotated[Literal["text"], Field(description="search: matching mode.")] = "text",
+    query: Annotated[
+        str, Field(description="search: text the value must contain (text mode) or mean (semantic mode).")
+    ] = "",
+    mode: Annotated[
+        Literal["text", "semantic"], Field(description="search: substring match, or closest in meaning.")
+    ] = "text",
 ) -> Annotated[CallToolResult, MemoryUsageResult]:
     """Shared persistent memory for agents: namespaced JSON entries with TTL, versions and tags.
 
     Actions:
-    - store {key, value, namespace?, ttl?, tags?, if_version?}: create or replace; returns the version.
+    - store {key, value, namespace?, ttl?, tags?, if_version?, index?}: create or replace; returns the version.
+    - store_batch {entries, namespace? (default for entries)}: up to 10,000 in one transaction, all or none.
     - retrieve {key, namespace?}: value and metadata; found=false when absent or expired.
     - list {namespace?, prefix?, limit?, cursor?}: keys and metadata, paged by next_cursor.
     - delete {key, namespace?, if_version?} or {namespace, confirm: true} for a whole namespace.
-    - search {pattern? (key glob), query? (value text), namespace? (all if absent), limit?}.
+    - search {pattern? (key glob), query? (value text), namespace? (all if absent), tags?, limit?};
+      mode "semantic" ranks indexed entries by meaning of query (see also memory_search).
     - stats: entries, bytes and expiry per namespace, totals, database size.
     Errors start with a code: invalid_argument, conflict, not_found, too_large.
     """
@@ -160,8 +183,27 @@ async def memory_usage(
                     ttl_seconds=ttl,
                     tags=tags or (),
                     if_version=if_version,
+                    index=bool(index),
                 )
                 return structured(MemoryUsageResult(action=action, entry=MemoryEntry.from_engine(meta)))
+            case "store_batch":
+                if not entries:
+                    raise ToolError("invalid_argument: store_batch needs entries: a list of {key, value, ...}")
+                requests = [
+                    PutRequest(
+                        item.namespace or namespace or DEFAULT_NAMESPACE,
+                        item.key,
+                        item.value,
+                        item.ttl,
+                        tuple(item.tags or ()),
+                        index=bool(item.index if item.index is not None else index),
+                    )
+                    for item in entries
+                ]
+                metas = await memory.put_many(requests)
+                return structured(
+                    MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(m) for m in metas])
+                )
             case "retrieve":
                 entry = await memory.get(namespace or DEFAULT_NAMESPACE, _require_key(key, action))
                 if entry is None:
@@ -184,8 +226,15 @@ async def memory_usage(
                         "to delete the whole namespace"
                     )
                 return structured(MemoryUsageResult(action=action, deleted=deleted))
+            case "search" if mode == "semantic":
+                scored = await memory.search_semantic(query, namespace=namespace or None, tags=tags or (), k=limit)
+                return structured(
+                    MemoryUsageResult(action=action, entries=[MemoryEntry.from_scored(s) for s in scored])
+                )
             case "search":
-                matches = await memory.search(namespace=namespace or None, key_glob=pattern, text=query, limit=limit)
+                matches = await memory.search(
+                    namespace=namespace or None, key_glob=pattern, text=query, limit=limit, tags=tags or ()
+                )
                 return structured(MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in matches]))
             case "stats":
                 return structured(MemoryUsageResult(action=action, stats=MemoryUsageStats.from_engine(await memory.stats())))

@@ -30,7 +30,8 @@ class Entry(EntryMeta):
 @dataclass(frozen=True, slots=True)
 class PutRequest:
     """One write for `MemoryStore.put_many`. ``ttl_seconds`` of None or 0 means no expiry;
-    ``if_version`` of 0 means "only if absent"."""
+    ``if_version`` of 0 means "only if absent"; ``index`` asks for a vector even outside the
+    namespaces configured as indexed."""
 
     namespace: str
     key: str
@@ -38,6 +39,15 @@ class PutRequest:
     ttl_seconds: int | None = None
     tags: tuple[str, ...] = ()
     if_version: int | None = None
+    index: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredEntry:
+    """A semantic search result: the entry and its cosine similarity to the query (-1..1, higher is closer)."""
+
+    score: float
+    entry: Entry
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,23 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE counters SET value = value + 1 WHERE name = 'expired_total';
     END;
     """,
+    # 2: vectors of indexed entries (int8-quantised, see server/vectors/quantization.py), which
+    # embedder made them, and a trigger so no vector outlives its entry (delete, namespace delete, sweep).
+    """
+    CREATE TABLE vectors (
+        entry_id    INTEGER PRIMARY KEY,       -- entries.id
+        vector      BLOB    NOT NULL           -- float32 scale, then one int8 per dimension
+    );
+    CREATE TABLE vector_space (
+        only        INTEGER PRIMARY KEY CHECK (only = 1),
+        embedder    TEXT    NOT NULL,          -- e.g. hashing-v1/384
+        dimensions  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TRIGGER drop_vector_with_entry AFTER DELETE ON entries
+    BEGIN
+        DELETE FROM vectors WHERE entry_id = OLD.id;
+    END;
+    """,
 )
 
 

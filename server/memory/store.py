@@ -3,6 +3,9 @@
 Writes go through one connection and commit in groups (see ``writer.py``); reads use a
 second connection, so a read never waits behind a slow write. An expired entry is
 invisible to every read from the instant it expires; the sweeper removes it later.
+
+With a `SemanticIndex`, indexed entries also get a vector: stored in the same transaction
+as the entry, applied to the vector index once committed, and removed with the entry.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from typing import Any, Literal, NamedTuple
 
 import aiosqlite
 import anyio
+import numpy as np
 
 from server.clock import Clock
-from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError
-from server.memory.models import Entry, EntryMeta, MemoryStats, NamespaceStats, Page, PutRequest
+from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, Unavailable
+from server.memory import vector_rows
+from server.memory.models import Entry, EntryMeta, MemoryStats, NamespaceStats, Page, PutRequest, ScoredEntry
 from server.memory.schema import migrate
 from server.memory.validation import (
     check_name,
@@ -33,6 +38,7 @@ from server.memory.validation import (
     encode_value,
 )
 from server.memory.writer import GroupCommitWriter
+from server.vectors import SemanticIndex, VectorChange, text_to_embed
 
 LIST_LIMIT_MAX = 1000
 BATCH_MAX = 10_000
@@ -40,6 +46,10 @@ INLINE_PREPARE_MAX = 64  # larger batches are validated in a worker thread
 # Above every printable character, so `key < prefix + KEY_CEILING` bounds a prefix range scan.
 KEY_CEILING = "\U0010ffff"
 HOUR_MS = 3_600_000
+SEARCH_K_MAX = 1000
+QUERY_MAX_CHARS = 10_000
+# Problems listed in one batch error; the rest are counted.
+BATCH_PROBLEMS_SHOWN = 10
 
 _LIVE = "(expires_ms IS NULL OR expires_ms > :now)"
 _META_COLUMNS = "namespace, key, version, size, tags, created_ms, updated_ms, expires_ms"
@@ -59,7 +69,16 @@ ON CONFLICT (namespace, key) DO UPDATE SET
     version = CASE WHEN entries.expires_ms <= :now THEN 1 ELSE entries.version + 1 END,
     created_ms = CASE WHEN entries.expires_ms <= :now THEN :now ELSE entries.created_ms END,
     updated_ms = :now, expires_ms = excluded.expires_ms
-RETURNING {_META_COLUMNS}
+RETURNING {_META_COLUMNS}, id
+"""
+
+# Semantic hits are checked against SQLite: only live entries that still have their vector count.
+_ENTRY_COLUMNS = ", ".join(f"e.{column.strip()}" for column in _META_COLUMNS.split(",")) + ", e.value"
+_LIVE_HITS = f"""
+SELECT {_ENTRY_COLUMNS}, e.id FROM json_each(:ids) AS j
+JOIN entries AS e ON e.id = j.value JOIN vectors AS v ON v.entry_id = e.id
+WHERE {vector_rows.LIVE_ENTRY} AND (:namespace IS NULL OR e.namespace = :namespace)
+AND {vector_rows.has_all_tags("e.tags")}
 """
 
 _LIVE_VERSIONS = f"""
@@ -95,6 +114,7 @@ class MemoryStore:
         clock: Clock,
         max_value_bytes: int,
         max_ttl_seconds: int,
+        vectors: SemanticIndex | None = None,
     ) -> None:
         self.path = path
         self._reader = reader
@@ -103,6 +123,11 @@ class MemoryStore:
         self._clock = clock
         self.max_value_bytes = max_value_bytes
         self.max_ttl_seconds = max_ttl_seconds
+        self._vectors = vectors
+
+    @property
+    def vectors(self) -> SemanticIndex | None:
+        return self._vectors
 
     @classmethod
     async def open(
@@ -114,8 +139,11 @@ class MemoryStore:
         max_ttl_seconds: int,
         synchronous: Literal["full", "normal"] = "full",
         group_commit_max: int = 512,
+        vectors: SemanticIndex | None = None,
+        reembed_vectors: bool = False,
     ) -> MemoryStore:
-        """Open (creating and migrating if needed) the database at ``path``."""
+        """Open (creating and migrating if needed) the database at ``path``. With ``vectors``, the
+        vector index is loaded and checked against the stored vectors, or rebuilt from them."""
         path.parent.mkdir(parents=True, exist_ok=True)
         writer_conn = await aiosqlite.connect(path, isolation_level=None)
         try:
@@ -123,6 +151,8 @@ class MemoryStore:
             await writer_conn.execute("PRAGMA journal_mode = WAL")
             await writer_conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             await migrate(writer_conn)
+            if vectors is not None:
+                await vector_rows.open_vectors(writer_conn, vectors, reembed=reembed_vectors)
             reader = await aiosqlite.connect(path, isolation_level=None)
         except BaseException:
             await writer_conn.close()
@@ -131,14 +161,19 @@ class MemoryStore:
         await reader.execute("PRAGMA query_only = ON")
         writer = GroupCommitWriter(writer_conn, group_commit_max)
         writer.start()
-        return cls(path, reader, writer_conn, writer, clock, max_value_bytes, max_ttl_seconds)
+        return cls(path, reader, writer_conn, writer, clock, max_value_bytes, max_ttl_seconds, vectors)
 
     async def close(self) -> None:
-        """Commit what is queued, checkpoint the WAL into the main file, and close both connections."""
-        await self._writer.close()
-        await self._reader.close()
-        await self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._writer_conn.close()
+        """Commit what is queued, checkpoint the WAL into the main file, close both connections,
+        then save and close the vector index."""
+        try:
+            await self._writer.close()
+            await self._reader.close()
+            await self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._writer_conn.close()
+        finally:
+            if self._vectors is not None:
+                await self._vectors.close()
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -151,27 +186,45 @@ class MemoryStore:
         ttl_seconds: int | None = None,
         tags: Sequence[str] = (),
         if_version: int | None = None,
+        index: bool = False,
     ) -> EntryMeta:
         """Create or replace one entry. With ``if_version``, write only if the entry is at that
-        version (0: only if absent); otherwise raise `Conflict` naming the current version."""
-        (meta,) = await self.put_many([PutRequest(namespace, key, value, ttl_seconds, tuple(tags), if_version)])
+        version (0: only if absent); otherwise raise `Conflict` naming the current version.
+        ``index`` gives it a vector even in a namespace not configured as indexed."""
+        (meta,) = await self.put_many([PutRequest(namespace, key, value, ttl_seconds, tuple(tags), if_version, index)])
         return meta
 
     async def put_many(self, requests: Sequence[PutRequest]) -> list[EntryMeta]:
-        """Write up to 10,000 entries in one transaction: all of them, or (on any invalid entry
-        or failed ``if_version``) none. Results come back in request order."""
+        """Write up to 10,000 entries in one transaction (and one vector-index upsert): all of
+        them, or (on any invalid entry or failed ``if_version``) none; every invalid entry is
+        named in the error. Results come back in request order."""
         if not 1 <= len(requests) <= BATCH_MAX:
             raise InvalidArgument(f"a batch holds 1..{BATCH_MAX} entries; got {len(requests)}")
         if len(requests) <= INLINE_PREPARE_MAX:
             prepared, rows = self._prepare_batch(requests)
         else:  # validating and encoding thousands of values would stall the event loop
             prepared, rows = await anyio.to_thread.run_sync(self._prepare_batch, requests)
-        return await self._writer.submit(partial(self._write_puts, prepared, rows))
+        embedded = await self._embed_requested(requests)
+        values = [request.value for request in requests]
+        metas, _ = await self._writer.submit(
+            partial(self._write_puts, prepared, rows, values, embedded), self._apply_vectors
+        )
+        return metas
 
     def _prepare_batch(self, requests: Sequence[PutRequest]) -> tuple[list[_PreparedPut], str]:
-        """Validate every request and encode the rows the upsert reads (see `_UPSERT`)."""
-        prepared = [self._prepare(request, index, len(requests)) for index, request in enumerate(requests)]
-        if len(prepared) > 1 and len({(p.namespace, p.key) for p in prepared}) < len(prepared):
+        """Validate every request (naming every invalid one) and encode the rows `_UPSERT` reads."""
+        prepared: list[_PreparedPut] = []
+        problems: list[tuple[int, SwitchboardError]] = []
+        for position, request in enumerate(requests):
+            try:
+                prepared.append(self._prepare(request))
+            except SwitchboardError as error:
+                problems.append((position, error))
+        if problems:
+            if len(requests) == 1:
+                raise problems[0][1]
+            raise self._batch_error(problems, len(requests))
+        if len({(p.namespace, p.key) for p in prepared}) < len(prepared):
             seen: set[tuple[str, str]] = set()
             for put in prepared:
                 if (put.namespace, put.key) in seen:
@@ -181,27 +234,101 @@ class MemoryStore:
                           ensure_ascii=False)
         return prepared, rows
 
-    def _prepare(self, request: PutRequest, index: int, count: int) -> _PreparedPut:
-        try:
-            namespace = check_name("namespace", request.namespace)
-            key = check_name("key", request.key)
-            value_json, size = encode_value(request.value, self.max_value_bytes)
-            tags = check_tags(request.tags)
-            ttl = check_ttl(request.ttl_seconds, self.max_ttl_seconds)
-            if_version = check_version("if_version", request.if_version)
-        except SwitchboardError as error:
-            if count == 1:
-                raise
-            raise type(error)(f"entry {index}: {error.message}; nothing was written") from None
+    def _prepare(self, request: PutRequest) -> _PreparedPut:
+        namespace = check_name("namespace", request.namespace)
+        key = check_name("key", request.key)
+        value_json, size = encode_value(request.value, self.max_value_bytes)
+        tags = check_tags(request.tags)
+        ttl = check_ttl(request.ttl_seconds, self.max_ttl_seconds)
+        if_version = check_version("if_version", request.if_version)
+        if not isinstance(request.index, bool):
+            raise InvalidArgument(f"index must be true or false; got {request.index!r}")
+        if request.index and self._vectors is None:
+            raise InvalidArgument("index: true needs semantic indexing, which this memory store was opened without")
         return _PreparedPut(namespace, key, value_json, encode_tags(tags), size, ttl, if_version)
 
-    async def _write_puts(self, puts: list[_PreparedPut], rows: str, conn: aiosqlite.Connection) -> list[EntryMeta]:
+    @staticmethod
+    def _batch_error(problems: list[tuple[int, SwitchboardError]], count: int) -> SwitchboardError:
+        kinds = {type(error) for _, error in problems}
+        kind = kinds.pop() if len(kinds) == 1 else InvalidArgument
+        listed = "; ".join(f"entry {position}: {error.message}" for position, error in problems[:BATCH_PROBLEMS_SHOWN])
+        more = f"; and {len(problems) - BATCH_PROBLEMS_SHOWN} more" if len(problems) > BATCH_PROBLEMS_SHOWN else ""
+        summary = "" if len(problems) == 1 else f"{len(problems)} of {count} entries are invalid: "
+        return kind(f"{summary}{listed}{more}; nothing was written")
+
+    async def _embed_requested(self, requests: Sequence[PutRequest]) -> dict[int, np.ndarray]:
+        """Vectors for the entries that asked for one or live in an indexed namespace, by position."""
+        if self._vectors is None:
+            return {}
+        vectors = self._vectors
+        positions = [i for i, r in enumerate(requests) if r.index or vectors.indexes_namespace(r.namespace)]
+        if not positions:
+            return {}
+        embedded = await vectors.embed([text_to_embed(requests[i].value) for i in positions])
+        return dict(zip(positions, embedded))
+
+    async def _write_puts(
+        self,
+        puts: list[_PreparedPut],
+        rows: str,
+        values: list[Any],
+        embedded: dict[int, np.ndarray],
+        conn: aiosqlite.Connection,
+    ) -> tuple[list[EntryMeta], VectorChange | None]:
         now = self._clock.now_ms()
         guarded = [put for put in puts if put.if_version is not None]
         if guarded:
             await self._check_versions(conn, guarded, now)
-        written = {(row[0], row[1]): _meta(row) for row in await conn.execute_fetchall(_UPSERT, {"rows": rows, "now": now})}
-        return [written[(p.namespace, p.key)] for p in puts]
+        if self._vectors is not None:
+            # Before anything is written: an overwrite of an indexed entry is re-embedded.
+            embedded = embedded | await self._embed_still_indexed(conn, puts, values, embedded, now)
+        written = {(row[0], row[1]): (_meta(row), row[8])
+                   for row in await conn.execute_fetchall(_UPSERT, {"rows": rows, "now": now})}
+        metas = [written[(p.namespace, p.key)][0] for p in puts]
+        if self._vectors is None:
+            return metas, None
+        ids = [written[(p.namespace, p.key)][1] for p in puts]
+        return metas, await self._write_vectors(conn, self._vectors, ids, embedded)
+
+    async def _embed_still_indexed(
+        self,
+        conn: aiosqlite.Connection,
+        puts: list[_PreparedPut],
+        values: list[Any],
+        embedded: dict[int, np.ndarray],
+        now: int,
+    ) -> dict[int, np.ndarray]:
+        assert self._vectors is not None
+        others = [i for i in range(len(puts)) if i not in embedded]
+        found = await vector_rows.indexed_positions(conn, [(puts[i].namespace, puts[i].key) for i in others], now)
+        if not found:
+            return {}
+        positions = [others[j] for j in found]
+        vectors = await self._vectors.embed([text_to_embed(values[i]) for i in positions])
+        return dict(zip(positions, vectors))
+
+    @staticmethod
+    async def _write_vectors(
+        conn: aiosqlite.Connection, vectors: SemanticIndex, ids: list[int], embedded: dict[int, np.ndarray]
+    ) -> VectorChange:
+        positions = sorted(embedded)
+        upsert_ids = [ids[i] for i in positions]
+        decoded = None
+        if positions:
+            blobs = vectors.encode(np.stack([embedded[i] for i in positions]))
+            await vector_rows.write(conn, upsert_ids, blobs)
+            decoded = vectors.decode(blobs)  # the index holds exactly what SQLite holds
+        # Replacing an expired entry without indexing it: its old vector goes.
+        dropped = await vector_rows.drop(conn, [ids[i] for i in range(len(ids)) if i not in embedded])
+        return VectorChange(upsert_ids, decoded, dropped)
+
+    async def _apply_vectors(self, result: tuple[Any, VectorChange | None]) -> None:
+        change = result[1]
+        if change and self._vectors is not None:
+            await self._vectors.apply(change)
+
+    def _forget(self, ids: list[int]) -> VectorChange | None:
+        return VectorChange(delete_ids=ids) if self._vectors is not None and ids else None
 
     async def _check_versions(self, conn: aiosqlite.Connection, puts: list[_PreparedPut], now: int) -> None:
         keys = json.dumps([[p.namespace, p.key] for p in puts], ensure_ascii=False)
@@ -226,9 +353,12 @@ class MemoryStore:
         check_name("namespace", namespace)
         check_name("key", key)
         check_version("if_version", if_version)
-        return await self._writer.submit(partial(self._delete_one, namespace, key, if_version))
+        deleted, _ = await self._writer.submit(partial(self._delete_one, namespace, key, if_version), self._apply_vectors)
+        return deleted
 
-    async def _delete_one(self, namespace: str, key: str, if_version: int | None, conn: aiosqlite.Connection) -> int:
+    async def _delete_one(
+        self, namespace: str, key: str, if_version: int | None, conn: aiosqlite.Connection
+    ) -> tuple[int, VectorChange | None]:
         params = {"namespace": namespace, "key": key, "now": self._clock.now_ms()}
         where = f"namespace = :namespace AND key = :key AND {_LIVE}"
         if if_version is not None:
@@ -240,35 +370,39 @@ class MemoryStore:
                     f"key {key!r} in namespace {namespace!r} is at version {rows[0][0]}, not if_version "
                     f"{if_version}; nothing was deleted"
                 )
-        cursor = await conn.execute(f"DELETE FROM entries WHERE {where}", params)
-        return cursor.rowcount
+        ids = [row[0] for row in await conn.execute_fetchall(f"DELETE FROM entries WHERE {where} RETURNING id", params)]
+        return len(ids), self._forget(ids)
 
     async def delete_namespace(self, namespace: str) -> int:
         """Delete every entry of a namespace; return how many live entries were deleted."""
         check_name("namespace", namespace)
-        return await self._writer.submit(partial(self._delete_namespace, namespace))
+        deleted, _ = await self._writer.submit(partial(self._delete_namespace, namespace), self._apply_vectors)
+        return deleted
 
-    async def _delete_namespace(self, namespace: str, conn: aiosqlite.Connection) -> int:
+    async def _delete_namespace(self, namespace: str, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
         params = {"namespace": namespace, "now": self._clock.now_ms()}
         expired = await conn.execute_fetchall(
             f"SELECT count(*) FROM entries WHERE namespace = :namespace AND NOT {_LIVE}", params
         )
-        cursor = await conn.execute("DELETE FROM entries WHERE namespace = :namespace", params)
+        ids = [row[0] for row in
+               await conn.execute_fetchall("DELETE FROM entries WHERE namespace = :namespace RETURNING id", params)]
         await self._count_expired(conn, expired[0][0])
-        return cursor.rowcount - expired[0][0]
+        return len(ids) - expired[0][0], self._forget(ids)
 
     async def sweep_expired(self, batch_size: int) -> int:
         """Delete up to ``batch_size`` expired entries (oldest expiry first); return how many."""
-        return await self._writer.submit(partial(self._sweep, batch_size))
+        deleted, _ = await self._writer.submit(partial(self._sweep, batch_size), self._apply_vectors)
+        return deleted
 
-    async def _sweep(self, batch_size: int, conn: aiosqlite.Connection) -> int:
-        cursor = await conn.execute(
+    async def _sweep(self, batch_size: int, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
+        rows = await conn.execute_fetchall(
             "DELETE FROM entries WHERE id IN "
-            "(SELECT id FROM entries WHERE expires_ms <= :now ORDER BY expires_ms LIMIT :limit)",
+            "(SELECT id FROM entries WHERE expires_ms <= :now ORDER BY expires_ms LIMIT :limit) RETURNING id",
             {"now": self._clock.now_ms(), "limit": batch_size},
         )
-        await self._count_expired(conn, cursor.rowcount)
-        return cursor.rowcount
+        ids = [row[0] for row in rows]
+        await self._count_expired(conn, len(ids))
+        return len(ids), self._forget(ids)
 
     @staticmethod
     async def _count_expired(conn: aiosqlite.Connection, count: int) -> None:
@@ -317,19 +451,23 @@ class MemoryStore:
         key_glob: str | None = None,
         text: str | None = None,
         limit: int = 100,
+        tags: Sequence[str] = (),
     ) -> list[Entry]:
-        """Live entries whose key matches ``key_glob`` (``*``, ``?``, ``[...]``) and whose value
-        text contains ``text`` (ASCII case-insensitive), across one namespace or all of them."""
+        """Live entries whose key matches ``key_glob`` (``*``, ``?``, ``[...]``), whose value
+        text contains ``text`` (ASCII case-insensitive) and that carry every one of ``tags``,
+        across one namespace or all of them."""
         if namespace is not None:
             check_name("namespace", namespace)
         if not key_glob and not text:
             raise InvalidArgument("search needs a key glob (pattern, e.g. 'agent-*') or a text to look for (query)")
         self._check_limit(limit)
+        wanted_tags = check_tags(tags)
         rows = await self._reader.execute_fetchall(
             f"SELECT {_META_COLUMNS}, value FROM entries WHERE {_LIVE} "
             "AND (:namespace IS NULL OR namespace = :namespace) "
             "AND (:glob IS NULL OR key GLOB :glob) "
             "AND (:text IS NULL OR instr(lower(value), lower(:text)) > 0) "
+            f"AND {vector_rows.has_all_tags('tags')} "
             "ORDER BY namespace, key LIMIT :limit",
             {
                 "namespace": namespace,
@@ -337,9 +475,81 @@ class MemoryStore:
                 "text": text or None,
                 "now": self._clock.now_ms(),
                 "limit": limit,
+                "tags": json.dumps(wanted_tags, ensure_ascii=False),
+                "tag_count": len(wanted_tags),
             },
         )
         return [self._entry(row) for row in rows]
+
+    async def search_semantic(
+        self,
+        query: str,
+        *,
+        namespace: str | None = None,
+        tags: Sequence[str] = (),
+        k: int = 10,
+        min_score: float | None = None,
+    ) -> list[ScoredEntry]:
+        """The ``k`` live indexed entries closest in meaning to ``query``, best first, in one
+        namespace or all of them, optionally only those with every one of ``tags`` and a score
+        of at least ``min_score``. Every hit of the vector index is checked against SQLite, so
+        an expired or deleted entry never comes back."""
+        vectors = self._vectors
+        if vectors is None:
+            raise Unavailable("semantic search is not enabled on this memory store")
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgument("query must be a non-empty text to search for by meaning")
+        if len(query) > QUERY_MAX_CHARS:
+            raise InvalidArgument(f"query must be at most {QUERY_MAX_CHARS} characters; got {len(query)}")
+        if namespace is not None:
+            check_name("namespace", namespace)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= SEARCH_K_MAX:
+            raise InvalidArgument(f"k must be a whole number in 1..{SEARCH_K_MAX}; got {k!r}")
+        if min_score is not None and (isinstance(min_score, bool) or not -1.0 <= min_score <= 1.0):
+            raise InvalidArgument(f"min_score must be a number in -1..1 (cosine similarity); got {min_score!r}")
+        wanted_tags = check_tags(tags)
+        vector = (await vectors.embed([query]))[0]
+        filtered = namespace is not None or bool(wanted_tags)
+        # Ask the index for a few more than k: some hits may be expired, deleted or outside the filter.
+        fetch = max(4 * k, 40) if filtered else k + 10
+        while True:
+            total = vectors.count()
+            hits = await vectors.search(vector, min(fetch, max(total, 1)))
+            found = await self._live_hits(hits, namespace, wanted_tags, min_score, k)
+            exhausted = len(hits) < fetch or fetch >= total
+            below_floor = min_score is not None and bool(hits) and hits[-1].score < min_score
+            if len(found) >= k or exhausted or below_floor:
+                return found[:k]
+            if filtered:
+                # A narrow filter: search only among the entries that pass it.
+                allowed = await vector_rows.candidate_ids(self._reader, namespace, wanted_tags, self._clock.now_ms())
+                hits = await vectors.search(vector, k, allowed)
+                return await self._live_hits(hits, namespace, wanted_tags, min_score, k)
+            fetch *= 4
+
+    async def _live_hits(
+        self, hits: list[Any], namespace: str | None, tags: Sequence[str], min_score: float | None, limit: int
+    ) -> list[ScoredEntry]:
+        if not hits:
+            return []
+        rows = await self._reader.execute_fetchall(
+            _LIVE_HITS,
+            {
+                "ids": json.dumps([hit.id for hit in hits]),
+                "namespace": namespace,
+                "now": self._clock.now_ms(),
+                "tags": json.dumps(list(tags), ensure_ascii=False),
+                "tag_count": len(tags),
+            },
+        )
+        rows_by_id = {row[9]: row for row in rows}
+        found: list[ScoredEntry] = []
+        for hit in hits:  # best first; values are decoded only for what is returned
+            if len(found) == limit:
+                break
+            if hit.id in rows_by_id and (min_score is None or hit.score >= min_score):
+                found.append(ScoredEntry(hit.score, self._entry(rows_by_id[hit.id])))
+        return found
 
     async def stats(self) -> MemoryStats:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""

@@ -4,6 +4,9 @@ One transaction (and one fsync) per group instead of per call is what lets hundr
 concurrent stores finish quickly without "database is locked". Each operation must
 raise its domain errors *before* it writes anything, so a refused operation never
 leaves a partial change in the shared transaction.
+
+An operation may bring an ``after_commit`` step (the vector index uses it): it runs once
+the group has committed, in commit order, before the caller is answered.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
+AfterCommit = Callable[[T], Awaitable[None]]
+_Queued = tuple[WriteOp[Any], "asyncio.Future[Any]", "AfterCommit[Any] | None"]
 
 
 class GroupCommitWriter:
@@ -30,7 +35,7 @@ class GroupCommitWriter:
     def __init__(self, conn: aiosqlite.Connection, max_group: int) -> None:
         self._conn = conn
         self._max_group = max_group
-        self._queue: deque[tuple[WriteOp[Any], asyncio.Future[Any]]] = deque()
+        self._queue: deque[_Queued] = deque()
         self._work = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -38,12 +43,13 @@ class GroupCommitWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="memory-group-commit")
 
-    async def submit(self, op: WriteOp[T]) -> T:
-        """Run ``op`` in the next group; return once its group has committed."""
+    async def submit(self, op: WriteOp[T], after_commit: AfterCommit[T] | None = None) -> T:
+        """Run ``op`` in the next group; return once its group has committed (and, if given,
+        ``after_commit`` has run on the op's result)."""
         if self._closing:
             raise Unavailable("the memory store is shutting down; retry against the restarted server")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, future))
+        self._queue.append((op, future, after_commit))
         self._work.set()
         return await future
 
@@ -64,17 +70,17 @@ class GroupCommitWriter:
             if self._closing:
                 return
 
-    async def _commit_group(self, group: list[tuple[WriteOp[Any], asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    async def _commit_group(self, group: list[_Queued]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None, AfterCommit[Any] | None]] = []
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
-            for op, future in group:
+            for op, future, after_commit in group:
                 if future.cancelled():  # the caller gave up before we started: do not write on its behalf
                     continue
                 try:
-                    outcomes.append((future, await op(self._conn), None))
+                    outcomes.append((future, await op(self._conn), None, after_commit))
                 except SwitchboardError as error:
-                    outcomes.append((future, None, error))
+                    outcomes.append((future, None, error, None))
             await self._conn.commit()
         except Exception as error:  # the database failed under us: nothing in this group is acknowledged
             logger.error("memory write group of %d failed and was rolled back: %r", len(group), error)
@@ -83,11 +89,16 @@ class GroupCommitWriter:
             except Exception as rollback_error:  # noqa: BLE001 - keep serving; the next BEGIN will tell
                 logger.error("rollback after failed write group also failed: %r", rollback_error)
             failure = Unavailable(f"the memory database refused the write ({error}); nothing was changed")
-            for _, future in group:
+            for _, future, _ in group:
                 if not future.done():
                     future.set_exception(failure)
             return
-        for future, result, error in outcomes:
+        for future, result, error, after_commit in outcomes:
+            if after_commit is not None:
+                try:
+                    await after_commit(result)
+                except Exception:  # committed is committed: report it, answer the caller anyway
+                    logger.exception("a step after a committed memory write failed")
             if future.done():
                 continue
             if error is not None:

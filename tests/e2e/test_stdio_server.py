@@ -52,6 +52,10 @@ def test_every_acknowledged_store_survives_sigkill(tmp_path: Path) -> None:
     assert {e["key"] for e in listed["structuredContent"]["entries"]} == set(acknowledged)
     burst = restarted.call_tool("memory_usage", {"action": "retrieve", "namespace": "durable", "key": "burst-199"})
     assert burst["structuredContent"]["entry"]["value"] == {"i": 199}
+    # The vector index was never saved before the kill: it is rebuilt from SQLite, losing nothing.
+    found = restarted.call_tool("memory_search", {"query": "i 199", "namespace": "durable", "k": 1})
+    assert [hit["key"] for hit in found["structuredContent"]["results"]] == ["burst-199"]
+    assert "vector index rebuilt from SQLite: 250 vectors" in (tmp_path / "stderr.log").read_text()
     restarted.process.stdin.close()
     assert restarted.wait() == 0
 

@@ -132,7 +132,7 @@ async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({"action": "explode", "key": "k"}, "'store', 'retrieve', 'list', 'delete', 'search' or 'stats'"),
+        ({"action": "explode", "key": "k"}, "'store', 'store_batch', 'retrieve', 'list', 'delete', 'search' or 'stats'"),
         ({"action": "store", "value": "v"}, "store needs a key"),
         ({"action": "store", "key": "k"}, "store needs a value"),
         ({"action": "retrieve"}, "retrieve needs a key"),

@@ -1,0 +1,126 @@
+"""SQL over the vector tables: the int8 copy of every indexed entry's vector, and which
+embedder made them. Functions take the connection of the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import aiosqlite
+
+from server.errors import Unavailable
+from server.vectors import SemanticIndex, text_to_embed
+from server.vectors.semantic import ALL_NAMESPACES
+
+logger = logging.getLogger(__name__)
+
+LIVE_ENTRY = "(e.expires_ms IS NULL OR e.expires_ms > :now)"
+
+
+def has_all_tags(tags_column: str) -> str:
+    """SQL that holds when the JSON tag list in ``tags_column`` contains every tag of :tags
+    (:tag_count of them; 0 means no tag filter)."""
+    return (
+        f"(:tag_count = 0 OR (SELECT count(DISTINCT t.value) FROM json_each({tags_column}) AS t "
+        "WHERE t.value IN (SELECT value FROM json_each(:tags))) = :tag_count)"
+    )
+
+
+async def open_vectors(conn: aiosqlite.Connection, vectors: SemanticIndex, *, reembed: bool) -> None:
+    """At start: make sure the stored vectors come from the configured embedder (or re-embed them
+    when allowed), then hand them to the index to load or rebuild."""
+    identity = vectors.identity
+    rows = await conn.execute_fetchall("SELECT embedder, dimensions FROM vector_space")
+    stored = await conn.execute_fetchall("SELECT count(*) FROM vectors")
+    recorded = (rows[0][0], rows[0][1]) if rows else None
+    if recorded is not None and recorded != (identity.embedder, identity.dimensions) and stored[0][0]:
+        if not reembed:
+            raise Unavailable(
+                f"the memory database holds {stored[0][0]} vectors made by {recorded[0]}, but the configured "
+                f"embedder is {identity.embedder}; vectors of two embedders are never mixed. Configure "
+                f"{recorded[0]} again, or set SWITCHBOARD_VECTOR_REEMBED=true to re-embed them at start"
+            )
+        await _reembed(conn, vectors, recorded[0])
+    await conn.execute("BEGIN IMMEDIATE")
+    await conn.execute(
+        "INSERT INTO vector_space (only, embedder, dimensions) VALUES (1, ?, ?) "
+        "ON CONFLICT (only) DO UPDATE SET embedder = excluded.embedder, dimensions = excluded.dimensions",
+        (identity.embedder, identity.dimensions),
+    )
+    await conn.commit()
+    await _index_unindexed(conn, vectors)
+    all_rows = await conn.execute_fetchall("SELECT entry_id, vector FROM vectors ORDER BY entry_id")
+    await vectors.start([row[0] for row in all_rows], [row[1] for row in all_rows])
+
+
+async def _index_unindexed(conn: aiosqlite.Connection, vectors: SemanticIndex) -> None:
+    """Give a vector to every entry of an indexed namespace that has none: entries written before
+    the namespace was marked indexed, or before this version of Switchboard."""
+    namespaces = sorted(vectors.indexed_namespaces)
+    every = ALL_NAMESPACES in namespaces
+    rows = await conn.execute_fetchall(
+        "SELECT e.id, e.value FROM entries AS e LEFT JOIN vectors AS v ON v.entry_id = e.id "
+        "WHERE v.entry_id IS NULL AND (:every OR e.namespace IN (SELECT value FROM json_each(:namespaces)))",
+        {"every": every, "namespaces": json.dumps(namespaces, ensure_ascii=False)},
+    )
+    if not rows:
+        return
+    embedded = await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows])
+    await conn.execute("BEGIN IMMEDIATE")
+    await write(conn, [row[0] for row in rows], vectors.encode(embedded))
+    await conn.commit()
+    logger.info("indexed %d existing entries of indexed namespaces", len(rows))
+
+
+async def _reembed(conn: aiosqlite.Connection, vectors: SemanticIndex, previous: str) -> None:
+    rows = await conn.execute_fetchall(
+        "SELECT e.id, e.value FROM vectors AS v JOIN entries AS e ON e.id = v.entry_id ORDER BY e.id"
+    )
+    logger.warning("re-embedding %d stored vectors made by %s with %s", len(rows), previous, vectors.identity.embedder)
+    embedded = await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows])
+    blobs = vectors.encode(embedded)
+    await conn.execute("BEGIN IMMEDIATE")
+    await conn.executemany("UPDATE vectors SET vector = ? WHERE entry_id = ?", zip(blobs, (row[0] for row in rows)))
+    await conn.commit()
+
+
+async def indexed_positions(conn: aiosqlite.Connection, keys: Sequence[tuple[str, str]], now: int) -> list[int]:
+    """Positions in ``keys`` of live entries that have a vector (an overwrite keeps them indexed)."""
+    if not keys:
+        return []
+    rows = await conn.execute_fetchall(
+        "SELECT j.key FROM json_each(:keys) AS j "
+        "JOIN entries AS e ON e.namespace = json_extract(j.value, '$[0]') AND e.key = json_extract(j.value, '$[1]') "
+        f"JOIN vectors AS v ON v.entry_id = e.id WHERE {LIVE_ENTRY}",
+        {"keys": json.dumps(list(keys), ensure_ascii=False), "now": now},
+    )
+    return [row[0] for row in rows]
+
+
+async def write(conn: aiosqlite.Connection, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
+    await conn.executemany(
+        "INSERT INTO vectors (entry_id, vector) VALUES (?, ?) ON CONFLICT (entry_id) DO UPDATE SET vector = excluded.vector",
+        zip(ids, blobs),
+    )
+
+
+async def drop(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
+    """Delete the vectors of these entries; return the ids that had one."""
+    if not ids:
+        return []
+    rows = await conn.execute_fetchall(
+        "DELETE FROM vectors WHERE entry_id IN (SELECT value FROM json_each(:ids)) RETURNING entry_id",
+        {"ids": json.dumps(list(ids))},
+    )
+    return [row[0] for row in rows]
+
+
+async def candidate_ids(conn: aiosqlite.Connection, namespace: str | None, tags: Sequence[str], now: int) -> list[int]:
+    """Ids of live, indexed entries in ``namespace`` (all if None) carrying every one of ``tags``."""
+    rows = await conn.execute_fetchall(
+        "SELECT v.entry_id FROM vectors AS v JOIN entries AS e ON e.id = v.entry_id "
+        f"WHERE {LIVE_ENTRY} AND (:namespace IS NULL OR e.namespace = :namespace) AND {has_all_tags('e.tags')}",
+        {"namespace": namespace, "now": now, "tags": json.dumps(list(tags), ensure_ascii=False), "tag_count": len(tags)},
+    )
+    return [row[0] for row in rows]

@@ -1,0 +1,168 @@
+"""`SemanticIndex`: the vectors of indexed memory entries, kept in step with SQLite.
+
+SQLite holds the truth (every vector, int8-quantised, next to its entry); the vector index
+is a fast copy of it. At start the index is loaded and checked against SQLite, and rebuilt
+from SQLite when it is missing, damaged or disagrees. While serving, each committed write
+is applied to the index in commit order, and the index is saved every N vector writes and
+at shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+
+from server.vectors.embedding import Embedder
+from server.vectors.index import Hit, IndexIdentity, VectorIndex
+from server.vectors.quantization import dequantize, quantize
+
+logger = logging.getLogger(__name__)
+
+ALL_NAMESPACES = "*"
+# Embedding this many characters or fewer is quicker inline than a hop to a worker thread.
+_INLINE_EMBED_CHARS = 2048
+
+
+def text_to_embed(value: Any) -> str:
+    """What stands for a value in the vector space: the value itself if it is a string, its
+    ``text`` field if it has a string one, else its canonical JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        return value["text"]
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class VectorChange:
+    """What one committed write did to the vectors: applied to the index after the commit."""
+
+    upsert_ids: list[int] = field(default_factory=list)
+    upsert_vectors: np.ndarray | None = None
+    delete_ids: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.upsert_ids or self.delete_ids)
+
+
+class SemanticIndex:
+    """Embeds entry text, stores vectors compactly, keeps the vector index in step, searches it."""
+
+    def __init__(
+        self, embedder: Embedder, index: VectorIndex, *, indexed_namespaces: Collection[str], save_every: int
+    ) -> None:
+        if index.identity != IndexIdentity(embedder.name, embedder.dimensions):
+            raise ValueError("the vector index was set up for another embedder than the one given")
+        self._embedder = embedder
+        self._index = index
+        self._indexed_namespaces = frozenset(indexed_namespaces)
+        self._save_every = save_every
+        self._writes_since_save = 0
+        # Set when applying a committed change failed: the index then disagrees with SQLite, so
+        # it must not be saved as if it were good; the next start rebuilds it.
+        self._out_of_step = False
+
+    @property
+    def identity(self) -> IndexIdentity:
+        return self._index.identity
+
+    @property
+    def embedder_name(self) -> str:
+        return self._embedder.name
+
+    @property
+    def index(self) -> VectorIndex:
+        return self._index
+
+    @property
+    def indexed_namespaces(self) -> frozenset[str]:
+        return self._indexed_namespaces
+
+    def count(self) -> int:
+        return self._index.count()
+
+    def indexes_namespace(self, namespace: str) -> bool:
+        """Whether every write to this namespace is indexed (by configuration)."""
+        return ALL_NAMESPACES in self._indexed_namespaces or namespace in self._indexed_namespaces
+
+    # -- embedding and the stored form ----------------------------------------------------
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for the texts; a large batch is embedded in a worker thread."""
+        batch = list(texts)
+        if sum(len(text) for text in batch) <= _INLINE_EMBED_CHARS:
+            return self._embedder.embed(batch)
+        return await anyio.to_thread.run_sync(self._embedder.embed, batch)
+
+    def encode(self, vectors: np.ndarray) -> list[bytes]:
+        """The int8 blobs SQLite keeps."""
+        return quantize(vectors)
+
+    def decode(self, blobs: Sequence[bytes]) -> np.ndarray:
+        return dequantize(list(blobs), self.identity.dimensions)
+
+    # -- keeping the index in step --------------------------------------------------------
+
+    async def start(self, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
+        """Load the persisted index and check it against SQLite's vectors; rebuild it from them
+        when it is missing, damaged, or disagrees."""
+        id_array = np.asarray(ids, dtype=np.int64)
+        vectors = self.decode(blobs) if len(blobs) else np.zeros((0, self.identity.dimensions), dtype=np.float32)
+        reason = await self._index.load()
+        if reason is None:
+            reason = await self._index.verify(id_array, vectors)
+        if reason is None:
+            logger.info("vector index loaded: %d vectors (%s)", len(id_array), self.identity.embedder)
+            return
+        started = time.perf_counter()
+        await self._index.rebuild(id_array, vectors)
+        await self._index.save()
+        if len(id_array) == 0:
+            logger.info("vector index started empty (%s)", reason)
+            return
+        logger.warning("vector index rebuilt from SQLite: %d vectors in %.2fs, because %s",
+                       len(id_array), time.perf_counter() - started, reason)
+
+    async def apply(self, change: VectorChange) -> None:
+        """Apply a committed change to the index (called in commit order); save every N writes."""
+        if not change:
+            return
+        try:
+            if change.delete_ids:
+                await self._index.delete(change.delete_ids)
+            if change.upsert_ids and change.upsert_vectors is not None:
+                await self._index.upsert(change.upsert_ids, change.upsert_vectors)
+        except Exception:
+            # SQLite already committed; searches check every hit against SQLite, and the next start rebuilds.
+            self._out_of_step = True
+            logger.exception("the vector index could not apply a committed change; it will be rebuilt at next start")
+            return
+        self._writes_since_save += len(change.upsert_ids) + len(change.delete_ids)
+        if self._writes_since_save >= self._save_every:
+            await self.save()
+
+    async def save(self) -> None:
+        if self._out_of_step:
+            logger.warning("not saving the vector index: it is out of step with SQLite and will be rebuilt")
+            return
+        await self._index.save()
+        self._writes_since_save = 0
+
+    async def search(self, vector: np.ndarray, k: int, allowed: Collection[int] | None = None) -> list[Hit]:
+        return await self._index.search(vector, k, allowed)
+
+    async def close(self) -> None:
+        """Save what changed since the last save (unless out of step), then release the index."""
+        try:
+            if self._writes_since_save:
+                await self.save()
+        finally:
+            await self._index.close()
