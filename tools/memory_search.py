@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field, JsonValue
 
 from server.memory import Entry
@@ -18,6 +18,7 @@ from server.services import Services
 from server.vectors import text_to_embed
 from tools.compact import CompactModel
 from tools.errors import tool_errors
+from tools.results import structured
 from tools.timestamps import iso_utc
 
 DEFAULT_K = 10
@@ -53,17 +54,18 @@ class MemorySearchResult(CompactModel):
     results: list[SearchHit] = Field(description="Best first.")
 
 
+# Text arguments are annotated exactly `str` (empty = absent) so the SDK does not JSON-parse them.
 async def memory_search(
     ctx: Context,
     query: Annotated[str, Field(description="What to look for, in words.")] = "",
-    namespace: Annotated[str | None, Field(description="Only this namespace; absent = all namespaces.")] = None,
+    namespace: Annotated[str, Field(description="Only this namespace; absent = all namespaces.")] = "",
     k: Annotated[int | None, Field(ge=1, le=100, description="Most results (default 10).")] = None,
     min_score: Annotated[float | None, Field(ge=-1, le=1, description="semantic: drop results scoring lower.")] = None,
     tags: Annotated[list[str] | None, Field(description="Only entries carrying all these tags.")] = None,
     mode: Annotated[Mode, Field(description="semantic: by meaning; text: value contains the query.")] = "semantic",
     pattern: Annotated[str, Field(description="Same as query (claude-flow).")] = "",
     limit: Annotated[int | None, Field(ge=1, le=100, description="Same as k (claude-flow).")] = None,
-) -> MemorySearchResult:
+) -> Annotated[CallToolResult, MemorySearchResult]:
     """Search shared memory by meaning: entries ranked by similarity to query, best first.
 
     Semantic mode covers indexed entries (configured namespaces, or stored with index: true);
@@ -78,13 +80,19 @@ async def memory_search(
         raise ToolError("invalid_argument: query (or pattern) must be a non-empty text to search for")
     with tool_errors():
         if mode == "text":
-            matches = await memory.search(namespace=namespace, text=text, limit=count, tags=tags or ())
-            return MemorySearchResult(mode=mode, results=[SearchHit.from_engine(1.0, entry) for entry in matches])
-        scored = await memory.search_semantic(text, namespace=namespace, tags=tags or (), k=count, min_score=min_score)
-        return MemorySearchResult(
-            mode=mode,
-            embedder=memory.vectors.embedder_name if memory.vectors else None,
-            results=[SearchHit.from_engine(hit.score, hit.entry) for hit in scored],
+            matches = await memory.search(namespace=namespace or None, text=text, limit=count, tags=tags or ())
+            return structured(
+                MemorySearchResult(mode=mode, results=[SearchHit.from_engine(1.0, entry) for entry in matches])
+            )
+        scored = await memory.search_semantic(
+            text, namespace=namespace or None, tags=tags or (), k=count, min_score=min_score
+        )
+        return structured(
+            MemorySearchResult(
+                mode=mode,
+                embedder=memory.vectors.embedder_name if memory.vectors else None,
+                results=[SearchHit.from_engine(hit.score, hit.entry) for hit in scored],
+            )
         )
 
 
