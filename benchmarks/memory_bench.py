@@ -196,7 +196,7 @@ async def e2e_section(workdir: Path) -> None:
 
 async def main() -> None:
     print(f"memory_bench: Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} cores")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=REPO) as tmp:  # the disk real data lives on
         await engine_section(Path(tmp))
         await e2e_section(Path(tmp))
 

@@ -322,8 +322,9 @@ class MemoryStore:
         dropped = await vector_rows.drop(conn, [ids[i] for i in range(len(ids)) if i not in embedded])
         return VectorChange(upsert_ids, decoded, dropped)
 
-    async def _apply_vectors(self, result: tuple[Any, VectorChange | None]) -> None:
-        change = result[1]
+    async def _apply_vectors(self, results: list[tuple[Any, VectorChange | None]]) -> None:
+        """After a group commits: one index update for all of its writes (one hnswlib insert, not one per store)."""
+        change = VectorChange.combine(change for _, change in results)
         if change and self._vectors is not None:
             await self._vectors.apply(change)
 

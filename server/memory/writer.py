@@ -6,7 +6,8 @@ raise its domain errors *before* it writes anything, so a refused operation neve
 leaves a partial change in the shared transaction.
 
 An operation may bring an ``after_commit`` step (the vector index uses it): it runs once
-the group has committed, in commit order, before the caller is answered.
+per group after the group has committed, with the results of all the group's operations
+that named it, before their callers are answered.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
-AfterCommit = Callable[[T], Awaitable[None]]
+AfterCommit = Callable[[list[T]], Awaitable[None]]
 _Queued = tuple[WriteOp[Any], "asyncio.Future[Any]", "AfterCommit[Any] | None"]
 
 
@@ -45,7 +46,9 @@ class GroupCommitWriter:
 
     async def submit(self, op: WriteOp[T], after_commit: AfterCommit[T] | None = None) -> T:
         """Run ``op`` in the next group; return once its group has committed (and, if given,
-        ``after_commit`` has run on the op's result)."""
+        ``after_commit`` has run). ``after_commit`` is called once per group with the results of
+        every op of the group that named it, in commit order, so their effects can be applied
+        together."""
         if self._closing:
             raise Unavailable("the memory store is shutting down; retry against the restarted server")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -93,12 +96,16 @@ class GroupCommitWriter:
                 if not future.done():
                     future.set_exception(failure)
             return
-        for future, result, error, after_commit in outcomes:
-            if after_commit is not None:
-                try:
-                    await after_commit(result)
-                except Exception:  # committed is committed: report it, answer the caller anyway
-                    logger.exception("a step after a committed memory write failed")
+        committed: dict[AfterCommit[Any], list[Any]] = {}
+        for _, result, error, after_commit in outcomes:
+            if after_commit is not None and error is None:
+                committed.setdefault(after_commit, []).append(result)
+        for after_commit, results in committed.items():
+            try:
+                await after_commit(results)
+            except Exception:  # committed is committed: report it, answer the callers anyway
+                logger.exception("a step after a committed memory write failed")
+        for future, result, error, _ in outcomes:
             if future.done():
                 continue
             if error is not None:

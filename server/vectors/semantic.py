@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,25 @@ class VectorChange:
 
     def __bool__(self) -> bool:
         return bool(self.upsert_ids or self.delete_ids)
+
+    @classmethod
+    def combine(cls, changes: Iterable[VectorChange | None]) -> VectorChange:
+        """One change with the effect of these applied in order: the last word on each id wins."""
+        final: dict[int, np.ndarray | None] = {}
+        for change in changes:
+            if not change:
+                continue
+            for deleted in change.delete_ids:  # a change deletes before it upserts (see `apply`)
+                final[deleted] = None
+            for row, upserted in enumerate(change.upsert_ids):
+                assert change.upsert_vectors is not None
+                final[upserted] = change.upsert_vectors[row]
+        upserts = [id_ for id_, vector in final.items() if vector is not None]
+        return cls(
+            upsert_ids=upserts,
+            upsert_vectors=np.stack([final[id_] for id_ in upserts]) if upserts else None,
+            delete_ids=[id_ for id_, vector in final.items() if vector is None],
+        )
 
 
 class SemanticIndex:

@@ -156,3 +156,20 @@ async def test_searches_answer_while_a_large_upsert_runs_in_a_worker_thread(tmp_
             answered_meanwhile += 0 if upserted.is_set() else 1
             await anyio.sleep(0)
     assert answered_meanwhile >= 1 and index.count() == 6000
+
+
+def test_combined_vector_changes_keep_the_last_word_on_each_id() -> None:
+    from server.vectors.semantic import VectorChange
+
+    a, b, c = (np.full((1, 3), value, dtype=np.float32) for value in (1.0, 2.0, 3.0))
+    combined = VectorChange.combine([
+        VectorChange(upsert_ids=[1], upsert_vectors=a),
+        None,
+        VectorChange(delete_ids=[1, 2]),
+        VectorChange(upsert_ids=[2, 3], upsert_vectors=np.vstack([b, c])),
+        VectorChange(upsert_ids=[3], upsert_vectors=a, delete_ids=[4]),
+    ])
+    assert combined.upsert_ids == [2, 3] and combined.delete_ids == [1, 4]
+    assert combined.upsert_vectors is not None
+    assert combined.upsert_vectors.tolist() == [[2.0] * 3, [1.0] * 3]
+    assert not VectorChange.combine([None, VectorChange()])
