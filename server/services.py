@@ -13,6 +13,8 @@ import anyio
 from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.memory import ExpirySweeper, MemoryStore
+from server.objects import BatchUploader, ObjectStore
+from server.objects.from_settings import build_uploader, open_object_store
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,8 @@ class Services:
     clock: Clock
     memory: MemoryStore
     sweeper: ExpirySweeper
+    objects: ObjectStore
+    uploader: BatchUploader
 
 
 @contextlib.asynccontextmanager
@@ -45,10 +49,17 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
     )
     sweeping = asyncio.create_task(sweeper.run(), name="memory-sweeper")
     logger.info("memory store open at %s", settings.database_path)
+    objects: ObjectStore | None = None
     try:
-        yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper)
+        objects = await open_object_store(settings)
+        logger.info("object store: %s", objects.description)
+        uploader = build_uploader(settings, objects, memory, clock)
+        yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
+                       uploader=uploader)
     finally:
         with anyio.CancelScope(shield=True):
+            if objects is not None:
+                await objects.close()
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeping

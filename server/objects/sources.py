@@ -1,0 +1,86 @@
+"""Where an upload's bytes come from: a validated file on disk, or content sent inline.
+
+A file is read one chunk at a time (a part, or the whole file below the multipart
+threshold), in a worker thread, hashing as it reads. Each read reopens the file without
+following symlinks and checks it is still the file that was validated (same device,
+inode and size), so swapping in a symlink after validation cannot leak another file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from server.errors import Conflict, Unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    data: bytes
+    md5: bytes
+
+    @property
+    def content_md5(self) -> str:
+        """The MD5 as the Content-MD5 header carries it (base64)."""
+        return base64.b64encode(self.md5).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """A regular file inside the upload roots, as found at validation time."""
+
+    path: Path
+    size: int
+    device: int
+    inode: int
+
+    async def read(self, offset: int, length: int) -> Chunk:
+        return await anyio.to_thread.run_sync(self._read_sync, offset, length)
+
+    def _read_sync(self, offset: int, length: int) -> Chunk:
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as error:
+            raise Conflict(f"{self.path} cannot be opened any more ({error.strerror}); it was not uploaded") from error
+        try:
+            status = os.fstat(descriptor)
+            if (status.st_dev, status.st_ino) != (self.device, self.inode):
+                raise Conflict(f"{self.path} was replaced by another file after validation; it was not uploaded")
+            if status.st_size != self.size:
+                raise Conflict(
+                    f"{self.path} changed size during the upload ({self.size} -> {status.st_size} bytes); "
+                    "upload it again once it is complete"
+                )
+            data = os.pread(descriptor, length, offset)
+        except OSError as error:
+            raise Unavailable(f"reading {self.path} failed: {error.strerror}") from error
+        finally:
+            os.close(descriptor)
+        if len(data) != length:
+            raise Conflict(f"{self.path} was truncated during the upload; it was not uploaded")
+        return Chunk(data, hashlib.md5(data).digest())
+
+
+@dataclass(frozen=True, slots=True)
+class InlineSource:
+    """Bytes the caller sent in the request itself (already size-checked)."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    async def read(self, offset: int, length: int) -> Chunk:
+        data = self.data[offset:offset + length]
+        if length > 64 * 1024:  # hashing a large buffer would hold the event loop for milliseconds
+            return await anyio.to_thread.run_sync(lambda: Chunk(data, hashlib.md5(data).digest()))
+        return Chunk(data, hashlib.md5(data).digest())
+
+
+Source = FileSource | InlineSource
