@@ -18,14 +18,15 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio
 
 from server.clock import Clock
-from server.errors import Conflict, SwitchboardError, TooLarge
+from server.errors import Conflict, SwitchboardError, TooLarge, Unavailable
 from server.memory import MemoryStore
 from server.objects.budget import ByteBudget
 from server.objects.models import (
@@ -85,6 +86,16 @@ class _Progress:
         except Exception as error:  # noqa: BLE001 - progress is advisory
             logger.warning("progress report failed (%s); uploads continue", error)
             self._callback = None
+
+
+@contextmanager
+def _shielded_for(seconds: float, what: str) -> Iterator[None]:
+    """Shield the block from cancellation, but give up after ``seconds`` (raising `Unavailable`),
+    so a dead store cannot hold a cancelled call forever."""
+    with anyio.CancelScope(shield=True, deadline=anyio.current_time() + seconds) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise Unavailable(f"{what} took longer than {seconds:.0f}s")
 
 
 class BatchUploader:
@@ -208,23 +219,29 @@ class BatchUploader:
     ) -> tuple[str, str]:
         where = f"s3://{bucket}/{planned.key}"
         async with limiter:
-            upload_id = await with_retries(
-                self._retry, f"start multipart {where}",
-                lambda: self.store.create_multipart_upload(
-                    bucket, planned.key, content_type=planned.content_type, metadata=planned.metadata
-                ),
-                counter,
-            )
-        try:
-            parts = await self._upload_parts(bucket, planned, upload_id, limiter, counter, progress)
-            async with limiter:
-                etag = await with_retries(
-                    self._retry, f"complete multipart {where}",
-                    lambda: self.store.complete_multipart_upload(
-                        bucket, planned.key, upload_id, [part for part, _ in parts], if_absent=not overwrite
+            # Shielded: a start cancelled after it reached the store would leave an upload whose id we
+            # never learn, so could never abort.
+            with _shielded_for(ABORT_TIMEOUT_SECONDS, f"starting the multipart upload of {where}"):
+                upload_id = await with_retries(
+                    self._retry, f"start multipart {where}",
+                    lambda: self.store.create_multipart_upload(
+                        bucket, planned.key, content_type=planned.content_type, metadata=planned.metadata
                     ),
                     counter,
                 )
+        try:
+            parts = await self._upload_parts(bucket, planned, upload_id, limiter, counter, progress)
+            async with limiter:
+                # Shielded: with every part stored, finishing is one short request, and a cancellation
+                # landing in the middle of it would leave us unsure whether the object exists.
+                with _shielded_for(ABORT_TIMEOUT_SECONDS, f"completing the multipart upload of {where}"):
+                    etag = await with_retries(
+                        self._retry, f"complete multipart {where}",
+                        lambda: self.store.complete_multipart_upload(
+                            bucket, planned.key, upload_id, [part for part, _ in parts], if_absent=not overwrite
+                        ),
+                        counter,
+                    )
         except BaseException:
             # Failed or cancelled: abort, so no orphaned parts are left to be billed. Shielded, so a
             # cancelled call still gets its abort out; bounded, so a dead store cannot hang shutdown.

@@ -90,7 +90,8 @@ class LoopbackProxy:
             request_queue_size = 256
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="loopback-proxy",
+                                        daemon=True)
         self._thread.start()
         return self
 
