@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Switchboard coordinates agents. memory_usage is a shared, persistent memory: store results "
-    "under a namespace and key (optionally with a ttl) so other agents can retrieve, list or search them."
+    "under a namespace and key (optionally with a ttl) so other agents can retrieve, list or search them. "
+    "upload_batch puts many files into object storage (S3 or a local store) in one parallel call."
 )
 
 
