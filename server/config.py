@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         8 * MiB, ge=S3_MIN_PART_BYTES, description="Part size of multipart uploads (grown if a file needs >10,000 parts)."
     )
     upload_buffer_bytes: int = Field(
-        64 * MiB, ge=S3_MIN_PART_BYTES,
+        32 * MiB, ge=S3_MIN_PART_BYTES,
         description="File bytes held in memory at once across all uploads in flight; bounds memory whatever the sizes.",
     )
     upload_max_attempts: int = Field(

@@ -18,6 +18,10 @@ import anyio
 
 from server.errors import Conflict, Unavailable
 
+# Reading and hashing this much takes well under a millisecond, so it runs on the event loop;
+# anything larger goes to a worker thread, so the loop never stalls for long.
+INLINE_READ_MAX_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -40,6 +44,8 @@ class FileSource:
     inode: int
 
     async def read(self, offset: int, length: int) -> Chunk:
+        if length <= INLINE_READ_MAX_BYTES:
+            return self._read_sync(offset, length)  # under a millisecond: cheaper than a thread hop
         return await anyio.to_thread.run_sync(self._read_sync, offset, length)
 
     def _read_sync(self, offset: int, length: int) -> Chunk:
@@ -78,7 +84,7 @@ class InlineSource:
 
     async def read(self, offset: int, length: int) -> Chunk:
         data = self.data[offset:offset + length]
-        if length > 64 * 1024:  # hashing a large buffer would hold the event loop for milliseconds
+        if length > INLINE_READ_MAX_BYTES:
             return await anyio.to_thread.run_sync(lambda: Chunk(data, hashlib.md5(data).digest()))
         return Chunk(data, hashlib.md5(data).digest())
 

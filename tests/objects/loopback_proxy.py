@@ -1,6 +1,6 @@
 """A small HTTP/1.1 proxy on a loopback port, in front of moto's S3 server.
 
-It relays requests unchanged and can, for chosen keys, answer 503 (ServiceUnavailable or
+It relays requests unchanged (keeping client connections open, as S3 does) and can, for chosen keys, answer 503 (ServiceUnavailable or
 SlowDown) or 403, drop the connection, or hold a request until released, for the first N
 matching requests. It records every request it saw (method, path, headers, MD5 of the
 body), and can hold every response for a fixed time to model a link's round trip: each
@@ -169,10 +169,14 @@ class LoopbackProxy:
                 if response is None:
                     return
                 response_body = _read_body(upstream_file, response.headers, bodiless=_bodiless(method, response))
-                self._delay()
-                client.sendall(response.head + response_body)
                 if response.headers.get("connection", "").lower() == "close":
-                    return
+                    # moto's server closes after every answer; S3 keeps connections open. Keep the
+                    # client's connection and reconnect upstream next time, so clients see S3's behaviour.
+                    upstream_file.close()
+                    upstream.close()
+                    upstream = upstream_file = None
+                self._delay()
+                client.sendall(_keep_alive(response.head) + response_body)
         except (ConnectionError, OSError):
             return
         finally:
@@ -212,6 +216,11 @@ class LoopbackProxy:
     def _delay(self) -> None:
         if self.latency_seconds:
             time.sleep(self.latency_seconds)  # models the link's round trip; not synchronisation
+
+
+def _keep_alive(head: bytes) -> bytes:
+    lines = head.split(b"\r\n")
+    return b"\r\n".join(line for line in lines if not line.lower().startswith(b"connection:"))
 
 
 def _bodiless(method: str, response: _Message) -> bool:

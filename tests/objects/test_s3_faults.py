@@ -111,7 +111,7 @@ async def test_a_failed_multipart_upload_is_aborted(
     assert "Contents" not in s3_admin.list_objects_v2(Bucket=s3.bucket)
 
 
-async def test_every_body_carries_a_matching_content_md5_and_no_expect_continue(
+async def test_every_body_carries_a_signed_content_md5_and_no_expect_continue(
     s3: Target, proxy: LoopbackProxy, upload_root: Path
 ) -> None:
     write(upload_root / "small.txt", 5000)
@@ -124,6 +124,9 @@ async def test_every_body_carries_a_matching_content_md5_and_no_expect_continue(
     assert len(bodies) == 1 + 3  # one object, three parts
     for request in bodies:
         assert request.headers["content-md5"] == request.body_md5
+        # The signature covers Content-MD5, which covers the body: no SHA-256 of the body is needed.
+        assert "content-md5" in request.headers["authorization"].split("SignedHeaders=")[1].split(",")[0]
+        assert request.headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
         # botocore asks for `Expect: 100-continue` by default, which costs every PUT a second round trip.
         assert "expect" not in request.headers
 
