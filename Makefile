@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test bench schemas clean
+.PHONY: serve test bench bench-uploads schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/memory_bench.py
+
+bench-uploads: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/upload_bench.py
 
 schemas: $(VENV)/.serve-installed
 	$(BIN)/switchboard schemas

@@ -156,7 +156,8 @@ def run_child(contender: str, argv: list[str]) -> int:
     else:
         seconds = run_s3transfer(files, endpoint, bucket, threads=16 if "16" in contender else None)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"seconds": seconds, "cpu_seconds": CPU_USED[0], "peak_rss_mib": usage.ru_maxrss / 1024}))  # ru_maxrss: KiB on Linux
+    # ru_maxrss is in KiB on Linux
+    print(json.dumps({"seconds": seconds, "cpu_seconds": CPU_USED[0], "peak_rss_mib": usage.ru_maxrss / 1024}))
     return 0
 
 

@@ -6,8 +6,8 @@ Every default works on a laptop with nothing else installed: data lives in
 
 from __future__ import annotations
 
-import os
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -96,7 +96,8 @@ class Settings(BaseSettings):
         8 * MiB, ge=S3_MIN_PART_BYTES, description="Files this large or larger go as multipart uploads."
     )
     upload_part_size_bytes: int = Field(
-        8 * MiB, ge=S3_MIN_PART_BYTES, description="Part size of multipart uploads (grown if a file needs >10,000 parts)."
+        8 * MiB, ge=S3_MIN_PART_BYTES,
+        description="Part size of multipart uploads (grown if a file would need more than 10,000 parts).",
     )
     upload_buffer_bytes: int = Field(
         32 * MiB, ge=S3_MIN_PART_BYTES,

@@ -129,7 +129,8 @@ async def upload_batch(
     )
 
     async def report(progress: BatchProgress) -> None:
-        message = f"{progress.files_done}/{progress.files_total} files, {progress.bytes_done}/{progress.bytes_total} bytes"
+        message = (f"{progress.files_done}/{progress.files_total} files, "
+                   f"{progress.bytes_done}/{progress.bytes_total} bytes")
         if progress.bytes_total:
             await ctx.report_progress(progress.bytes_done, progress.bytes_total, message)
         else:

@@ -256,7 +256,8 @@ async def _in_thread(function: Callable[..., T], *args: Any) -> T:
     try:
         return await anyio.to_thread.run_sync(function, *args)
     except OSError as error:
-        raise Unavailable(f"the local object store at {error.filename or 'its root'} failed: {error.strerror or error}") from error
+        where = error.filename or "its root"
+        raise Unavailable(f"the local object store at {where} failed: {error.strerror or error}") from error
 
 
 def _flush_to_disk(file: Any) -> None:

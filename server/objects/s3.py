@@ -8,7 +8,6 @@ uploader retries with tenacity, so it can count and report every attempt.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -17,7 +16,6 @@ from aiobotocore.session import get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     CredentialRetrievalError,
     HTTPClientError,
     NoCredentialsError,
@@ -25,12 +23,20 @@ from botocore.exceptions import (
     PartialCredentialsError,
     SSLError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 from botocore.handlers import add_expect_header, convert_body_to_file_like_object
 
-from server.errors import Conflict, Forbidden, InvalidArgument, NotFound, SwitchboardError, Unavailable
+from server.errors import (
+    Conflict,
+    Forbidden,
+    InvalidArgument,
+    NotFound,
+    SwitchboardError,
+    Unavailable,
+)
 from server.objects.store import ObjectHead, PendingUpload, StoredPart
-
-logger = logging.getLogger(__name__)
 
 # Error codes S3 (and compatible stores) use for "slow down" or "try again".
 _TRANSIENT_CODES = frozenset({
@@ -110,10 +116,9 @@ class S3ObjectStore:
         client.meta.events.unregister("before-call.s3", add_expect_header)
         for operation in ("PutObject", "UploadPart"):
             client.meta.events.unregister(f"before-parameter-build.s3.{operation}", convert_body_to_file_like_object)
+        # Credentials are resolved on the first request, not here: the chain may end at the
+        # instance-metadata endpoint, which off AWS only answers after a timeout.
         endpoint = endpoint_url or f"AWS S3 ({client.meta.region_name})"
-        if access_key_id is None and await session.get_credentials() is None:
-            logger.warning("no AWS credentials found for %s; requests will be refused until some are configured",
-                           endpoint)
         return cls(client, exit_stack, endpoint=endpoint, default_bucket=default_bucket,
                    conditional_writes=conditional_writes)
 

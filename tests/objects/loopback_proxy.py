@@ -1,10 +1,11 @@
 """A small HTTP/1.1 proxy on a loopback port, in front of moto's S3 server.
 
-It relays requests unchanged (keeping client connections open, as S3 does) and can, for chosen keys, answer 503 (ServiceUnavailable or
-SlowDown) or 403, drop the connection, or hold a request until released, for the first N
-matching requests. It records every request it saw (method, path, headers, MD5 of the
-body), and can hold every response for a fixed time to model a link's round trip: each
-exchange, including a ``100 Continue`` interim answer, then costs that much once.
+It relays requests unchanged (keeping client connections open, as S3 does) and can, for
+chosen keys, answer 503 (ServiceUnavailable or SlowDown) or 403, drop the connection, or
+hold a request until released, for the first N matching requests. It records every
+request it saw (method, path, headers, MD5 of the body), and can hold every response for a
+fixed time to model a link's round trip: each exchange, including a ``100 Continue``
+interim answer, then costs that much once.
 
 Blocking sockets, one thread per client connection: simple, and plenty for tests and the
 benchmark. Used by tests/objects and benchmarks/upload_bench.py.
@@ -152,8 +153,9 @@ class LoopbackProxy:
                             return
                         self._delay()
                         client.sendall(interim.head)
-                        if not interim.start_line.split(" ")[1] == "100":  # refused before the body
-                            client.sendall(_read_body(upstream_file, interim.headers, bodiless=_bodiless(method, interim)))
+                        if interim.start_line.split(" ")[1] != "100":  # refused before the body
+                            bodiless = _bodiless(method, interim)
+                            client.sendall(_read_body(upstream_file, interim.headers, bodiless=bodiless))
                             continue
                     body = _read_body(client_file, request.headers, request=True)
                     upstream.sendall(body)
@@ -187,7 +189,8 @@ class LoopbackProxy:
     def _match(self, method: str, path: str) -> FaultMode | None:
         with self._lock:
             for rule in self._rules:
-                if method in rule.methods and path.endswith("/" + rule.key) and (rule.times is None or rule.hits < rule.times):
+                left = rule.times is None or rule.hits < rule.times
+                if left and method in rule.methods and path.endswith("/" + rule.key):
                     rule.hits += 1
                     return rule.mode
         return None

@@ -48,7 +48,9 @@ async def test_twenty_files_land_byte_equal_with_keys_types_and_checksums(target
     assert totals.bytes == sum(len(d) for d in originals.values()) and totals.mb_per_s > 0
 
 
-async def test_mixed_batch_is_partial_and_the_valid_files_land(target: Target, upload_root: Path, tmp_path: Path) -> None:
+async def test_mixed_batch_is_partial_and_the_valid_files_land(
+    target: Target, upload_root: Path, tmp_path: Path
+) -> None:
     good = {f"ok-{i}.bin": write(upload_root / f"ok-{i}.bin", 2048) for i in range(3)}
     write(tmp_path / "outside" / "secret.txt", 10)
     write(upload_root / "huge.bin", MiB + 1)
