@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         4, ge=1, le=20, description="Tries per S3 request on transient faults (5xx, SlowDown, timeouts, resets)."
     )
     upload_retry_initial_seconds: float = Field(
-        0.2, gt=0, description="First retry backoff; doubles per try (with jitter) up to 10 s."
+        0.2, gt=0, description="First retry backoff window; it doubles per try up to 10 s, each wait random within it."
     )
     upload_request_timeout_seconds: float = Field(
         60.0, gt=0, description="Connect and read timeout of one S3 request; a timeout is retried."
