@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from server.clock import Clock
 from server.config import Settings
 from server.memory import MemoryStore
@@ -11,6 +14,8 @@ from server.objects.s3 import S3ObjectStore
 from server.objects.store import ObjectStore
 from server.objects.uploader import BatchUploader, MultipartPolicy
 from server.objects.validation import UploadLimits
+
+logger = logging.getLogger(__name__)
 
 
 async def open_object_store(settings: Settings) -> ObjectStore:
@@ -33,6 +38,12 @@ async def open_object_store(settings: Settings) -> ObjectStore:
 
 
 def build_uploader(settings: Settings, store: ObjectStore, memory: MemoryStore | None, clock: Clock) -> BatchUploader:
+    for root in settings.upload_roots:
+        resolved = root.resolve()
+        if resolved == Path(resolved.anchor):
+            # A client that starts the server from / (some desktop apps do) would otherwise expose every file.
+            logger.warning("upload root %s lets agents upload any file this server can read; "
+                           "set SWITCHBOARD_UPLOAD_ROOTS to the directories meant for uploads", resolved)
     return BatchUploader(
         store,
         limits=UploadLimits(
@@ -42,6 +53,7 @@ def build_uploader(settings: Settings, store: ObjectStore, memory: MemoryStore |
             max_call_bytes=settings.upload_max_call_bytes,
             max_inline_bytes=settings.upload_max_inline_bytes,
             max_concurrency=settings.upload_max_concurrency,
+            private_dirs=(settings.data_dir,),
         ),
         multipart=MultipartPolicy(settings.upload_multipart_threshold_bytes, settings.upload_part_size_bytes),
         retry=RetryPolicy(settings.upload_max_attempts, settings.upload_retry_initial_seconds),

@@ -4,7 +4,8 @@ A file that fails a check becomes a `FailedUpload` carrying the reason; the rest
 batch is planned. A problem with the call as a whole (no files, a bad bucket or prefix,
 too many files) raises instead: then nothing at all is uploaded.
 
-Files are read only from inside the upload roots, judged after following every symlink.
+Files are read only from inside the upload roots, judged after following every symlink,
+and never from the server's own state (its data dir), even when that lies inside a root.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class UploadLimits:
     max_call_bytes: int
     max_inline_bytes: int
     max_concurrency: int
+    private_dirs: tuple[Path, ...] = ()  # never uploaded from, even inside a root: the server's own state
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,8 @@ class BatchPlan:
 def plan_batch(request: BatchRequest, limits: UploadLimits, default_bucket: str | None) -> BatchPlan:
     """Check the call, then each file; blocking (it stats files), so run it in a worker thread."""
     bucket = _check_call(request, limits, default_bucket)
-    roots = tuple(root.resolve() for root in limits.roots)
+    places = _Places(tuple(root.resolve() for root in limits.roots),
+                     tuple(private.resolve() for private in limits.private_dirs))
     planned: list[PlannedUpload] = []
     refused: list[tuple[int, FailedUpload]] = []
     destinations: dict[str, int] = {}
@@ -70,7 +73,7 @@ def plan_batch(request: BatchRequest, limits: UploadLimits, default_bucket: str 
         label = _label(spec, index)
         key: str | None = None
         try:
-            source, default_key = _source(spec, index, roots, limits)
+            source, default_key = _source(spec, index, places, limits)
             key = check_key(join_key(request.prefix, spec.key if spec.key is not None else default_key))
             if key in destinations:
                 raise InvalidArgument(f"key {key!r} is already the destination of files[{destinations[key]}]")
@@ -110,7 +113,15 @@ def _label(spec: FileSpec, index: int) -> str:
     return f"files[{index}].{'content' if spec.text is not None else 'content_base64'}"
 
 
-def _source(spec: FileSpec, index: int, roots: tuple[Path, ...], limits: UploadLimits) -> tuple[Source, str | None]:
+@dataclass(frozen=True, slots=True)
+class _Places:
+    """The upload roots and the private directories, resolved once per batch."""
+
+    roots: tuple[Path, ...]
+    private: tuple[Path, ...]
+
+
+def _source(spec: FileSpec, index: int, places: _Places, limits: UploadLimits) -> tuple[Source, str | None]:
     """The bytes to upload and the key they get when the caller names none."""
     given = [name for name, value in (("path", spec.path), ("content", spec.text), ("content_base64", spec.base64))
              if value is not None]
@@ -118,7 +129,7 @@ def _source(spec: FileSpec, index: int, roots: tuple[Path, ...], limits: UploadL
         raise InvalidArgument(f"files[{index}] needs exactly one of path, content or content_base64; got "
                               f"{', '.join(given) or 'none'}")
     if spec.path is not None:
-        return _file_source(spec.path, roots, limits.max_file_bytes)
+        return _file_source(spec.path, places, limits.max_file_bytes)
     if spec.text is not None:
         data = spec.text.encode("utf-8")
     else:
@@ -134,9 +145,10 @@ def _source(spec: FileSpec, index: int, roots: tuple[Path, ...], limits: UploadL
     return InlineSource(data), None
 
 
-def _file_source(path_text: str, roots: tuple[Path, ...], max_file_bytes: int) -> tuple[FileSource, str]:
+def _file_source(path_text: str, places: _Places, max_file_bytes: int) -> tuple[FileSource, str]:
     if not path_text or "\x00" in path_text:
         raise InvalidArgument("path must be a non-empty file path")
+    roots = places.roots
     path = Path(path_text)
     if not path.is_absolute():
         path = roots[0] / path  # relative paths mean "in the first upload root"
@@ -151,6 +163,8 @@ def _file_source(path_text: str, roots: tuple[Path, ...], max_file_bytes: int) -
         shown = ", ".join(str(r) for r in roots)
         raise Forbidden(f"{path_text} resolves to {resolved}, outside the upload roots ({shown}); "
                         "only files under SWITCHBOARD_UPLOAD_ROOTS can be uploaded")
+    if any(resolved.is_relative_to(private) for private in places.private):
+        raise Forbidden(f"{path_text} is part of the server's own state (its data dir); it cannot be uploaded")
     try:
         status = os.stat(resolved)
     except OSError as error:

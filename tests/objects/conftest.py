@@ -69,7 +69,8 @@ def make_uploader(
     return BatchUploader(
         target.store,
         limits=UploadLimits(tuple(roots), options["max_files"], options["max_file_bytes"], options["max_call_bytes"],
-                            options["max_inline_bytes"], options["max_concurrency"]),
+                            options["max_inline_bytes"], options["max_concurrency"],
+                            private_dirs=tuple(options.get("private_dirs", ()))),
         multipart=MultipartPolicy(options["threshold"], options["part_size"]),
         retry=RetryPolicy(options["max_attempts"], initial_backoff_seconds=0.01, max_backoff_seconds=0.05),
         buffer_bytes=options["buffer_bytes"],

@@ -151,6 +151,22 @@ async def test_symlinks_are_followed_and_must_stay_inside_the_roots(
     assert await target.store.head_object(target.bucket, "escape.txt") is None
 
 
+async def test_the_servers_own_state_is_never_uploaded_even_inside_a_root(target: Target, upload_root: Path) -> None:
+    write(upload_root / ".switchboard" / "memory.sqlite3", 100)
+    (upload_root / "state-link").symlink_to(upload_root / ".switchboard" / "memory.sqlite3")
+    write(upload_root / "ok.txt", 10)
+    uploader = make_uploader(target, [upload_root], private_dirs=[upload_root / ".switchboard"])
+    result = await uploader.upload(BatchRequest(
+        [FileSpec(path=".switchboard/memory.sqlite3"), FileSpec(path="state-link"), FileSpec(path="ok.txt")],
+        bucket=target.bucket,
+    ))
+    assert [(f.source, f.code) for f in result.failed] == [
+        (".switchboard/memory.sqlite3", "forbidden"), ("state-link", "forbidden"),
+    ]
+    assert "server's own state" in result.failed[0].message
+    assert [item.key for item in result.uploaded] == ["ok.txt"]
+
+
 async def test_inline_content_and_the_checks_on_each_file(target: Target, upload_root: Path) -> None:
     write(upload_root / "dir" / "x.txt", 10)
     binary = os.urandom(500)
