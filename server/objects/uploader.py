@@ -177,7 +177,7 @@ class BatchUploader:
             else:
                 etag, checksum = await self._upload_whole(bucket, planned, overwrite, limiter, counter, progress)
         except SwitchboardError as error:
-            logger.warning("upload of %s to s3://%s/%s failed after %d attempt(s): %s",
+            logger.warning("upload of %s to %s/%s failed after %d attempt(s): %s",
                            planned.label, bucket, planned.key, counter.attempts, error)
             return FailedUpload(planned.label, planned.key, error.code, error.message, counter.attempts)
         return UploadedObject(
@@ -190,10 +190,10 @@ class BatchUploader:
         self, bucket: str, planned: PlannedUpload, limiter: anyio.CapacityLimiter, counter: AttemptCounter
     ) -> None:
         async with limiter:
-            head = await with_retries(self._retry, f"HEAD s3://{bucket}/{planned.key}",
+            head = await with_retries(self._retry, f"HEAD {bucket}/{planned.key}",
                                       lambda: self.store.head_object(bucket, planned.key), counter)
         if head is not None:
-            raise Conflict(f"s3://{bucket}/{planned.key} already exists and overwrite is false; nothing was replaced")
+            raise Conflict(f"{bucket}/{planned.key} already exists and overwrite is false; nothing was replaced")
 
     async def _upload_whole(
         self, bucket: str, planned: PlannedUpload, overwrite: bool, limiter: anyio.CapacityLimiter,
@@ -203,7 +203,7 @@ class BatchUploader:
             chunk = await planned.source.read(0, planned.size)
             async with limiter:
                 etag = await with_retries(
-                    self._retry, f"PUT s3://{bucket}/{planned.key}",
+                    self._retry, f"PUT {bucket}/{planned.key}",
                     lambda: self.store.put_object(
                         bucket, planned.key, chunk.data, content_md5=chunk.content_md5,
                         content_type=planned.content_type, metadata=planned.metadata, if_absent=not overwrite,
@@ -217,7 +217,7 @@ class BatchUploader:
         self, bucket: str, planned: PlannedUpload, overwrite: bool, limiter: anyio.CapacityLimiter,
         counter: AttemptCounter, progress: _Progress,
     ) -> tuple[str, str]:
-        where = f"s3://{bucket}/{planned.key}"
+        where = f"{bucket}/{planned.key}"
         async with limiter:
             # Shielded: a start cancelled after it reached the store would leave an upload whose id we
             # never learn, so could never abort.
@@ -258,8 +258,6 @@ class BatchUploader:
         """Every part in parallel; the first part that fails for good cancels the others and is raised."""
         part_size = self._multipart.part_size_for(planned.size)
         count = math.ceil(planned.size / part_size)
-        if count > MAX_PARTS:
-            raise TooLarge(f"{planned.label} would need {count} parts; S3 allows {MAX_PARTS}")
         done: dict[int, tuple[StoredPart, bytes]] = {}
         first_error: list[SwitchboardError] = []
 
@@ -271,7 +269,7 @@ class BatchUploader:
                     chunk = await planned.source.read(offset, length)
                     async with limiter:
                         etag = await with_retries(
-                            self._retry, f"part {number} of s3://{bucket}/{planned.key}",
+                            self._retry, f"part {number} of {bucket}/{planned.key}",
                             lambda: self.store.upload_part(
                                 bucket, planned.key, upload_id, number, chunk.data, content_md5=chunk.content_md5
                             ),
@@ -293,11 +291,11 @@ class BatchUploader:
 
     async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
         try:
-            await with_retries(self._retry, f"abort multipart s3://{bucket}/{key}",
+            await with_retries(self._retry, f"abort multipart {bucket}/{key}",
                                lambda: self.store.abort_multipart_upload(bucket, key, upload_id), AttemptCounter())
-            logger.info("aborted multipart upload %s of s3://%s/%s", upload_id, bucket, key)
+            logger.info("aborted multipart upload %s of %s/%s", upload_id, bucket, key)
         except SwitchboardError as error:
-            logger.error("could not abort multipart upload %s of s3://%s/%s (%s); its parts remain until a "
+            logger.error("could not abort multipart upload %s of %s/%s (%s); its parts remain until a "
                          "lifecycle rule removes them", upload_id, bucket, key, error)
 
     # -- the answer and the record ----------------------------------------------------------
