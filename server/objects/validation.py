@@ -100,7 +100,10 @@ def _check_call(request: BatchRequest, limits: UploadLimits, default_bucket: str
             f"max_concurrency must be 1..{limits.max_concurrency} (the server's limit); got {request.max_concurrency}"
         )
     if request.prefix:
-        check_key(request.prefix)
+        try:
+            check_key(request.prefix)
+        except InvalidArgument as error:
+            raise InvalidArgument(f"prefix: {error.message}") from None
     bucket = request.bucket or default_bucket
     if bucket is None:
         raise InvalidArgument("no bucket: pass bucket, or set SWITCHBOARD_S3_BUCKET on the server")
@@ -110,7 +113,11 @@ def _check_call(request: BatchRequest, limits: UploadLimits, default_bucket: str
 def _label(spec: FileSpec, index: int) -> str:
     if spec.path is not None:
         return spec.path
-    return f"files[{index}].{'content' if spec.text is not None else 'content_base64'}"
+    if spec.text is not None:
+        return f"files[{index}].content"
+    if spec.base64 is not None:
+        return f"files[{index}].content_base64"
+    return f"files[{index}]"
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,6 +183,7 @@ async def test_inline_content_and_the_checks_on_each_file(target: Target, upload
         FileSpec(path="dir/x.txt", text="both"),
         FileSpec(text="again", key="blob"),
         FileSpec(path="dir/x.txt", metadata={"bad name!": "v"}),
+        FileSpec(key="nothing-to-send"),
     ]
     result = await uploader.upload(BatchRequest(files, bucket=target.bucket))
     assert result.status == "partial"
@@ -196,7 +197,7 @@ async def test_inline_content_and_the_checks_on_each_file(target: Target, upload
         ("files[2].content", "invalid_argument"), ("files[3].content_base64", "invalid_argument"),
         ("files[4].content", "too_large"), ("dir/x.txt", "invalid_argument"), ("dir/x.txt", "invalid_argument"),
         ("dir", "invalid_argument"), ("dir/x.txt", "invalid_argument"), ("files[9].content", "invalid_argument"),
-        ("dir/x.txt", "invalid_argument"),
+        ("dir/x.txt", "invalid_argument"), ("files[11]", "invalid_argument"),
     ]
     messages = [f.message for f in result.failed]
     assert "needs a key" in messages[0] and "'..' segment" in messages[3] and "starts with '/'" in messages[4]
@@ -209,7 +210,7 @@ async def test_inline_content_and_the_checks_on_each_file(target: Target, upload
     [
         ({"files": []}, "files must hold 1..100 entries"),
         ({"bucket": "Not_A_Bucket"}, "not a valid bucket name"),
-        ({"prefix": "../up"}, "'..' segment"),
+        ({"prefix": "../up"}, "prefix: key '../up' has a '..' segment"),
         ({"max_concurrency": 33}, "max_concurrency must be 1..32"),
     ],
 )
