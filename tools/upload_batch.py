@@ -98,8 +98,9 @@ async def upload_batch(
     files: Annotated[list[UploadFile], Field(description="Each: path, content or content_base64; key? "
                                                          "content_type? metadata?")],
     ctx: Context,
-    bucket: Annotated[str | None, Field(description="Default: the server's configured bucket.")] = None,
-    prefix: Annotated[str | None, Field(description="Folder for every key: 'run-42' gives 'run-42/<key>'.")] = None,
+    # Plain `str`, not `str | None`: the SDK would turn a prefix such as "2026" or "null" into JSON values.
+    bucket: Annotated[str, Field(description="Default (empty): the server's configured bucket.")] = "",
+    prefix: Annotated[str, Field(description="Folder for every key: 'run-42' gives 'run-42/<key>'.")] = "",
     max_concurrency: Annotated[int, Field(ge=1, validation_alias=_alias("max_concurrency", "maxConcurrency"),
                                           description="Requests in flight (server limit 64 by default).")] = 16,
     overwrite: Annotated[bool, Field(description="false: never replace an existing object.")] = True,
@@ -121,8 +122,8 @@ async def upload_batch(
                      metadata=f.metadata or {})
             for f in files
         ],
-        bucket=bucket,
-        prefix=prefix or "",
+        bucket=bucket or None,
+        prefix=prefix,
         max_concurrency=max_concurrency,
         overwrite=overwrite,
         all_or_nothing=all_or_nothing,

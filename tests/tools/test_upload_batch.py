@@ -47,13 +47,13 @@ async def test_uploads_files_and_inline_content_to_the_local_store(connect: Conn
                 {"content": "a,b\n1,2\n", "key": "table.csv"},
                 {"contentBase64": base64.b64encode(blob).decode(), "key": "blob.bin", "contentType": "image/png"},
             ],
-            "prefix": "run-7",
+            "prefix": "null",
             "maxConcurrency": 4,
         })
         assert (answer["status"], answer["http_status"], answer["bucket"], answer["failed"]) == ("ok", 200, "local", [])
         assert [(u["key"], u["content_type"], u["attempts"]) for u in answer["uploaded"]] == [
-            ("run-7/out/report.md", "text/markdown", 1), ("run-7/table.csv", "text/csv", 1),
-            ("run-7/blob.bin", "image/png", 1),
+            ("null/out/report.md", "text/markdown", 1), ("null/table.csv", "text/csv", 1),
+            ("null/blob.bin", "image/png", 1),
         ]
         assert answer["totals"]["files"] == 3 and answer["totals"]["bytes"] == 9 + 8 + 300
         summary = await client.call_tool("memory_usage", {"action": "retrieve", "namespace": "uploads",
