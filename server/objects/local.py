@@ -33,7 +33,7 @@ import anyio
 
 from server.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from server.objects.naming import check_bucket, check_key
-from server.objects.store import ObjectHead, PendingUpload, StoredPart
+from server.objects.store import Body, ObjectHead, PendingUpload, StoredPart
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class LocalObjectStore:
         """Nothing stays open between calls."""
 
     async def put_object(
-        self, bucket: str, key: str, body: bytes, *, content_md5: str, content_type: str,
+        self, bucket: str, key: str, body: Body, *, content_md5: str, content_type: str,
         metadata: Mapping[str, str], if_absent: bool,
     ) -> str:
         return await _in_thread(self._put_sync, bucket, key, body, content_md5, content_type, dict(metadata), if_absent)
@@ -75,7 +75,7 @@ class LocalObjectStore:
         return await _in_thread(self._create_multipart_sync, bucket, key, content_type, dict(metadata))
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: bytes, *, content_md5: str
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *, content_md5: str
     ) -> str:
         return await _in_thread(self._upload_part_sync, bucket, upload_id, part_number, body, content_md5)
 
@@ -116,7 +116,7 @@ class LocalObjectStore:
     # -- blocking work (worker threads) ---------------------------------------------------
 
     def _put_sync(
-        self, bucket: str, key: str, body: bytes, content_md5: str, content_type: str,
+        self, bucket: str, key: str, body: Body, content_md5: str, content_type: str,
         metadata: dict[str, str], if_absent: bool,
     ) -> str:
         md5 = hashlib.md5(body)
@@ -167,7 +167,7 @@ class LocalObjectStore:
                                                            "metadata": metadata})
         return upload_id
 
-    def _upload_part_sync(self, bucket: str, upload_id: str, part_number: int, body: bytes, content_md5: str) -> str:
+    def _upload_part_sync(self, bucket: str, upload_id: str, part_number: int, body: Body, content_md5: str) -> str:
         upload_dir = self._existing_upload(bucket, upload_id)
         md5 = hashlib.md5(body)
         if base64.b64encode(md5.digest()).decode("ascii") != content_md5:

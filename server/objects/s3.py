@@ -36,7 +36,7 @@ from server.errors import (
     SwitchboardError,
     Unavailable,
 )
-from server.objects.store import ObjectHead, PendingUpload, StoredPart
+from server.objects.store import Body, ObjectHead, PendingUpload, StoredPart
 
 # Error codes S3 (and compatible stores) use for "slow down" or "try again".
 _TRANSIENT_CODES = frozenset({
@@ -138,7 +138,7 @@ class S3ObjectStore:
         await self._exit_stack.aclose()
 
     async def put_object(
-        self, bucket: str, key: str, body: bytes, *, content_md5: str, content_type: str,
+        self, bucket: str, key: str, body: Body, *, content_md5: str, content_type: str,
         metadata: Mapping[str, str], if_absent: bool,
     ) -> str:
         params: dict[str, Any] = {
@@ -161,7 +161,7 @@ class S3ObjectStore:
         return str(response["UploadId"])
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: bytes, *, content_md5: str
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *, content_md5: str
     ) -> str:
         with self._translated(f"upload part {part_number} of", bucket, key):
             response = await self._client.upload_part(

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+Body = bytes | bytearray  # one object or one part, already in memory
+
 
 @dataclass(frozen=True, slots=True)
 class StoredPart:
@@ -62,7 +64,7 @@ class ObjectStore(Protocol):
         self,
         bucket: str,
         key: str,
-        body: bytes,
+        body: Body,
         *,
         content_md5: str,
         content_type: str,
@@ -79,7 +81,7 @@ class ObjectStore(Protocol):
         ...
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, body: bytes, *, content_md5: str
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *, content_md5: str
     ) -> str:
         """Store part ``part_number`` (1-based); return its ETag."""
         ...
