@@ -1,9 +1,11 @@
 """Where an upload's bytes come from: a validated file on disk, or content sent inline.
 
 A file is read one chunk at a time (a part, or the whole file below the multipart
-threshold), in a worker thread, hashing as it reads. Each read reopens the file without
-following symlinks and checks it is still the file that was validated (same device,
-inode and size), so swapping in a symlink after validation cannot leak another file.
+threshold), in a worker thread unless it is small, hashing as it reads. Each read reopens the file without
+following symlinks and checks it is still the file that was validated, unchanged (same
+device, inode, size, modification and change times: an inode number alone can be reused
+at once by a new file), so swapping in a symlink or another file after validation cannot
+leak it, and a file still being written is not uploaded half-done.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ class FileSource:
 
     path: Path
     size: int
-    device: int
-    inode: int
+    fingerprint: tuple[int, int, int, int, int]  # device, inode, size, mtime_ns, ctime_ns at validation
+
+    @classmethod
+    def of(cls, path: Path, status: os.stat_result) -> FileSource:
+        return cls(path, status.st_size, _fingerprint(status))
 
     async def read(self, offset: int, length: int) -> Chunk:
         # Allocated here, on the event loop's thread, and filled in the worker: the buffers then come
@@ -58,14 +63,9 @@ class FileSource:
         except OSError as error:
             raise Conflict(f"{self.path} cannot be opened any more ({error.strerror}); it was not uploaded") from error
         try:
-            status = os.fstat(descriptor)
-            if (status.st_dev, status.st_ino) != (self.device, self.inode):
-                raise Conflict(f"{self.path} was replaced by another file after validation; it was not uploaded")
-            if status.st_size != self.size:
-                raise Conflict(
-                    f"{self.path} changed size during the upload ({self.size} -> {status.st_size} bytes); "
-                    "upload it again once it is complete"
-                )
+            if _fingerprint(os.fstat(descriptor)) != self.fingerprint:
+                raise Conflict(f"{self.path} was modified or replaced after validation; it was not uploaded "
+                               "(upload it again once it is complete)")
             read = os.preadv(descriptor, [buffer], offset)
         except OSError as error:
             raise Unavailable(f"reading {self.path} failed: {error.strerror}") from error
@@ -74,6 +74,10 @@ class FileSource:
         if read != len(buffer):
             raise Conflict(f"{self.path} was truncated during the upload; it was not uploaded")
         return Chunk(buffer, hashlib.md5(buffer).digest())
+
+
+def _fingerprint(status: os.stat_result) -> tuple[int, int, int, int, int]:
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,7 @@ def _file_source(path_text: str, places: _Places, max_file_bytes: int) -> tuple[
         raise Forbidden(f"{path_text} is not readable by the server")
     if status.st_size > max_file_bytes:
         raise TooLarge(f"{path_text} is {status.st_size} bytes; the limit per file is {max_file_bytes}")
-    source = FileSource(resolved, status.st_size, status.st_dev, status.st_ino)
+    source = FileSource.of(resolved, status)
     return source, resolved.relative_to(root).as_posix()
 
 
