@@ -1,11 +1,11 @@
 """Where an upload's bytes come from: a validated file on disk, or content sent inline.
 
 A file is read one chunk at a time (a part, or the whole file below the multipart
-threshold), in a worker thread unless it is small, hashing as it reads. Each read reopens the file without
-following symlinks and checks it is still the file that was validated, unchanged (same
-device, inode, size, modification and change times: an inode number alone can be reused
-at once by a new file), so swapping in a symlink or another file after validation cannot
-leak it, and a file still being written is not uploaded half-done.
+threshold), in a worker thread unless it is small, hashing as it reads. Each read reopens
+the file without following symlinks and checks it is still the file that was validated,
+unchanged (same device, inode, size, modification and change times: an inode number alone
+can be reused at once by a new file), so swapping in a symlink or another file after
+validation cannot leak it, and a file still being written is not uploaded half-done.
 """
 
 from __future__ import annotations
