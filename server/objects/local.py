@@ -278,6 +278,8 @@ def _load_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except ValueError as error:  # written atomically by us, so only damage from outside gets here
+        raise Unavailable(f"the local object store's record {path} is damaged ({error}); remove it") from None
 
 
 def _write_temp_json(directory: Path, value: dict[str, Any]) -> Path:
