@@ -29,6 +29,16 @@ def settings(tmp_path: Path, upload_root: Path) -> Settings:
                     upload_multipart_threshold_bytes=5 * 1024 * 1024, upload_part_size_bytes=5 * 1024 * 1024)
 
 
+def s3_settings(tmp_path: Path, upload_root: Path, endpoint_url: str, bucket: str) -> Settings:
+    """A server whose uploads go to S3 at ``endpoint_url`` (moto, through the proxy)."""
+    return Settings(
+        data_dir=tmp_path / "data", upload_roots=[upload_root], s3_endpoint_url=endpoint_url, s3_bucket=bucket,
+        s3_region="us-east-1", s3_addressing_style="path", s3_access_key_id="testing",
+        s3_secret_access_key="testing", upload_retry_initial_seconds=0.01,
+        upload_multipart_threshold_bytes=5 * 1024 * 1024, upload_part_size_bytes=5 * 1024 * 1024,
+    )
+
+
 async def call(client: Client, arguments: dict[str, Any], **options: Any) -> dict[str, Any]:
     result = await client.call_tool("upload_batch", arguments, **options)
     assert not result.is_error, result.content
@@ -132,12 +142,7 @@ async def test_uploads_to_s3_when_an_endpoint_is_configured(
     (upload_root / "big.bin").write_bytes(data)
     (upload_root / "small.txt").write_text("small")
     proxy.fail("small.txt", "503", times=1)
-    settings = Settings(
-        data_dir=tmp_path / "data", upload_roots=[upload_root], s3_endpoint_url=proxy.url, s3_bucket=bucket,
-        s3_region="us-east-1", s3_addressing_style="path", s3_access_key_id="testing",
-        s3_secret_access_key="testing", upload_retry_initial_seconds=0.01,
-        upload_multipart_threshold_bytes=5 * 1024 * 1024, upload_part_size_bytes=5 * 1024 * 1024,
-    )
+    settings = s3_settings(tmp_path, upload_root, proxy.url, bucket)
     async with Client(build_server(settings, clock=clock)) as client:
         answer = await call(client, {"files": [{"path": "big.bin"}, {"path": "small.txt", "metadata": {"a": "b"}}]})
     assert (answer["status"], answer["bucket"]) == ("ok", bucket)
@@ -166,12 +171,7 @@ async def test_a_cancelled_call_aborts_its_multipart_upload_and_records_what_lan
     (upload_root / "big.bin").write_bytes(os.urandom(11 * 1024 * 1024))
     (upload_root / "small.txt").write_text("small")
     proxy.fail("big.bin", "stall", times=1, methods=("PUT",))
-    settings = Settings(
-        data_dir=tmp_path / "data", upload_roots=[upload_root], s3_endpoint_url=proxy.url, s3_bucket=bucket,
-        s3_region="us-east-1", s3_addressing_style="path", s3_access_key_id="testing",
-        s3_secret_access_key="testing", upload_multipart_threshold_bytes=5 * 1024 * 1024,
-        upload_part_size_bytes=5 * 1024 * 1024,
-    )
+    settings = s3_settings(tmp_path, upload_root, proxy.url, bucket)
     files_done = anyio.Event()
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
