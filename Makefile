@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test bench schemas clean
+.PHONY: serve test bench bench-memory bench-vectors bench-uploads schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ serve: $(VENV)/.serve-installed
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.test-installed
+bench: bench-memory bench-vectors bench-uploads
+
+bench-memory: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/memory_bench.py
+
+bench-vectors: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/vector_bench.py
+
+bench-uploads: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/upload_bench.py
 
 schemas: $(VENV)/.serve-installed
 	$(BIN)/switchboard schemas

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 INSTRUCTIONS = (
     "Switchboard coordinates agents. memory_usage is a shared, persistent memory: store results "
     "under a namespace and key (optionally with a ttl) so other agents can retrieve, list or search them. "
-    "memory_search finds entries by meaning across all namespaces."
+    "memory_search finds entries by meaning across all namespaces. "
+    "upload_batch puts many files into object storage (S3 or a local store) in one parallel call."
 )
 
 

@@ -6,6 +6,7 @@ Every default works on a laptop with nothing else installed: data lives in
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +24,9 @@ CONFIG_FILE_ENV = "SWITCHBOARD_CONFIG"
 DEFAULT_CONFIG_FILE = "switchboard.toml"
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
+# S3 refuses parts below 5 MiB (except the last), so neither the threshold nor the part size may go lower.
+S3_MIN_PART_BYTES = 5 * MiB
 
 
 class Settings(BaseSettings):
@@ -93,11 +97,89 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+    # -- object storage and upload_batch ----------------------------------------------------
+    # With neither an endpoint nor a bucket, uploads go to a directory under data_dir.
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint (MinIO, R2, Ceph...); unset with a bucket set means AWS itself."
+    )
+    s3_region: str | None = Field(None, description="Region to sign for; unset: the AWS config chain, else us-east-1.")
+    s3_bucket: str | None = Field(None, description="Bucket used when a call names none.")
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="`path` for most self-hosted endpoints (MinIO, Ceph); `virtual` or `auto` for AWS and R2."
+    )
+    s3_access_key_id: str | None = Field(
+        None, description="Static credentials; unset: the standard AWS chain (AWS_* env, ~/.aws, instance role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="Goes with s3_access_key_id.")
+    s3_conditional_writes: bool = Field(
+        True, description="The endpoint honours `If-None-Match: *`; false: overwrite=false falls back to a HEAD check."
+    )
+    upload_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path.cwd()],
+        description="Directories upload_batch may read files from (os.pathsep-separated or a JSON list); "
+        "default: the working directory.",
+    )
+    upload_max_files: int = Field(1000, ge=1, description="Most files one upload_batch call takes.")
+    upload_max_file_bytes: int = Field(5 * GiB, ge=1, description="Largest file upload_batch accepts.")
+    upload_max_call_bytes: int = Field(20 * GiB, ge=1, description="Most bytes one upload_batch call uploads.")
+    upload_max_inline_bytes: int = Field(
+        MiB, ge=1, description="Largest inline `content`/`content_base64` of one file (after decoding)."
+    )
+    upload_max_concurrency: int = Field(
+        64, ge=1, le=1024, description="Largest max_concurrency a call may ask for; also the S3 connection pool size."
+    )
+    upload_multipart_threshold_bytes: int = Field(
+        8 * MiB, ge=S3_MIN_PART_BYTES, description="Files this large or larger go as multipart uploads."
+    )
+    upload_part_size_bytes: int = Field(
+        8 * MiB, ge=S3_MIN_PART_BYTES,
+        description="Part size of multipart uploads (grown if a file would need more than 10,000 parts).",
+    )
+    upload_buffer_bytes: int = Field(
+        32 * MiB, ge=S3_MIN_PART_BYTES,
+        description="File bytes held in memory at once across all uploads in flight; bounds memory whatever the sizes.",
+    )
+    upload_max_attempts: int = Field(
+        4, ge=1, le=20, description="Tries per S3 request on transient faults (5xx, SlowDown, timeouts, resets)."
+    )
+    upload_retry_initial_seconds: float = Field(
+        0.2, gt=0, description="First retry backoff window; it doubles per try up to 10 s, each wait random within it."
+    )
+    upload_request_timeout_seconds: float = Field(
+        60.0, gt=0, description="Connect and read timeout of one S3 request; a timeout is retried."
+    )
 
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("upload_roots", mode="before")
+    @classmethod
+    def _split_upload_roots(cls, value: object) -> object:
+        # From the environment the roots arrive as one string: a JSON list, or paths joined like PATH.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part]
+        return value
+
+    @field_validator("upload_roots")
+    @classmethod
+    def _check_upload_roots(cls, roots: list[Path]) -> list[Path]:
+        if not roots:
+            raise ValueError("upload_roots needs at least one directory")
+        return [root.expanduser() for root in roots]
+
+    @property
+    def uses_local_object_store(self) -> bool:
+        """No endpoint and no bucket configured: objects go to a directory under ``data_dir``."""
+        return self.s3_endpoint_url is None and self.s3_bucket is None
+
+    @property
+    def local_objects_dir(self) -> Path:
+        return self.data_dir / "objects"
 
     @classmethod
     def settings_customise_sources(

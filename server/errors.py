@@ -54,3 +54,9 @@ class Unavailable(SwitchboardError):
     """A dependency (database, remote store) cannot serve the call right now; retry later."""
 
     code = "unavailable"
+
+
+class Aborted(SwitchboardError):
+    """Not attempted or stopped part-way: another item of an all-or-nothing request failed, or the call was cancelled."""
+
+    code = "aborted"

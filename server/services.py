@@ -24,6 +24,8 @@ from server.vectors import (
     SentenceTransformerEmbedder,
     VectorIndex,
 )
+from server.objects import BatchUploader, ObjectStore
+from server.objects.from_settings import build_uploader, open_object_store
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class Services:
     clock: Clock
     memory: MemoryStore
     sweeper: ExpirySweeper
+    objects: ObjectStore
+    uploader: BatchUploader
 
 
 @contextlib.asynccontextmanager
@@ -55,10 +59,17 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
     sweeping = asyncio.create_task(sweeper.run(), name="memory-sweeper")
     logger.info("memory store open at %s; %d vectors (%s, %s)", settings.database_path, vectors.count(),
                 settings.vector_backend, vectors.embedder_name)
+    objects: ObjectStore | None = None
     try:
-        yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper)
+        objects = await open_object_store(settings)
+        logger.info("object store: %s", objects.description)
+        uploader = build_uploader(settings, objects, memory, clock)
+        yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
+                       uploader=uploader)
     finally:
         with anyio.CancelScope(shield=True):
+            if objects is not None:
+                await objects.close()
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeping

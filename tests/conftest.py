@@ -1,11 +1,14 @@
 """Shared fixtures: a manual clock, a real SQLite-backed store, settings in a temp dir,
-and an MCP client connected in-process to a real Switchboard server."""
+an MCP client connected in-process to a real Switchboard server, and moto's S3 server
+(a child process on a loopback port) with a fault-injecting proxy in front of it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 from mcp import Client
 
@@ -13,6 +16,8 @@ from server.app import build_server
 from server.clock import ManualClock
 from server.config import Settings
 from server.memory import MemoryStore
+from tests.objects.loopback_proxy import LoopbackProxy
+from tests.objects.moto_process import MotoServer
 
 
 @pytest.fixture
@@ -42,3 +47,31 @@ def connect(request: pytest.FixtureRequest, settings: Settings, clock: ManualClo
     task (anyio cancel scopes), which an async-generator fixture cannot guarantee.
     """
     return lambda: Client(build_server(settings, clock=clock), mode=request.param)
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy(moto: MotoServer) -> Iterator[LoopbackProxy]:
+    proxy = LoopbackProxy(moto.port).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_admin(moto: MotoServer) -> Any:
+    """A plain boto3 client straight to moto (no proxy): creates buckets and checks what landed."""
+    return boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def upload_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    return root

@@ -6,9 +6,9 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
-from tools import memory_search, memory_usage
+from tools import memory_search, memory_usage, upload_batch
 
-TOOL_MODULES = (memory_usage, memory_search)
+TOOL_MODULES = (memory_usage, memory_search, upload_batch)
 
 
 def register_tools(server: MCPServer[Any]) -> None:
