@@ -32,7 +32,10 @@ S3_MIN_PART_BYTES = 5 * MiB
 class Settings(BaseSettings):
     """Everything an operator can set. Field ``x`` is env var ``SWITCHBOARD_X`` or key ``x`` in the TOML file."""
 
-    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="forbid", validate_default=True)
+    # hide_input_in_errors: a rejected setting may be a secret (a token, a key); never echo it.
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_", extra="forbid", validate_default=True, hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(Path(".switchboard"), description="Where the SQLite database and other state live.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")

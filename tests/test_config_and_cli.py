@@ -59,3 +59,11 @@ def test_serve_rejects_bad_settings_with_a_clear_message(tmp_path: Path) -> None
                             env={"SWITCHBOARD_MEMORY_SQLITE_SYNCHRONOUS": "sometimes", "PATH": "/usr/bin"}, timeout=60)
     assert result.returncode == 2
     assert "memory_sqlite_synchronous" in result.stderr and result.stdout == ""
+
+
+def test_a_rejected_setting_is_named_but_its_value_never_echoed() -> None:
+    secret = "hunter2-do-not-print"
+    result = subprocess.run([sys.executable, "-m", "server.cli", "serve"], capture_output=True, text=True, cwd=REPO,
+                            env={"SWITCHBOARD_HTTP_PORT": secret, "PATH": "/usr/bin"}, timeout=60)
+    assert result.returncode == 2 and "http_port" in result.stderr
+    assert secret not in result.stderr + result.stdout
