@@ -1,6 +1,6 @@
 """Vector index benchmark: HnswIndex against exact numpy search, measured in the same run.
 
-    .venv/bin/python benchmarks/vector_bench.py [--sizes 10000 100000] [--queries 1000]
+    .venv/bin/python benchmarks/vector_bench.py [--sizes 10000 100000] [--queries 1000] [--ef-construction 200 100]
 
 For each N (seeded clustered data, 384 dimensions): build time, single-query p50/p99,
 1,000-query batch throughput, recall@10 against exact search, the exact numpy brute-force
@@ -57,14 +57,15 @@ def exact_top_k(data: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
     return best[np.argsort(-scores[best])]
 
 
-async def bench_index(size: int, query_count: int) -> None:
+async def bench_index(size: int, query_count: int, ef_construction: int) -> None:
     rng = np.random.default_rng(SEED + size)
     centres = rng.standard_normal((max(50, size // 200), DIMENSIONS)).astype(np.float32)
     data = clustered(size, rng, centres)
     queries = clustered(query_count, rng, centres)
 
     with tempfile.TemporaryDirectory() as scratch:
-        index = HnswIndex(Path(scratch) / "bench.hnsw", IndexIdentity("bench", DIMENSIONS))
+        index = HnswIndex(Path(scratch) / "bench.hnsw", IndexIdentity("bench", DIMENSIONS),
+                          ef_construction=ef_construction)
         started = time.perf_counter()
         await index.upsert(list(range(size)), data)
         build_seconds = time.perf_counter() - started
@@ -90,7 +91,8 @@ async def bench_index(size: int, query_count: int) -> None:
     recall = statistics.fmean(len(set(row) & set(expected.tolist())) / K for row, expected in zip(found, truth))
 
     p50, p99, exact_p50 = percentile(single_ms, 50), percentile(single_ms, 99), percentile(exact_ms, 50)
-    print(f"N={size:,}: build {build_seconds:.2f}s ({size / build_seconds:,.0f} vectors/s)")
+    print(f"N={size:,}, ef_construction={ef_construction}: build {build_seconds:.2f}s "
+          f"({size / build_seconds:,.0f} vectors/s)")
     print(f"  baseline  exact numpy search      p50 {exact_p50:.3f} ms  p99 {percentile(exact_ms, 99):.3f} ms")
     print(f"  contender HnswIndex.search        p50 {p50:.3f} ms  p99 {p99:.3f} ms  recall@10 {recall:.3f}")
     print(f"  ratio     speedup at p50          {exact_p50 / p50:.1f}x")
@@ -128,13 +130,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--ef-construction", type=int, nargs="+", default=[200],
+                        help="build-time candidate lists to compare (the engine's default is 200)")
     parser.add_argument("--e2e-entries", type=int, default=10_000)
     parser.add_argument("--e2e-calls", type=int, default=300)
     args = parser.parse_args()
-    print(f"vector index benchmark: {DIMENSIONS} dimensions, k={K}, M=16, ef_construction=200, ef=64, "
+    print(f"vector index benchmark: {DIMENSIONS} dimensions, k={K}, M=16, ef=64, "
           f"{available_cores()} cores, seed {SEED}")
-    for size in args.sizes:
-        await bench_index(size, args.queries)
+    for ef_construction in args.ef_construction:
+        for size in args.sizes:
+            await bench_index(size, args.queries, ef_construction)
     float_bytes, int8_bytes = DIMENSIONS * 4, blob_bytes(DIMENSIONS)
     print(f"storage: float32 {float_bytes} bytes/vector, int8 + scale {int8_bytes} bytes/vector, "
           f"{float_bytes / int8_bytes:.2f}x smaller")

@@ -70,8 +70,9 @@ class HnswIndex:
         self._live: set[int] = set()
         # Labels marked deleted whose slot may not have been reused yet (hnswlib reuses an arbitrary one).
         self._deleted: set[int] = set()
-        self._write_lock = anyio.Lock()
-        self._graph_lock = anyio.Lock()
+        # fast_acquire: an uncontended lock does not yield to the event loop (a search costs ~0.1 ms; a yield ~0.03).
+        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._graph_lock = anyio.Lock(fast_acquire=True)
 
     @property
     def identity(self) -> IndexIdentity:
@@ -270,8 +271,8 @@ class HnswIndex:
             labels, distances = await anyio.to_thread.run_sync(
                 lambda: self._index.knn_query(matrix, k=take, num_threads=self._threads)
             )
-        return [[Hit(int(label), 1.0 - float(distance)) for label, distance in zip(row_labels, row_distances)]
-                for row_labels, row_distances in zip(labels, distances)]
+        return [[Hit(label, 1.0 - distance) for label, distance in zip(row_labels, row_distances)]
+                for row_labels, row_distances in zip(labels.tolist(), distances.tolist())]
 
     def _search_graph(self, query: np.ndarray, k: int, allowed: set[int] | None, pool: Collection[int]) -> list[Hit]:
         if k <= 0:
@@ -286,7 +287,8 @@ class HnswIndex:
         except RuntimeError:
             # hnswlib found fewer than k (heavy deletes or a narrow filter): answer exactly instead.
             return self._search_exact(query, k, list(pool))
-        return [Hit(int(label), 1.0 - float(distance)) for label, distance in zip(labels[0], distances[0])]
+        # tolist() first: converting numpy scalars one by one costs more than the search of a small index.
+        return [Hit(label, 1.0 - distance) for label, distance in zip(labels[0].tolist(), distances[0].tolist())]
 
     def _search_exact(self, query: np.ndarray, k: int, candidates: list[int]) -> list[Hit]:
         if not candidates:
