@@ -19,7 +19,6 @@ from server.vectors import (
     HashingEmbedder,
     HnswIndex,
     IndexIdentity,
-    QdrantIndex,
     SemanticIndex,
     SentenceTransformerEmbedder,
     VectorIndex,
@@ -105,6 +104,8 @@ def build_semantic_index(settings: Settings) -> SemanticIndex:
     identity = IndexIdentity(embedder.name, embedder.dimensions)
     index: VectorIndex
     if settings.vector_backend == "qdrant":
+        from server.vectors.qdrant import QdrantIndex  # only here: see server/vectors/__init__.py
+
         api_key = settings.vector_qdrant_api_key.get_secret_value() if settings.vector_qdrant_api_key else None
         index = QdrantIndex.connect(
             identity,

@@ -14,7 +14,8 @@ import pytest
 from server.clock import ManualClock
 from server.errors import InvalidArgument, Unavailable
 from server.memory import MemoryStore, PutRequest
-from server.vectors import HashingEmbedder, HnswIndex, IndexIdentity, QdrantIndex, SemanticIndex
+from server.vectors import HashingEmbedder, HnswIndex, IndexIdentity, SemanticIndex
+from server.vectors.qdrant import QdrantIndex
 
 @pytest.fixture
 def open_store(tmp_path: Path, clock: ManualClock):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from server.errors import InvalidArgument
-from server.vectors import IndexIdentity, QdrantIndex
+from server.vectors import IndexIdentity
+from server.vectors.qdrant import QdrantIndex
 from tests.vectors.conftest import clustered_unit_vectors
 
 IDENTITY = IndexIdentity("test-embedder/384", 384)
