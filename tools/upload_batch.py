@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import AliasChoices, BaseModel, Field
 
 from server.objects import BatchProgress, BatchRequest, BatchResult, FileSpec
 from server.services import Services
 from tools.errors import tool_errors
+from tools.results import structured
 
 
 def _alias(name: str, camel: str) -> AliasChoices:
@@ -106,7 +107,7 @@ async def upload_batch(
     overwrite: Annotated[bool, Field(description="false: never replace an existing object.")] = True,
     all_or_nothing: Annotated[bool, Field(validation_alias=_alias("all_or_nothing", "allOrNothing"),
                                           description="Upload nothing if any file is invalid.")] = False,
-) -> UploadBatchResult:
+) -> Annotated[CallToolResult, UploadBatchResult]:
     """Upload many files to object storage (S3/MinIO/R2, or a local directory store) in parallel.
 
     Every file is checked first (inside the upload roots, readable, size limits, safe key);
@@ -139,7 +140,7 @@ async def upload_batch(
 
     with tool_errors():
         result = await services.uploader.upload(request, report)
-    return UploadBatchResult.from_engine(result)
+    return structured(UploadBatchResult.from_engine(result))
 
 
 def register(server: MCPServer[Any]) -> None:
