@@ -20,6 +20,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
 
 from server import __version__
 from server.clock import Clock
@@ -109,12 +110,26 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
         )
     url_host = f"[{host}]" if ":" in host else host
     server = build_server(settings, http_url=f"http://{url_host}:{port}")
-    app = server.streamable_http_app(host=host)
+    app = server.streamable_http_app(host=host, transport_security=_rebinding_protection(settings, url_host))
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
     logger.info("serving streamable HTTP on http://%s:%d/mcp (auth: %s)", url_host, port,
                 "bearer token" if settings.http_token else "none, loopback only")
     # uvicorn handles SIGINT/SIGTERM itself and runs the app's shutdown, which closes the stores.
     await uvicorn.Server(config).serve()
+
+
+def _rebinding_protection(settings: Settings, url_host: str) -> TransportSecuritySettings | None:
+    """Without a token, only requests naming this loopback host are served, so a web page that
+    rebinds its own name to 127.x cannot reach the tools. (The SDK does this by itself for
+    127.0.0.1, localhost and ::1 only.)"""
+    if settings.http_token is not None:
+        return None
+    hosts = {url_host, "127.0.0.1", "localhost", "[::1]"}
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=sorted(f"{name}:*" for name in hosts),
+        allowed_origins=sorted(f"http://{name}:*" for name in hosts),
+    )
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:

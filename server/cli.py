@@ -82,9 +82,24 @@ def _serve(args: argparse.Namespace) -> int:
     except SwitchboardError as error:
         logging.getLogger("switchboard").error("%s", error)
         return 1
+    except BaseExceptionGroup as group:  # the stdio task group wraps what start-up raised
+        error = _first_domain_error(group)
+        if error is None:
+            raise
+        logging.getLogger("switchboard").error("%s", error)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _first_domain_error(group: BaseExceptionGroup) -> SwitchboardError | None:
+    for error in group.exceptions:
+        if isinstance(error, SwitchboardError):
+            return error
+        if isinstance(error, BaseExceptionGroup) and (found := _first_domain_error(error)) is not None:
+            return found
+    return None
 
 
 if __name__ == "__main__":

@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Connect and read timeout of one S3 request; a timeout is retried."
     )
 
+    @field_validator("http_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty; unset it to serve without a token (loopback only)")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:

@@ -67,3 +67,17 @@ def test_a_rejected_setting_is_named_but_its_value_never_echoed() -> None:
                             env={"SWITCHBOARD_HTTP_PORT": secret, "PATH": "/usr/bin"}, timeout=60)
     assert result.returncode == 2 and "http_port" in result.stderr
     assert secret not in result.stderr + result.stdout
+
+
+def test_a_start_up_refusal_on_stdio_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data" / "memory.sqlite3") as conn:
+        conn.execute("PRAGMA user_version = 99")  # a database from a newer Switchboard
+    result = subprocess.run([sys.executable, "-m", "server.cli", "serve"], capture_output=True, text=True, cwd=REPO,
+                            env={"SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin"},
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "unavailable: the memory database is at schema version 99" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from server.memory import Entry, EntryMeta, MemoryStats, PutRequest, ScoredEntry
 from server.services import Services
@@ -99,7 +99,9 @@ class MemoryUsageStats(BaseModel):
 
 
 class BatchEntry(BaseModel):
-    """One entry of store_batch."""
+    """One entry of store_batch; absent fields take the call's namespace, ttl, tags and index."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt if_version must not pass as a plain overwrite
 
     key: str
     value: JsonValue
@@ -107,6 +109,7 @@ class BatchEntry(BaseModel):
     ttl: int | None = Field(None, ge=0)
     tags: list[str] | None = None
     index: bool | None = None
+    if_version: int | None = Field(None, ge=0)
 
 
 class MemoryUsageResult(CompactModel):
@@ -159,7 +162,8 @@ async def memory_usage(
 
     Actions:
     - store {key, value, namespace?, ttl?, tags?, if_version?, index?}: create or replace; returns the version.
-    - store_batch {entries, namespace? (default for entries)}: up to 10,000 in one transaction, all or none.
+    - store_batch {entries: [{key, value, namespace?, ttl?, tags?, if_version?}], namespace?, ttl?, tags?}:
+      up to 10,000 in one transaction, all or none; call-level fields are defaults for entries.
     - retrieve {key, namespace?}: value and metadata; found=false when absent or expired.
     - list {namespace?, prefix?, limit?, cursor?}: keys and metadata, paged by next_cursor.
     - delete {key, namespace?, if_version?} or {namespace, confirm: true} for a whole namespace.
@@ -189,13 +193,16 @@ async def memory_usage(
             case "store_batch":
                 if not entries:
                     raise ToolError("invalid_argument: store_batch needs entries: a list of {key, value, ...}")
+                if if_version is not None:
+                    raise ToolError("invalid_argument: in store_batch, if_version goes on each entry it guards")
                 requests = [
                     PutRequest(
                         item.namespace or namespace or DEFAULT_NAMESPACE,
                         item.key,
                         item.value,
-                        item.ttl,
-                        tuple(item.tags or ()),
+                        item.ttl if item.ttl is not None else ttl,
+                        tuple(item.tags if item.tags is not None else tags or ()),
+                        if_version=item.if_version,
                         index=bool(item.index if item.index is not None else index),
                     )
                     for item in entries

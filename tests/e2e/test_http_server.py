@@ -90,3 +90,35 @@ def test_refuses_to_serve_beyond_loopback_without_a_token(tmp_path: Path) -> Non
     log = (tmp_path / "stderr.log").read_text()
     assert "refusing to serve HTTP on 0.0.0.0 without a token" in log and "SWITCHBOARD_HTTP_TOKEN" in log
     assert not (tmp_path / "data").exists()
+
+
+def test_without_a_token_a_foreign_host_header_is_refused_on_any_loopback_address(tmp_path: Path) -> None:
+    port = free_port()
+    process = start_http(tmp_path, port, host="127.0.0.2")
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # readiness: poll against a deadline
+            try:
+                socket.create_connection(("127.0.0.2", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.05)
+        body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        with httpx2.Client() as http:
+            rebound = http.post(f"http://127.0.0.2:{port}/mcp", json=body, headers={
+                **headers, "Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"})
+            own = http.post(f"http://127.0.0.2:{port}/mcp", json=body, headers=headers)
+        assert rebound.status_code == 421
+        assert own.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_an_empty_token_is_refused_at_start(tmp_path: Path) -> None:
+    process = start_http(tmp_path, free_port(), host="0.0.0.0", SWITCHBOARD_HTTP_TOKEN="  ")
+    assert process.wait(30) == 2
+    assert "http_token" in (tmp_path / "stderr.log").read_text()

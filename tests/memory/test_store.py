@@ -329,3 +329,14 @@ async def test_sweeper_empties_every_expired_entry_in_one_pass(store: MemoryStor
     clock.advance(5)
     assert await ExpirySweeper(store, interval_seconds=60, batch_size=4).sweep_once() == 23
     assert await snapshot(store) == []
+
+
+async def test_stores_opening_a_fresh_database_together_migrate_it_once(tmp_path: Path, clock: ManualClock) -> None:
+    for attempt in range(20):  # the race is between reading the version and migrating: give it many chances
+        path = tmp_path / f"m{attempt}.sqlite3"
+        stores = await asyncio.gather(*(
+            MemoryStore.open(path, clock=clock, max_value_bytes=1024, max_ttl_seconds=100) for _ in range(4)))
+        await stores[0].put("ns", "k", 1)
+        assert (await stores[3].get("ns", "k")) is not None
+        for store in stores:
+            await store.close()

@@ -215,3 +215,23 @@ async def test_text_arguments_that_look_like_json_stay_text(connect: Connect) ->
         assert got["entry"]["key"] == "null" and got["entry"]["value"] == "[1, 2] and more"
         found = await call(client, action="search", query="[1, 2]")
         assert [e["key"] for e in found["entries"]] == ["null"]
+
+
+async def test_store_batch_honours_per_entry_if_version_and_call_level_defaults(connect: Connect) -> None:
+    async with connect() as client:
+        await call(client, action="store", key="counter", value=1)
+        await call(client, action="store", key="counter", value=2)
+        text = await call_error(client, action="store_batch",
+                                entries=[{"key": "counter", "value": 99, "if_version": 1}, {"key": "new", "value": 0}])
+        assert "conflict: " in text and "at version 2" in text
+        assert (await call(client, action="retrieve", key="counter"))["entry"]["value"] == 2
+        assert (await call(client, action="retrieve", key="new"))["found"] is False
+        misspelt = await call_error(client, action="store_batch", entries=[{"key": "x", "value": 1, "ifVersion": 1}])
+        assert "ifVersion" in misspelt
+        stored = await call(client, action="store_batch", ttl=60, tags=["run-1"], entries=[
+            {"key": "a", "value": 1}, {"key": "b", "value": 2, "ttl": 0, "tags": []}])
+        a, b = stored["entries"]
+        assert a["expires_at"] is not None and a["tags"] == ["run-1"]
+        assert b["expires_at"] is None and b["tags"] == []
+        assert "goes on each entry" in await call_error(
+            client, action="store_batch", if_version=1, entries=[{"key": "a", "value": 1}])
