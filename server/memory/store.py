@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
+import sqlite3
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -39,6 +41,8 @@ from server.memory.validation import (
 )
 from server.memory.writer import GroupCommitWriter
 from server.vectors import SemanticIndex, VectorChange, text_to_embed
+
+logger = logging.getLogger(__name__)
 
 LIST_LIMIT_MAX = 1000
 BATCH_MAX = 10_000
@@ -81,6 +85,10 @@ WHERE {vector_rows.LIVE_ENTRY} AND (:namespace IS NULL OR e.namespace = :namespa
 AND {vector_rows.has_all_tags("e.tags")}
 """
 
+# What text search looks in: a string value's own text (quotes, backslashes and newlines as
+# written), and any other value's canonical JSON.
+_SEARCHABLE_TEXT = "(CASE json_type(value) WHEN 'text' THEN json_extract(value, '$') ELSE value END)"
+
 _LIVE_VERSIONS = f"""
 SELECT j.key, e.version FROM json_each(:keys) AS j
 LEFT JOIN entries AS e
@@ -100,6 +108,21 @@ class _PreparedPut(NamedTuple):  # a tuple: batches build ten thousand of these
 
 def _meta(row: Sequence[Any]) -> EntryMeta:
     return EntryMeta(row[0], row[1], row[2], row[3], decode_tags(row[4]), row[5], row[6], row[7])
+
+
+async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
+    """Switch the database to WAL. The switch takes an exclusive lock without waiting on the busy
+    timeout, so when another server opens the same file at the same moment it is retried briefly."""
+    for attempt in range(1, 51):
+        try:
+            rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 50:
+                raise
+            await anyio.sleep(0.01 * attempt)
+    if rows[0][0] != "wal":
+        logger.warning("%s cannot use WAL (journal mode %s): reads will wait behind writes", path, rows[0][0])
 
 
 class MemoryStore:
@@ -148,7 +171,7 @@ class MemoryStore:
         writer_conn = await aiosqlite.connect(path, isolation_level=None)
         try:
             await writer_conn.execute("PRAGMA busy_timeout = 10000")  # another process may hold the lock briefly
-            await writer_conn.execute("PRAGMA journal_mode = WAL")
+            await _enable_wal(writer_conn, path)
             await writer_conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             await migrate(writer_conn)
             if vectors is not None:
@@ -467,7 +490,7 @@ class MemoryStore:
             f"SELECT {_META_COLUMNS}, value FROM entries WHERE {_LIVE} "
             "AND (:namespace IS NULL OR namespace = :namespace) "
             "AND (:glob IS NULL OR key GLOB :glob) "
-            "AND (:text IS NULL OR instr(lower(value), lower(:text)) > 0) "
+            f"AND (:text IS NULL OR instr(lower({_SEARCHABLE_TEXT}), lower(:text)) > 0) "
             f"AND {vector_rows.has_all_tags('tags')} "
             "ORDER BY namespace, key LIMIT :limit",
             {

@@ -340,3 +340,14 @@ async def test_stores_opening_a_fresh_database_together_migrate_it_once(tmp_path
         assert (await stores[3].get("ns", "k")) is not None
         for store in stores:
             await store.close()
+
+
+async def test_text_search_reads_string_values_as_written(store: MemoryStore) -> None:
+    await store.put("ns", "quote", 'she said "ship it"')
+    await store.put("ns", "path", "C:\\temp\\out")
+    await store.put("ns", "lines", "line one\nline two")
+    await store.put("ns", "object", {"status": "done"})
+    assert [e.key for e in await store.search(text='"ship it"')] == ["quote"]
+    assert [e.key for e in await store.search(text="C:\\temp")] == ["path"]
+    assert [e.key for e in await store.search(text="one\nline")] == ["lines"]
+    assert [e.key for e in await store.search(text='"status":"done"')] == ["object"]
