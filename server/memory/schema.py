@@ -55,6 +55,15 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM vectors WHERE entry_id = OLD.id;
     END;
     """,
+    # 3: every change to a vector, and which server process made it, so each server sharing this
+    # database brings its in-memory index up to date with the others' writes (see vector_rows.py).
+    """
+    CREATE TABLE vector_changes (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused, so a position is unambiguous
+        entry_id    INTEGER NOT NULL,
+        writer      TEXT    NOT NULL                     -- the writing process's token
+    );
+    """,
 )
 
 

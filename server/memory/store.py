@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 LIST_LIMIT_MAX = 1000
 BATCH_MAX = 10_000
+# Vector changes kept for other servers on the same database to replay; one further behind reloads all.
+VECTOR_LOG_KEEP = 100_000
 INLINE_PREPARE_MAX = 64  # larger batches are validated in a worker thread
 # Above every printable character, so `key < prefix + KEY_CEILING` bounds a prefix range scan.
 KEY_CEILING = "\U0010ffff"
@@ -138,6 +141,8 @@ class MemoryStore:
         max_value_bytes: int,
         max_ttl_seconds: int,
         vectors: SemanticIndex | None = None,
+        writer_token: str = "",
+        vector_log_position: int = 0,
     ) -> None:
         self.path = path
         self._reader = reader
@@ -147,6 +152,12 @@ class MemoryStore:
         self.max_value_bytes = max_value_bytes
         self.max_ttl_seconds = max_ttl_seconds
         self._vectors = vectors
+        # Keeping the vector index in step with SQLite: this process's changes are applied after
+        # each commit, other processes' are replayed from the change log before a search. The lock
+        # keeps those two from interleaving (an older vector must never land after a newer one).
+        self._writer_token = writer_token
+        self._vector_log_position = vector_log_position
+        self._vector_sync = anyio.Lock(fast_acquire=True)
 
     @property
     def vectors(self) -> SemanticIndex | None:
@@ -174,8 +185,11 @@ class MemoryStore:
             await _enable_wal(writer_conn, path)
             await writer_conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             await migrate(writer_conn)
+            writer_token = uuid.uuid4().hex
+            log_position = 0
             if vectors is not None:
-                await vector_rows.open_vectors(writer_conn, vectors, reembed=reembed_vectors)
+                await vector_rows.log_changes_of_this_process(writer_conn, writer_token)
+                log_position = await vector_rows.open_vectors(writer_conn, vectors, reembed=reembed_vectors)
             reader = await aiosqlite.connect(path, isolation_level=None)
         except BaseException:
             await writer_conn.close()
@@ -184,7 +198,8 @@ class MemoryStore:
         await reader.execute("PRAGMA query_only = ON")
         writer = GroupCommitWriter(writer_conn, group_commit_max)
         writer.start()
-        return cls(path, reader, writer_conn, writer, clock, max_value_bytes, max_ttl_seconds, vectors)
+        return cls(path, reader, writer_conn, writer, clock, max_value_bytes, max_ttl_seconds, vectors,
+                   writer_token, log_position)
 
     async def close(self) -> None:
         """Commit what is queued, checkpoint the WAL into the main file, close both connections,
@@ -349,7 +364,32 @@ class MemoryStore:
         """After a group commits: one index update for all of its writes (one hnswlib insert, not one per store)."""
         change = VectorChange.combine(change for _, change in results)
         if change and self._vectors is not None:
-            await self._vectors.apply(change)
+            async with self._vector_sync:
+                await self._vectors.apply(change)
+
+    async def _catch_up_vectors(self, vectors: SemanticIndex) -> None:
+        """Apply the vector changes other servers sharing this database committed since the last look."""
+        async with self._vector_sync:
+            changes = await vector_rows.changes_since(self._reader, self._vector_log_position)
+            if not changes:
+                return
+            if changes[0][0] > self._vector_log_position + 1:
+                # The log was trimmed past our position: replaying is impossible, reload everything.
+                ids, blobs = await vector_rows.all_vectors(self._reader)
+                await vectors.replace_all(ids, blobs)
+                logger.warning("vector index reloaded from SQLite: it had fallen behind the change log")
+            else:
+                theirs = sorted({entry_id for _, entry_id, writer in changes if writer != self._writer_token})
+                if theirs:
+                    # What each changed entry's vector is now (the latest state, whatever came between).
+                    stored = await vector_rows.vectors_of(self._reader, theirs)
+                    upserts = [entry_id for entry_id in theirs if entry_id in stored]
+                    await vectors.apply(VectorChange(
+                        upsert_ids=upserts,
+                        upsert_vectors=vectors.decode([stored[i] for i in upserts]) if upserts else None,
+                        delete_ids=[entry_id for entry_id in theirs if entry_id not in stored],
+                    ))
+            self._vector_log_position = changes[-1][0]
 
     def _forget(self, ids: list[int]) -> VectorChange | None:
         return VectorChange(delete_ids=ids) if self._vectors is not None and ids else None
@@ -426,6 +466,7 @@ class MemoryStore:
         )
         ids = [row[0] for row in rows]
         await self._count_expired(conn, len(ids))
+        await vector_rows.trim_changes(conn, VECTOR_LOG_KEEP)
         return len(ids), self._forget(ids)
 
     @staticmethod
@@ -532,6 +573,7 @@ class MemoryStore:
         if min_score is not None and (isinstance(min_score, bool) or not -1.0 <= min_score <= 1.0):
             raise InvalidArgument(f"min_score must be a number in -1..1 (cosine similarity); got {min_score!r}")
         wanted_tags = check_tags(tags)
+        await self._catch_up_vectors(vectors)
         vector = (await vectors.embed([query]))[0]
         filtered = namespace is not None or bool(wanted_tags)
         # Ask the index for a few more than k: some hits may be expired, deleted or outside the filter.

@@ -27,9 +27,61 @@ def has_all_tags(tags_column: str) -> str:
     )
 
 
-async def open_vectors(conn: aiosqlite.Connection, vectors: SemanticIndex, *, reembed: bool) -> None:
+async def log_changes_of_this_process(conn: aiosqlite.Connection, writer: str) -> None:
+    """Record every vector this connection writes or deletes in ``vector_changes`` under ``writer``.
+
+    TEMP triggers fire only for the connection that made them, which is what tells one server's
+    changes from another's: each applies its own straight after commit and catches up on the
+    others' from the log (`changes_since`)."""
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        await conn.execute(
+            f"CREATE TEMP TRIGGER IF NOT EXISTS log_vector_{event.lower()} AFTER {event} ON main.vectors "
+            f"BEGIN INSERT INTO vector_changes (entry_id, writer) VALUES ({row}.entry_id, '{writer}'); END"
+        )
+
+
+async def log_position(conn: aiosqlite.Connection) -> int:
+    rows = await conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM vector_changes")
+    return int(rows[0][0])
+
+
+async def changes_since(conn: aiosqlite.Connection, position: int) -> list[tuple[int, int, str]]:
+    """(seq, entry_id, writer) of every vector change after ``position``, oldest first."""
+    rows = await conn.execute_fetchall(
+        "SELECT seq, entry_id, writer FROM vector_changes WHERE seq > ? ORDER BY seq", (position,)
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def oldest_change(conn: aiosqlite.Connection) -> int | None:
+    rows = await conn.execute_fetchall("SELECT min(seq) FROM vector_changes")
+    return rows[0][0]
+
+
+async def vectors_of(conn: aiosqlite.Connection, ids: Sequence[int]) -> dict[int, bytes]:
+    """The stored vector of each of these entries that has one."""
+    rows = await conn.execute_fetchall(
+        "SELECT entry_id, vector FROM vectors WHERE entry_id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def all_vectors(conn: aiosqlite.Connection) -> tuple[list[int], list[bytes]]:
+    rows = await conn.execute_fetchall("SELECT entry_id, vector FROM vectors ORDER BY entry_id")
+    return [row[0] for row in rows], [row[1] for row in rows]
+
+
+async def trim_changes(conn: aiosqlite.Connection, keep: int) -> None:
+    """Forget all but the newest ``keep`` changes; a server further behind than that reloads every vector."""
+    await conn.execute(
+        "DELETE FROM vector_changes WHERE seq <= (SELECT max(seq) FROM vector_changes) - ?", (keep,)
+    )
+
+
+async def open_vectors(conn: aiosqlite.Connection, vectors: SemanticIndex, *, reembed: bool) -> int:
     """At start: make sure the stored vectors come from the configured embedder (or re-embed them
-    when allowed), then hand them to the index to load or rebuild."""
+    when allowed), then hand them to the index to load or rebuild. Returns the change-log position
+    the loaded vectors reflect at least (later changes may be in them too; applying those again is harmless)."""
     identity = vectors.identity
     rows = await conn.execute_fetchall("SELECT embedder, dimensions FROM vector_space")
     stored = await conn.execute_fetchall("SELECT count(*) FROM vectors")
@@ -50,8 +102,10 @@ async def open_vectors(conn: aiosqlite.Connection, vectors: SemanticIndex, *, re
     )
     await conn.commit()
     await _index_unindexed(conn, vectors)
-    all_rows = await conn.execute_fetchall("SELECT entry_id, vector FROM vectors ORDER BY entry_id")
-    await vectors.start([row[0] for row in all_rows], [row[1] for row in all_rows])
+    position = await log_position(conn)  # before the vectors are read: nothing after it can be missed
+    ids, blobs = await all_vectors(conn)
+    await vectors.start(ids, blobs)
+    return position
 
 
 async def _index_unindexed(conn: aiosqlite.Connection, vectors: SemanticIndex) -> None:

@@ -127,7 +127,8 @@ class HnswIndex:
 
     def _save_blocking(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._path.with_name(self._path.name + ".tmp")
+        # Per process: servers sharing a data directory must not write into each other's temporary file.
+        temporary = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
         self._index.save_index(str(temporary))
         _fsync(temporary)
         metadata = {
@@ -141,7 +142,7 @@ class HnswIndex:
             "vacant": sorted(set(self._index.get_ids_list()) - self._live),
         }
         os.replace(temporary, self._path)
-        temporary_metadata = self._metadata_path.with_name(self._metadata_path.name + ".tmp")
+        temporary_metadata = self._metadata_path.with_name(f"{self._metadata_path.name}.{os.getpid()}.tmp")
         temporary_metadata.write_text(json.dumps(metadata), encoding="utf-8")
         _fsync(temporary_metadata)
         os.replace(temporary_metadata, self._metadata_path)

@@ -150,6 +150,13 @@ class SemanticIndex:
         logger.warning("vector index rebuilt from SQLite: %d vectors in %.2fs, because %s",
                        len(id_array), time.perf_counter() - started, reason)
 
+    async def replace_all(self, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
+        """Rebuild the index from these vectors (SQLite's), when changes cannot be replayed one by one."""
+        vectors = self.decode(blobs) if len(blobs) else np.zeros((0, self.identity.dimensions), dtype=np.float32)
+        await self._index.rebuild(np.asarray(ids, dtype=np.int64), vectors)
+        self._out_of_step = False
+        self._writes_since_save = max(self._writes_since_save, 1)  # the file no longer matches: save at close
+
     async def apply(self, change: VectorChange) -> None:
         """Apply a committed change to the index (called in commit order); save every N writes."""
         if not change:

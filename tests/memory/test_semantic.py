@@ -229,3 +229,29 @@ async def test_entries_written_before_their_namespace_was_indexed_are_indexed_at
         assert await keys(store, "observability dashboards") == []
     async with open_store(namespaces=("later",)) as store:
         assert await keys(store, "observability dashboards") == ["k"] and store.vectors.count() == 1
+
+
+async def test_two_servers_on_one_database_see_each_others_vectors(open_store, clock: ManualClock) -> None:
+    async with open_store() as first, open_store() as second:
+        await seed(first)
+        assert (await keys(second, "login bug auth"))[0] == "login"
+        # An overwrite elsewhere re-ranks here; a delete elsewhere removes it here.
+        await first.put("notes", "sailing", "fixed another login bug in auth")
+        assert set((await keys(second, "login bug auth", k=2))) == {"login", "sailing"}
+        await first.delete("notes", "login")
+        assert "login" not in await keys(second, "login bug auth")
+        # And the other way round, while both keep writing.
+        await second.put("notes", "kayak", "kayak trip to the islands")
+        assert (await keys(first, "kayak islands"))[0] == "kayak"
+        assert second.vectors is not None and first.vectors is not None
+        assert second.vectors.count() == first.vectors.count() == 3
+
+
+async def test_a_server_behind_the_trimmed_change_log_reloads_every_vector(open_store, tmp_path: Path) -> None:
+    async with open_store() as first, open_store() as second:
+        await seed(first)
+        with sqlite3.connect(tmp_path / "memory.sqlite3") as conn:  # as the sweeper's trim would, far behind
+            conn.execute("DELETE FROM vector_changes")
+        await first.put("notes", "kayak", "kayak trip to the islands")
+        assert (await keys(second, "kayak islands"))[0] == "kayak"
+        assert second.vectors is not None and second.vectors.count() == 4
