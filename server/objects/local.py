@@ -18,6 +18,7 @@ All file work runs in worker threads; the event loop only waits.
 from __future__ import annotations
 
 import base64
+import fcntl
 import contextlib
 import hashlib
 import json
@@ -25,7 +26,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -142,8 +143,17 @@ class LocalObjectStore:
     ) -> None:
         record = {"key": key, "size": size, "etag": etag, "content_type": content_type, "metadata": metadata,
                   "data": data_path.name}
-        previous = _load_json(record_path)
         temp = _write_temp_json(record_path.parent, record)
+        # Locked from reading the old record to deleting its data: two writers of one key (in this
+        # process or another) would otherwise both delete the same old file and orphan one new one.
+        with _directory_lock(record_path.parent):
+            previous = _load_json(record_path)
+            self._swap_record(record_path, temp, data_path, key, previous, if_absent)
+
+    @staticmethod
+    def _swap_record(
+        record_path: Path, temp: Path, data_path: Path, key: str, previous: dict[str, Any] | None, if_absent: bool
+    ) -> None:
         try:
             if if_absent:
                 try:
@@ -271,6 +281,16 @@ def _md5_of_file(path: Path) -> bytes:
         while chunk := file.read(_COPY_CHUNK):
             md5.update(chunk)
     return md5.digest()
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    with open(directory / ".lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
