@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import anyio
 
 from server.clock import Clock
-from server.errors import Conflict, SwitchboardError, TooLarge, Unavailable
+from server.errors import Conflict, NotFound, SwitchboardError, TooLarge, Unavailable
 from server.memory import MemoryStore
 from server.objects.budget import ByteBudget
 from server.objects.models import (
@@ -202,14 +202,22 @@ class BatchUploader:
         async with self._budget.reserve(planned.size):
             chunk = await planned.source.read(0, planned.size)
             async with limiter:
-                etag = await with_retries(
-                    self._retry, f"PUT {bucket}/{planned.key}",
-                    lambda: self.store.put_object(
-                        bucket, planned.key, chunk.data, content_md5=chunk.content_md5,
-                        content_type=planned.content_type, metadata=planned.metadata, if_absent=not overwrite,
-                    ),
-                    counter,
-                )
+                retries_before = counter.retries
+                try:
+                    etag = await with_retries(
+                        self._retry, f"PUT {bucket}/{planned.key}",
+                        lambda: self.store.put_object(
+                            bucket, planned.key, chunk.data, content_md5=chunk.content_md5,
+                            content_type=planned.content_type, metadata=planned.metadata, if_absent=not overwrite,
+                        ),
+                        counter,
+                    )
+                except Conflict:
+                    # A retried conditional PUT refused because the object exists may be meeting its own
+                    # first try, which landed but whose answer was lost: then it succeeded.
+                    if counter.retries == retries_before or not await self._holds(bucket, planned.key, chunk.md5.hex()):
+                        raise
+                    etag = chunk.md5.hex()
         await progress.add(bytes_=planned.size)
         return etag, f"md5:{chunk.md5.hex()}"
 
@@ -235,13 +243,23 @@ class BatchUploader:
                 # Shielded: with every part stored, finishing is one short request, and a cancellation
                 # landing in the middle of it would leave us unsure whether the object exists.
                 with _shielded_for(ABORT_TIMEOUT_SECONDS, f"completing the multipart upload of {where}"):
-                    etag = await with_retries(
-                        self._retry, f"complete multipart {where}",
-                        lambda: self.store.complete_multipart_upload(
-                            bucket, planned.key, upload_id, [part for part, _ in parts], if_absent=not overwrite
-                        ),
-                        counter,
-                    )
+                    retries_before = counter.retries
+                    expected_etag = f"{hashlib.md5(b''.join(d for _, d in parts)).hexdigest()}-{len(parts)}"
+                    try:
+                        etag = await with_retries(
+                            self._retry, f"complete multipart {where}",
+                            lambda: self.store.complete_multipart_upload(
+                                bucket, planned.key, upload_id, [part for part, _ in parts], if_absent=not overwrite
+                            ),
+                            counter,
+                        )
+                    except (NotFound, Conflict):
+                        # A retried completion that finds its upload gone (or the object present) may be
+                        # meeting its own first try, which completed but whose answer was lost.
+                        if counter.retries == retries_before or not await self._holds(bucket, planned.key,
+                                                                                       expected_etag):
+                            raise
+                        etag = expected_etag
         except BaseException:
             # Failed or cancelled: abort, so no orphaned parts are left to be billed. Shielded, so a
             # cancelled call still gets its abort out; bounded, so a dead store cannot hang shutdown.
@@ -288,6 +306,15 @@ class BatchUploader:
         if first_error:
             raise first_error[0]
         return [done[number] for number in range(1, count + 1)]
+
+    async def _holds(self, bucket: str, key: str, etag: str) -> bool:
+        """Whether the store holds this key with exactly this ETag (the object this call sent)."""
+        try:
+            head = await with_retries(self._retry, f"HEAD {bucket}/{key}",
+                                      lambda: self.store.head_object(bucket, key), AttemptCounter())
+        except SwitchboardError:
+            return False
+        return head is not None and head.etag == etag
 
     async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
         try:
