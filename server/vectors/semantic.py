@@ -173,7 +173,13 @@ class SemanticIndex:
             return
         self._writes_since_save += len(change.upsert_ids) + len(change.delete_ids)
         if self._writes_since_save >= self._save_every:
-            await self.save()
+            try:
+                await self.save()
+            except OSError:
+                # A full disk must not stall every later write on a doomed save: try again after
+                # another save_every writes. SQLite has the vectors; a stale file is rebuilt at start.
+                self._writes_since_save = 0
+                logger.exception("saving the vector index failed; the next attempt comes after more writes")
 
     async def save(self) -> None:
         if self._out_of_step:
