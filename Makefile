@@ -1,5 +1,6 @@
 # Two entry points: `make serve` and `make test`. Each creates .venv on first use
-# and reinstalls when pyproject.toml changes.
+# and reinstalls when pyproject.toml changes. Set-up output goes to stderr, so that
+# `make serve` keeps stdout clean for the stdio protocol.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,19 +8,22 @@ BIN    := $(VENV)/bin
 .PHONY: serve test bench bench-memory bench-vectors bench-uploads schemas clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	@echo "creating $(VENV)" >&2
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install -q --upgrade pip >&2
 
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
-	touch $@
+	@echo "installing switchboard into $(VENV)" >&2
+	@$(BIN)/python -m pip install -q -e . >&2
+	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $@ $(VENV)/.serve-installed
+	@echo "installing switchboard with test extras into $(VENV)" >&2
+	@$(BIN)/python -m pip install -q -e '.[test]' >&2
+	@touch $@ $(VENV)/.serve-installed
 
 serve: $(VENV)/.serve-installed
-	$(BIN)/switchboard serve
+	@$(BIN)/switchboard serve
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
