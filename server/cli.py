@@ -50,6 +50,8 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # `version` and `schemas` are plain commands that answer on stdout; only `serve` speaks the
+    # protocol there, and it never prints (its logs go to stderr).
     if args.command == "version":
         print(f"switchboard {__version__}")
         return 0

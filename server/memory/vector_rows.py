@@ -53,11 +53,6 @@ async def changes_since(conn: aiosqlite.Connection, position: int) -> list[tuple
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-async def oldest_change(conn: aiosqlite.Connection) -> int | None:
-    rows = await conn.execute_fetchall("SELECT min(seq) FROM vector_changes")
-    return rows[0][0]
-
-
 async def vectors_of(conn: aiosqlite.Connection, ids: Sequence[int]) -> dict[int, bytes]:
     """The stored vector of each of these entries that has one."""
     rows = await conn.execute_fetchall(

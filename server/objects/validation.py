@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.errors import Forbidden, InvalidArgument, NotFound, SwitchboardError, TooLarge
+from server.errors import Aborted, Forbidden, InvalidArgument, NotFound, SwitchboardError, TooLarge
 from server.objects.models import BatchRequest, FailedUpload, FileSpec
 from server.objects.naming import check_bucket, check_key, join_key
 from server.objects.sources import FileSource, InlineSource, Source
@@ -216,7 +216,7 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
 def refused_for_all_or_nothing(planned: Sequence[PlannedUpload]) -> list[tuple[int, FailedUpload]]:
     """With all_or_nothing and an invalid file, every valid file is reported as not attempted."""
     return [
-        (p.index, FailedUpload(p.label, p.key, "aborted",
+        (p.index, FailedUpload(p.label, p.key, Aborted.code,
                                "not uploaded: all_or_nothing is set and another file of the batch is invalid", 0))
         for p in planned
     ]
