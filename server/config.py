@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     memory_group_commit_max: int = Field(
         512, ge=1, description="Most queued writes committed together in one transaction."
     )
+    memory_max_batch_bytes: int = Field(
+        64 * MiB, ge=1, description="Most bytes of serialised values one store_batch call may write."
+    )
+    memory_max_answer_bytes: int = Field(
+        MiB, ge=1024,
+        description="Most bytes of values one search answer carries; further matches come with a preview.",
+    )
+    memory_readers: int = Field(
+        4, ge=1, le=64, description="SQLite read connections, so a quick read never waits behind a long scan."
+    )
 
     vector_backend: Literal["hnsw", "qdrant"] = Field(
         "hnsw", description="`hnsw`: embedded index in the data directory; `qdrant`: a Qdrant collection."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -41,39 +41,49 @@ class Services:
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Services]:
-    """Open every store, start the background sweeper; on exit stop it and close the stores,
-    even when the surrounding task is being cancelled (SIGINT, SIGTERM, stdin EOF)."""
+    """Open every store and start the background sweeper; on exit stop and close them in reverse
+    order. Each part is closed even when closing another one fails, and even while the
+    surrounding task is being cancelled (SIGINT, SIGTERM, end of stdin)."""
     clock = clock or SystemClock()
-    vectors = build_semantic_index(settings)
-    try:
-        memory = await _open_memory(settings, clock, vectors)
-    except BaseException:
-        await vectors.index.close()
-        raise
-    sweeper = ExpirySweeper(
-        memory,
-        interval_seconds=settings.memory_sweep_interval_seconds,
-        batch_size=settings.memory_sweep_batch_size,
-    )
-    sweeping = asyncio.create_task(sweeper.run(), name="memory-sweeper")
-    logger.info("memory store open at %s; %d vectors (%s, %s)", settings.database_path, vectors.count(),
-                settings.vector_backend, vectors.embedder_name)
-    objects: ObjectStore | None = None
-    try:
+    async with contextlib.AsyncExitStack() as parts:
+        vectors = build_semantic_index(settings)
+        try:
+            memory = await _open_memory(settings, clock, vectors)
+        except BaseException:
+            await vectors.index.close()
+            raise
+        parts.push_async_callback(_closing_shielded, _close_memory, memory)
+        sweeper = ExpirySweeper(
+            memory,
+            interval_seconds=settings.memory_sweep_interval_seconds,
+            batch_size=settings.memory_sweep_batch_size,
+        )
+        sweeping = asyncio.create_task(sweeper.run(), name="memory-sweeper")
+        parts.push_async_callback(_closing_shielded, _stop, sweeping)
+        logger.info("memory store open at %s; %d vectors (%s, %s)", settings.database_path, vectors.count(),
+                    settings.vector_backend, vectors.embedder_name)
         objects = await open_object_store(settings)
+        parts.push_async_callback(_closing_shielded, objects.close)
         logger.info("object store: %s", objects.description)
         uploader = build_uploader(settings, objects, memory, clock)
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
                        uploader=uploader)
-    finally:
-        with anyio.CancelScope(shield=True):
-            if objects is not None:
-                await objects.close()
-            sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
-            await memory.close()
-            logger.info("memory store closed")
+
+
+async def _closing_shielded(close: Callable[..., Awaitable[object]], *args: object) -> None:
+    with anyio.CancelScope(shield=True):
+        await close(*args)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_memory(memory: MemoryStore) -> None:
+    await memory.close()  # also saves and closes the vector index
+    logger.info("memory store closed")
 
 
 async def _open_memory(settings: Settings, clock: Clock, vectors: SemanticIndex) -> MemoryStore:
@@ -82,8 +92,11 @@ async def _open_memory(settings: Settings, clock: Clock, vectors: SemanticIndex)
         clock=clock,
         max_value_bytes=settings.memory_max_value_bytes,
         max_ttl_seconds=settings.memory_max_ttl_seconds,
+        max_batch_bytes=settings.memory_max_batch_bytes,
+        max_answer_bytes=settings.memory_max_answer_bytes,
         synchronous=settings.memory_sqlite_synchronous,
         group_commit_max=settings.memory_group_commit_max,
+        readers=settings.memory_readers,
         vectors=vectors,
         reembed_vectors=settings.vector_reembed,
     )

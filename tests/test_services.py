@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import anyio
 
 from server.clock import ManualClock
@@ -19,6 +22,7 @@ async def test_background_sweeper_removes_expired_rows_and_shutdown_closes(tmp_p
         with anyio.fail_after(10):  # poll against a deadline; the sweeper runs every 10 ms
             while (await services.memory.stats()).expired_total < 10:
                 await anyio.sleep(0.01)
-        rows = await services.memory._reader.execute_fetchall("SELECT key FROM entries")
+        with closing(sqlite3.connect(services.memory.path)) as conn:
+            rows = conn.execute("SELECT key FROM entries").fetchall()
         assert rows == [("forever",)]
     assert not (tmp_path / "memory.sqlite3-wal").exists()  # checkpointed and closed

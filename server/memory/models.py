@@ -22,9 +22,11 @@ class EntryMeta:
 
 @dataclass(frozen=True, slots=True)
 class Entry(EntryMeta):
-    """An entry with its value (any JSON value)."""
+    """An entry with its value (any JSON value). In a search answer that had no room left for
+    the value, ``preview`` holds the start of its text instead (and ``value`` is None)."""
 
     value: Any = None
+    preview: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,23 +1,30 @@
 """MemoryStore: the persistent, shared key-value memory (SQLite in WAL mode through aiosqlite).
 
 Writes go through one connection and commit in groups (see ``writer.py``); reads use a
-second connection, so a read never waits behind a slow write. An expired entry is
-invisible to every read from the instant it expires; the sweeper removes it later.
+small pool of other connections (``readers.py``), so a read never waits behind a write or
+a long scan. An expired entry is invisible to every read from the instant it expires; the
+sweeper removes it later.
 
 With a `SemanticIndex`, indexed entries also get a vector: stored in the same transaction
-as the entry, applied to the vector index once committed, and removed with the entry.
+as the entry, applied to the vector index after the commit (``vector_sync.py``), and
+removed with the entry.
+
+Answers are bounded: a batch by the bytes of its values, a search answer by the bytes of
+the values it carries (later hits come with a preview instead of their value).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -27,10 +34,12 @@ import anyio
 import numpy as np
 
 from server.clock import Clock
-from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, Unavailable
+from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, TooLarge, Unavailable
 from server.memory import vector_rows
 from server.memory.models import Entry, EntryMeta, MemoryStats, NamespaceStats, Page, PutRequest, ScoredEntry
+from server.memory.readers import ReaderPool, open_reader
 from server.memory.schema import migrate
+from server.memory.vector_sync import VectorSync
 from server.memory.validation import (
     check_name,
     check_tags,
@@ -41,19 +50,28 @@ from server.memory.validation import (
     encode_value,
 )
 from server.memory.writer import GroupCommitWriter
-from server.vectors import SemanticIndex, VectorChange, text_to_embed
+from server.vectors import Hit, SemanticIndex, VectorChange, text_to_embed
 
 logger = logging.getLogger(__name__)
 
 LIST_LIMIT_MAX = 1000
 BATCH_MAX = 10_000
+MiB = 1024 * 1024
+DEFAULT_BATCH_MAX_BYTES = 64 * MiB
+DEFAULT_ANSWER_MAX_BYTES = MiB
+# Characters of a value's text shown in place of a value that does not fit in a search answer.
+PREVIEW_CHARS = 200
 # Vector changes kept for other servers on the same database to replay; one further behind reloads all.
 VECTOR_LOG_KEEP = 100_000
-INLINE_PREPARE_MAX = 64  # larger batches are validated in a worker thread
+# A batch whose values come to about this much is validated and encoded on the event loop (well
+# under a millisecond); a costlier one in a worker thread, so other calls are not stalled.
+INLINE_PREPARE_COST = 16 * 1024
 # Above every printable character, so `key < prefix + KEY_CEILING` bounds a prefix range scan.
 KEY_CEILING = "\U0010ffff"
 HOUR_MS = 3_600_000
 SEARCH_K_MAX = 1000
+# A cursor holds a namespace and a key (256 characters each at most), base64-encoded.
+CURSOR_MAX_CHARS = 4096
 QUERY_MAX_CHARS = 10_000
 # Problems listed in one batch error; the rest are counted.
 BATCH_PROBLEMS_SHOWN = 10
@@ -79,24 +97,61 @@ ON CONFLICT (namespace, key) DO UPDATE SET
 RETURNING {_META_COLUMNS}, id
 """
 
+# What text search looks in, and what a preview shows: a string value's own text (quotes,
+# backslashes and newlines as written), and any other value's canonical JSON.
+def _searchable_text(value_column: str) -> str:
+    return f"(CASE json_type({value_column}) WHEN 'text' THEN json_extract({value_column}, '$') ELSE {value_column} END)"
+
+
+# A search reads metadata, size and a preview of each match; values are read afterwards, in the
+# same snapshot, only for the matches that fit in the answer.
+_HIT_COLUMNS = (
+    ", ".join(f"e.{column.strip()}" for column in _META_COLUMNS.split(","))
+    + f", e.id, substr({_searchable_text('e.value')}, 1, :preview_chars)"
+)
 # Semantic hits are checked against SQLite: only live entries that still have their vector count.
-_ENTRY_COLUMNS = ", ".join(f"e.{column.strip()}" for column in _META_COLUMNS.split(",")) + ", e.value"
 _LIVE_HITS = f"""
-SELECT {_ENTRY_COLUMNS}, e.id FROM json_each(:ids) AS j
+SELECT {_HIT_COLUMNS} FROM json_each(:ids) AS j
 JOIN entries AS e ON e.id = j.value JOIN vectors AS v ON v.entry_id = e.id
 WHERE {vector_rows.LIVE_ENTRY} AND (:namespace IS NULL OR e.namespace = :namespace)
 AND {vector_rows.has_all_tags("e.tags")}
 """
-
-# What text search looks in: a string value's own text (quotes, backslashes and newlines as
-# written), and any other value's canonical JSON.
-_SEARCHABLE_TEXT = "(CASE json_type(value) WHEN 'text' THEN json_extract(value, '$') ELSE value END)"
+_TEXT_MATCHES = f"""
+SELECT {_HIT_COLUMNS} FROM entries AS e WHERE {vector_rows.LIVE_ENTRY}
+AND (:namespace IS NULL OR e.namespace = :namespace)
+AND (:glob IS NULL OR e.key GLOB :glob)
+AND (:text IS NULL OR instr(lower({_searchable_text('e.value')}), lower(:text)) > 0)
+AND {vector_rows.has_all_tags("e.tags")}
+ORDER BY e.namespace, e.key LIMIT :limit
+"""
 
 _LIVE_VERSIONS = f"""
 SELECT j.key, e.version FROM json_each(:keys) AS j
 LEFT JOIN entries AS e
     ON e.namespace = json_extract(j.value, '$[0]') AND e.key = json_extract(j.value, '$[1]') AND {_LIVE}
 """
+
+
+def _cheap_to_prepare(values: Sequence[Any], budget: int = INLINE_PREPARE_COST) -> bool:
+    """Whether encoding these values costs less than ``budget`` (roughly bytes of JSON). Walks at
+    most ``budget`` steps itself, so a huge or deeply nested value is judged costly at once."""
+    pending: list[Any] = list(values)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            budget -= len(item) + 2
+        elif isinstance(item, dict):
+            budget -= 2 + 8 * len(item)
+            pending.extend(item.values())
+            pending.extend(item.keys())
+        elif isinstance(item, list | tuple):
+            budget -= 2 + len(item)
+            pending.extend(item)
+        else:
+            budget -= 8
+        if budget < 0:
+            return False
+    return True
 
 
 class _PreparedPut(NamedTuple):  # a tuple: batches build ten thousand of these
@@ -111,6 +166,22 @@ class _PreparedPut(NamedTuple):  # a tuple: batches build ten thousand of these
 
 def _meta(row: Sequence[Any]) -> EntryMeta:
     return EntryMeta(row[0], row[1], row[2], row[3], decode_tags(row[4]), row[5], row[6], row[7])
+
+
+def _meta_fields(meta: EntryMeta) -> tuple[Any, ...]:
+    return (meta.namespace, meta.key, meta.version, meta.size, meta.tags, meta.created_ms, meta.updated_ms,
+            meta.expires_ms)
+
+
+@contextlib.asynccontextmanager
+async def _snapshot(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """Every statement inside reads the same committed state (one read transaction)."""
+    await conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        with anyio.CancelScope(shield=True):  # a cancelled call must not hand back a connection mid-transaction
+            await conn.execute("COMMIT")
 
 
 async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
@@ -128,40 +199,46 @@ async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
         logger.warning("%s cannot use WAL (journal mode %s): reads will wait behind writes", path, rows[0][0])
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryLimits:
+    """What one call may write or get back."""
+
+    max_value_bytes: int  # one serialised value
+    max_ttl_seconds: int
+    max_batch_bytes: int  # the serialised values of one batch together
+    max_answer_bytes: int  # the values one search answer carries together
+
+
 class MemoryStore:
     """Namespaced JSON entries with versions, tags and per-entry TTL, persisted in SQLite."""
 
     def __init__(
         self,
         path: Path,
-        reader: aiosqlite.Connection,
+        readers: ReaderPool,
         writer_conn: aiosqlite.Connection,
         writer: GroupCommitWriter,
         clock: Clock,
-        max_value_bytes: int,
-        max_ttl_seconds: int,
+        limits: MemoryLimits,
         vectors: SemanticIndex | None = None,
-        writer_token: str = "",
-        vector_log_position: int = 0,
+        vector_sync: VectorSync | None = None,
     ) -> None:
         self.path = path
-        self._reader = reader
+        self._readers = readers
         self._writer_conn = writer_conn
         self._writer = writer
         self._clock = clock
-        self.max_value_bytes = max_value_bytes
-        self.max_ttl_seconds = max_ttl_seconds
+        self.limits = limits
         self._vectors = vectors
-        # Keeping the vector index in step with SQLite: this process's changes are applied after
-        # each commit, other processes' are replayed from the change log before a search. The lock
-        # keeps those two from interleaving (an older vector must never land after a newer one).
-        self._writer_token = writer_token
-        self._vector_log_position = vector_log_position
-        self._vector_sync = anyio.Lock(fast_acquire=True)
+        self._sync = vector_sync
 
     @property
     def vectors(self) -> SemanticIndex | None:
         return self._vectors
+
+    @property
+    def max_ttl_seconds(self) -> int:
+        return self.limits.max_ttl_seconds
 
     @classmethod
     async def open(
@@ -171,47 +248,59 @@ class MemoryStore:
         clock: Clock,
         max_value_bytes: int,
         max_ttl_seconds: int,
+        max_batch_bytes: int = DEFAULT_BATCH_MAX_BYTES,
+        max_answer_bytes: int = DEFAULT_ANSWER_MAX_BYTES,
         synchronous: Literal["full", "normal"] = "full",
         group_commit_max: int = 512,
+        readers: int = 4,
         vectors: SemanticIndex | None = None,
         reembed_vectors: bool = False,
     ) -> MemoryStore:
         """Open (creating and migrating if needed) the database at ``path``. With ``vectors``, the
         vector index is loaded and checked against the stored vectors, or rebuilt from them."""
+        limits = MemoryLimits(max_value_bytes, max_ttl_seconds, max_batch_bytes, max_answer_bytes)
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer_conn = await aiosqlite.connect(path, isolation_level=None)
-        try:
+        async with contextlib.AsyncExitStack() as undo:  # what is opened is closed again if a later step fails
+            writer_conn = await aiosqlite.connect(path, isolation_level=None)
+            undo.push_async_callback(writer_conn.close)
             await writer_conn.execute("PRAGMA busy_timeout = 10000")  # another process may hold the lock briefly
             await _enable_wal(writer_conn, path)
             await writer_conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             await migrate(writer_conn)
-            writer_token = uuid.uuid4().hex
-            log_position = 0
+            sync: VectorSync | None = None
             if vectors is not None:
+                writer_token = uuid.uuid4().hex
                 await vector_rows.log_changes_of_this_process(writer_conn, writer_token)
-                log_position = await vector_rows.open_vectors(writer_conn, vectors, reembed=reembed_vectors)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-        except BaseException:
-            await writer_conn.close()
-            raise
-        await reader.execute("PRAGMA busy_timeout = 10000")
-        await reader.execute("PRAGMA query_only = ON")
+                position = await vector_rows.open_vectors(writer_conn, vectors, reembed=reembed_vectors)
+                log_reader = await open_reader(path)
+                undo.push_async_callback(log_reader.close)
+                sync = VectorSync(vectors, log_reader, writer_token=writer_token, position=position)
+            pool = await ReaderPool.open(path, readers)
+            undo.pop_all()
         writer = GroupCommitWriter(writer_conn, group_commit_max)
         writer.start()
-        return cls(path, reader, writer_conn, writer, clock, max_value_bytes, max_ttl_seconds, vectors,
-                   writer_token, log_position)
+        if sync is not None:
+            sync.start()
+        return cls(path, pool, writer_conn, writer, clock, limits, vectors, sync)
 
     async def close(self) -> None:
-        """Commit what is queued, checkpoint the WAL into the main file, close both connections,
-        then save and close the vector index."""
-        try:
-            await self._writer.close()
-            await self._reader.close()
-            await self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            await self._writer_conn.close()
-        finally:
+        """Commit what is queued and bring the vector index up to it, checkpoint the WAL into the
+        main file, close every connection, then save and close the vector index. Each step runs
+        even when an earlier one failed."""
+        async with contextlib.AsyncExitStack() as steps:  # callbacks run last-pushed first
             if self._vectors is not None:
-                await self._vectors.close()
+                steps.push_async_callback(self._vectors.close)
+            steps.push_async_callback(self._writer_conn.close)
+            steps.push_async_callback(self._writer_conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
+            steps.push_async_callback(self._readers.close)
+            if self._sync is not None:
+                steps.push_async_callback(self._sync.close)
+            steps.push_async_callback(self._writer.close)
+
+    async def sync_vectors(self) -> None:
+        """Bring the vector index up to every committed write (searches do this themselves)."""
+        if self._sync is not None:
+            await self._sync.catch_up()
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -238,26 +327,34 @@ class MemoryStore:
         named in the error. Results come back in request order."""
         if not 1 <= len(requests) <= BATCH_MAX:
             raise InvalidArgument(f"a batch holds 1..{BATCH_MAX} entries; got {len(requests)}")
-        if len(requests) <= INLINE_PREPARE_MAX:
+        if _cheap_to_prepare([request.value for request in requests]):
             prepared, rows = self._prepare_batch(requests)
-        else:  # validating and encoding thousands of values would stall the event loop
+        else:  # encoding megabytes of values would stall every other call on the event loop
             prepared, rows = await anyio.to_thread.run_sync(self._prepare_batch, requests)
         embedded = await self._embed_requested(requests)
         values = [request.value for request in requests]
-        metas, _ = await self._writer.submit(
-            partial(self._write_puts, prepared, rows, values, embedded), self._apply_vectors
-        )
+        metas, _ = await self._writer.submit(partial(self._write_puts, prepared, rows, values, embedded), self._sync)
         return metas
 
     def _prepare_batch(self, requests: Sequence[PutRequest]) -> tuple[list[_PreparedPut], str]:
         """Validate every request (naming every invalid one) and encode the rows `_UPSERT` reads."""
         prepared: list[_PreparedPut] = []
         problems: list[tuple[int, SwitchboardError]] = []
+        total_bytes = 0
         for position, request in enumerate(requests):
             try:
-                prepared.append(self._prepare(request))
+                put = self._prepare(request)
             except SwitchboardError as error:
                 problems.append((position, error))
+                continue
+            prepared.append(put)
+            total_bytes += put.size
+            if total_bytes > self.limits.max_batch_bytes:  # stop encoding at once: the rest cannot change the answer
+                raise TooLarge(
+                    f"the values of this batch come to more than {self.limits.max_batch_bytes} bytes "
+                    f"(SWITCHBOARD_MEMORY_MAX_BATCH_BYTES) by entry {position}; split it into smaller "
+                    "batches; nothing was written"
+                )
         if problems:
             if len(requests) == 1:
                 raise problems[0][1]
@@ -275,9 +372,9 @@ class MemoryStore:
     def _prepare(self, request: PutRequest) -> _PreparedPut:
         namespace = check_name("namespace", request.namespace)
         key = check_name("key", request.key)
-        value_json, size = encode_value(request.value, self.max_value_bytes)
+        value_json, size = encode_value(request.value, self.limits.max_value_bytes)
         tags = check_tags(request.tags)
-        ttl = check_ttl(request.ttl_seconds, self.max_ttl_seconds)
+        ttl = check_ttl(request.ttl_seconds, self.limits.max_ttl_seconds)
         if_version = check_version("if_version", request.if_version)
         if not isinstance(request.index, bool):
             raise InvalidArgument(f"index must be true or false; got {request.index!r}")
@@ -360,37 +457,6 @@ class MemoryStore:
         dropped = await vector_rows.drop(conn, [ids[i] for i in range(len(ids)) if i not in embedded])
         return VectorChange(upsert_ids, decoded, dropped)
 
-    async def _apply_vectors(self, results: list[tuple[Any, VectorChange | None]]) -> None:
-        """After a group commits: one index update for all of its writes (one hnswlib insert, not one per store)."""
-        change = VectorChange.combine(change for _, change in results)
-        if change and self._vectors is not None:
-            async with self._vector_sync:
-                await self._vectors.apply(change)
-
-    async def _catch_up_vectors(self, vectors: SemanticIndex) -> None:
-        """Apply the vector changes other servers sharing this database committed since the last look."""
-        async with self._vector_sync:
-            changes = await vector_rows.changes_since(self._reader, self._vector_log_position)
-            if not changes:
-                return
-            if changes[0][0] > self._vector_log_position + 1:
-                # The log was trimmed past our position: replaying is impossible, reload everything.
-                ids, blobs = await vector_rows.all_vectors(self._reader)
-                await vectors.replace_all(ids, blobs)
-                logger.warning("vector index reloaded from SQLite: it had fallen behind the change log")
-            else:
-                theirs = sorted({entry_id for _, entry_id, writer in changes if writer != self._writer_token})
-                if theirs:
-                    # What each changed entry's vector is now (the latest state, whatever came between).
-                    stored = await vector_rows.vectors_of(self._reader, theirs)
-                    upserts = [entry_id for entry_id in theirs if entry_id in stored]
-                    await vectors.apply(VectorChange(
-                        upsert_ids=upserts,
-                        upsert_vectors=vectors.decode([stored[i] for i in upserts]) if upserts else None,
-                        delete_ids=[entry_id for entry_id in theirs if entry_id not in stored],
-                    ))
-            self._vector_log_position = changes[-1][0]
-
     def _forget(self, ids: list[int]) -> VectorChange | None:
         return VectorChange(delete_ids=ids) if self._vectors is not None and ids else None
 
@@ -417,7 +483,7 @@ class MemoryStore:
         check_name("namespace", namespace)
         check_name("key", key)
         check_version("if_version", if_version)
-        deleted, _ = await self._writer.submit(partial(self._delete_one, namespace, key, if_version), self._apply_vectors)
+        deleted, _ = await self._writer.submit(partial(self._delete_one, namespace, key, if_version), self._sync)
         return deleted
 
     async def _delete_one(
@@ -440,7 +506,7 @@ class MemoryStore:
     async def delete_namespace(self, namespace: str) -> int:
         """Delete every entry of a namespace; return how many live entries were deleted."""
         check_name("namespace", namespace)
-        deleted, _ = await self._writer.submit(partial(self._delete_namespace, namespace), self._apply_vectors)
+        deleted, _ = await self._writer.submit(partial(self._delete_namespace, namespace), self._sync)
         return deleted
 
     async def _delete_namespace(self, namespace: str, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
@@ -455,7 +521,7 @@ class MemoryStore:
 
     async def sweep_expired(self, batch_size: int) -> int:
         """Delete up to ``batch_size`` expired entries (oldest expiry first); return how many."""
-        deleted, _ = await self._writer.submit(partial(self._sweep, batch_size), self._apply_vectors)
+        deleted, _ = await self._writer.submit(partial(self._sweep, batch_size), self._sync)
         return deleted
 
     async def _sweep(self, batch_size: int, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
@@ -466,7 +532,8 @@ class MemoryStore:
         )
         ids = [row[0] for row in rows]
         await self._count_expired(conn, len(ids))
-        await vector_rows.trim_changes(conn, VECTOR_LOG_KEEP)
+        if self._sync is not None:
+            await vector_rows.trim_changes(conn, VECTOR_LOG_KEEP, self._sync.position)
         return len(ids), self._forget(ids)
 
     @staticmethod
@@ -480,10 +547,11 @@ class MemoryStore:
         """The live entry, or None if it does not exist or has expired."""
         check_name("namespace", namespace)
         check_name("key", key)
-        rows = await self._reader.execute_fetchall(
-            f"SELECT {_META_COLUMNS}, value FROM entries WHERE namespace = :namespace AND key = :key AND {_LIVE}",
-            {"namespace": namespace, "key": key, "now": self._clock.now_ms()},
-        )
+        async with self._readers.connection() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {_META_COLUMNS}, value FROM entries WHERE namespace = :namespace AND key = :key AND {_LIVE}",
+                {"namespace": namespace, "key": key, "now": self._clock.now_ms()},
+            )
         return self._entry(rows[0]) if rows else None
 
     async def list(self, namespace: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
@@ -493,19 +561,20 @@ class MemoryStore:
         if not isinstance(prefix, str) or len(prefix) > 256:
             raise InvalidArgument("prefix must be a string of at most 256 characters")
         after = self._decode_cursor(cursor, namespace) if cursor else ""
-        rows = await self._reader.execute_fetchall(
-            f"SELECT {_META_COLUMNS} FROM entries WHERE namespace = :namespace "
-            f"AND key >= :low AND key < :high AND key > :after AND {_LIVE} ORDER BY key LIMIT :limit",
-            {
-                "namespace": namespace,
-                "low": prefix,
-                "high": prefix + KEY_CEILING,
-                "after": after,
-                "now": self._clock.now_ms(),
-                "limit": limit + 1,
-            },
-        )
-        entries = [_meta(row) for row in rows[:limit]]
+        async with self._readers.connection() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {_META_COLUMNS} FROM entries WHERE namespace = :namespace "
+                f"AND key >= :low AND key < :high AND key > :after AND {_LIVE} ORDER BY key LIMIT :limit",
+                {
+                    "namespace": namespace,
+                    "low": prefix,
+                    "high": prefix + KEY_CEILING,
+                    "after": after,
+                    "now": self._clock.now_ms(),
+                    "limit": limit + 1,
+                },
+            )
+        entries = [_meta(row) for row in list(rows)[:limit]]
         next_cursor = self._encode_cursor(namespace, entries[-1].key) if len(rows) > limit else None
         return Page(entries, next_cursor)
 
@@ -520,31 +589,29 @@ class MemoryStore:
     ) -> list[Entry]:
         """Live entries whose key matches ``key_glob`` (``*``, ``?``, ``[...]``), whose value
         text contains ``text`` (ASCII case-insensitive) and that carry every one of ``tags``,
-        across one namespace or all of them."""
+        across one namespace or all of them. Values come while the answer holds at most
+        ``max_answer_bytes`` of them; the other entries carry a preview instead."""
         if namespace is not None:
             check_name("namespace", namespace)
         if not key_glob and not text:
             raise InvalidArgument("search needs a key glob (pattern, e.g. 'agent-*') or a text to look for (query)")
         self._check_limit(limit)
         wanted_tags = check_tags(tags)
-        rows = await self._reader.execute_fetchall(
-            f"SELECT {_META_COLUMNS}, value FROM entries WHERE {_LIVE} "
-            "AND (:namespace IS NULL OR namespace = :namespace) "
-            "AND (:glob IS NULL OR key GLOB :glob) "
-            f"AND (:text IS NULL OR instr(lower({_SEARCHABLE_TEXT}), lower(:text)) > 0) "
-            f"AND {vector_rows.has_all_tags('tags')} "
-            "ORDER BY namespace, key LIMIT :limit",
-            {
-                "namespace": namespace,
-                "glob": key_glob or None,
-                "text": text or None,
-                "now": self._clock.now_ms(),
-                "limit": limit,
-                "tags": json.dumps(wanted_tags, ensure_ascii=False),
-                "tag_count": len(wanted_tags),
-            },
-        )
-        return [self._entry(row) for row in rows]
+        async with self._readers.connection() as conn, _snapshot(conn):
+            rows = await conn.execute_fetchall(
+                _TEXT_MATCHES,
+                {
+                    "namespace": namespace,
+                    "glob": key_glob or None,
+                    "text": text or None,
+                    "now": self._clock.now_ms(),
+                    "limit": limit,
+                    "tags": json.dumps(wanted_tags, ensure_ascii=False),
+                    "tag_count": len(wanted_tags),
+                    "preview_chars": PREVIEW_CHARS,
+                },
+            )
+            return await self._with_values(conn, list(rows))
 
     async def search_semantic(
         self,
@@ -558,9 +625,10 @@ class MemoryStore:
         """The ``k`` live indexed entries closest in meaning to ``query``, best first, in one
         namespace or all of them, optionally only those with every one of ``tags`` and a score
         of at least ``min_score``. Every hit of the vector index is checked against SQLite, so
-        an expired or deleted entry never comes back."""
+        an expired or deleted entry never comes back. Values as in `search`: within
+        ``max_answer_bytes``, previews beyond."""
         vectors = self._vectors
-        if vectors is None:
+        if vectors is None or self._sync is None:
             raise Unavailable("semantic search is not enabled on this memory store")
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument("query must be a non-empty text to search for by meaning")
@@ -573,32 +641,53 @@ class MemoryStore:
         if min_score is not None and (isinstance(min_score, bool) or not -1.0 <= min_score <= 1.0):
             raise InvalidArgument(f"min_score must be a number in -1..1 (cosine similarity); got {min_score!r}")
         wanted_tags = check_tags(tags)
-        await self._catch_up_vectors(vectors)
+        await self._sync.catch_up()
         vector = (await vectors.embed([query]))[0]
-        filtered = namespace is not None or bool(wanted_tags)
+        async with self._readers.connection() as conn, _snapshot(conn):
+            found = await self._nearest(conn, vectors, vector, namespace, wanted_tags, min_score, k)
+            entries = await self._with_values(conn, [row for _, row in found])
+        return [ScoredEntry(score, entry) for (score, _), entry in zip(found, entries, strict=True)]
+
+    async def _nearest(
+        self,
+        conn: aiosqlite.Connection,
+        vectors: SemanticIndex,
+        vector: np.ndarray,
+        namespace: str | None,
+        tags: list[str],
+        min_score: float | None,
+        k: int,
+    ) -> list[tuple[float, Sequence[Any]]]:
+        filtered = namespace is not None or bool(tags)
         # Ask the index for a few more than k: some hits may be expired, deleted or outside the filter.
         fetch = max(4 * k, 40) if filtered else k + 10
         while True:
             total = vectors.count()
             hits = await vectors.search(vector, min(fetch, max(total, 1)))
-            found = await self._live_hits(hits, namespace, wanted_tags, min_score, k)
+            found = await self._live_hits(conn, hits, namespace, tags, min_score, k)
             exhausted = len(hits) < fetch or fetch >= total
             below_floor = min_score is not None and bool(hits) and hits[-1].score < min_score
             if len(found) >= k or exhausted or below_floor:
                 return found[:k]
             if filtered:
                 # A narrow filter: search only among the entries that pass it.
-                allowed = await vector_rows.candidate_ids(self._reader, namespace, wanted_tags, self._clock.now_ms())
+                allowed = await vector_rows.candidate_ids(conn, namespace, tags, self._clock.now_ms())
                 hits = await vectors.search(vector, k, allowed)
-                return await self._live_hits(hits, namespace, wanted_tags, min_score, k)
+                return await self._live_hits(conn, hits, namespace, tags, min_score, k)
             fetch *= 4
 
     async def _live_hits(
-        self, hits: list[Any], namespace: str | None, tags: Sequence[str], min_score: float | None, limit: int
-    ) -> list[ScoredEntry]:
+        self,
+        conn: aiosqlite.Connection,
+        hits: list[Hit],
+        namespace: str | None,
+        tags: Sequence[str],
+        min_score: float | None,
+        limit: int,
+    ) -> list[tuple[float, Sequence[Any]]]:
         if not hits:
             return []
-        rows = await self._reader.execute_fetchall(
+        rows = await conn.execute_fetchall(
             _LIVE_HITS,
             {
                 "ids": json.dumps([hit.id for hit in hits]),
@@ -606,34 +695,59 @@ class MemoryStore:
                 "now": self._clock.now_ms(),
                 "tags": json.dumps(list(tags), ensure_ascii=False),
                 "tag_count": len(tags),
+                "preview_chars": PREVIEW_CHARS,
             },
         )
-        rows_by_id = {row[9]: row for row in rows}
-        found: list[ScoredEntry] = []
-        for hit in hits:  # best first; values are decoded only for what is returned
+        rows_by_id = {row[8]: row for row in rows}
+        found: list[tuple[float, Sequence[Any]]] = []
+        for hit in hits:  # best first
             if len(found) == limit:
                 break
             if hit.id in rows_by_id and (min_score is None or hit.score >= min_score):
-                found.append(ScoredEntry(hit.score, self._entry(rows_by_id[hit.id])))
+                found.append((hit.score, rows_by_id[hit.id]))
         return found
+
+    async def _with_values(self, conn: aiosqlite.Connection, rows: list[Sequence[Any]]) -> list[Entry]:
+        """Entries for these search rows, in order: each with its value while the values so far fit in
+        ``max_answer_bytes``, else with its preview. Call inside the snapshot the rows came from."""
+        budget = self.limits.max_answer_bytes
+        chosen: list[int] = []
+        for row in rows:
+            if row[3] <= budget:  # size: a smaller value further down may still fit
+                chosen.append(row[8])
+                budget -= row[3]
+        values: dict[int, str] = {}
+        if chosen:
+            values = {row[0]: row[1] for row in await conn.execute_fetchall(
+                "SELECT id, value FROM entries WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(chosen),)
+            )}
+        entries = []
+        for row in rows:
+            meta = _meta(row)
+            if row[8] in values:
+                entries.append(Entry(*_meta_fields(meta), value=json.loads(values[row[8]])))
+            else:
+                entries.append(Entry(*_meta_fields(meta), preview=row[9]))
+        return entries
 
     async def stats(self) -> MemoryStats:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""
         now = self._clock.now_ms()
-        rows = await self._reader.execute_fetchall(
-            "SELECT namespace, count(*), sum(size), min(created_ms), max(updated_ms), "
-            "sum(expires_ms IS NOT NULL AND expires_ms <= :soon) "
-            f"FROM entries WHERE {_LIVE} GROUP BY namespace ORDER BY namespace",
-            {"now": now, "soon": now + HOUR_MS},
-        )
-        expired = await self._reader.execute_fetchall("SELECT value FROM counters WHERE name = 'expired_total'")
+        async with self._readers.connection() as conn, _snapshot(conn):
+            rows = await conn.execute_fetchall(
+                "SELECT namespace, count(*), sum(size), min(created_ms), max(updated_ms), "
+                "sum(expires_ms IS NOT NULL AND expires_ms <= :soon) "
+                f"FROM entries WHERE {_LIVE} GROUP BY namespace ORDER BY namespace",
+                {"now": now, "soon": now + HOUR_MS},
+            )
+            expired = await conn.execute_fetchall("SELECT value FROM counters WHERE name = 'expired_total'")
         namespaces = [NamespaceStats(*row) for row in rows]
         return MemoryStats(
             namespaces=namespaces,
             total_entries=sum(ns.entries for ns in namespaces),
             total_bytes=sum(ns.bytes for ns in namespaces),
             database_bytes=self._database_bytes(),
-            expired_total=expired[0][0],
+            expired_total=next(iter(expired))[0],
         )
 
     # -- helpers --------------------------------------------------------------------------
@@ -664,10 +778,13 @@ class MemoryStore:
     @staticmethod
     def _decode_cursor(cursor: str, namespace: str) -> str:
         try:
+            if len(cursor) > CURSOR_MAX_CHARS:
+                raise ValueError
             cursor_namespace, last_key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
             if not isinstance(cursor_namespace, str) or not isinstance(last_key, str):
                 raise ValueError
-        except (ValueError, TypeError, UnicodeError, binascii.Error):
+            last_key.encode("utf-8")  # a lone surrogate cannot be a key this server wrote
+        except (ValueError, TypeError, UnicodeError, binascii.Error, RecursionError):
             raise InvalidArgument(
                 "cursor is not one this server issued; pass next_cursor from the previous list result unchanged"
             ) from None

@@ -15,6 +15,10 @@ from server.vectors.semantic import ALL_NAMESPACES
 
 logger = logging.getLogger(__name__)
 
+# Start-up work (indexing, re-embedding) reads, embeds and writes this many entries at a time,
+# so memory stays bounded whatever the database holds.
+START_CHUNK_ENTRIES = 1000
+
 LIVE_ENTRY = "(e.expires_ms IS NULL OR e.expires_ms > :now)"
 
 
@@ -45,10 +49,14 @@ async def log_position(conn: aiosqlite.Connection) -> int:
     return int(rows[0][0])
 
 
-async def changes_since(conn: aiosqlite.Connection, position: int) -> list[tuple[int, int, str]]:
-    """(seq, entry_id, writer) of every vector change after ``position``, oldest first."""
+async def changes_since(
+    conn: aiosqlite.Connection, position: int, upto: int | None = None
+) -> list[tuple[int, int, str]]:
+    """(seq, entry_id, writer) of every vector change after ``position`` (up to ``upto``), oldest first."""
     rows = await conn.execute_fetchall(
-        "SELECT seq, entry_id, writer FROM vector_changes WHERE seq > ? ORDER BY seq", (position,)
+        "SELECT seq, entry_id, writer FROM vector_changes WHERE seq > :after AND (:upto IS NULL OR seq <= :upto) "
+        "ORDER BY seq",
+        {"after": position, "upto": upto},
     )
     return [(row[0], row[1], row[2]) for row in rows]
 
@@ -66,10 +74,12 @@ async def all_vectors(conn: aiosqlite.Connection) -> tuple[list[int], list[bytes
     return [row[0] for row in rows], [row[1] for row in rows]
 
 
-async def trim_changes(conn: aiosqlite.Connection, keep: int) -> None:
-    """Forget all but the newest ``keep`` changes; a server further behind than that reloads every vector."""
+async def trim_changes(conn: aiosqlite.Connection, keep: int, applied_here: int) -> None:
+    """Forget all but the newest ``keep`` changes, but none this server has yet to apply (after
+    ``applied_here``): another server further behind reloads every vector, this one never has to."""
     await conn.execute(
-        "DELETE FROM vector_changes WHERE seq <= (SELECT max(seq) FROM vector_changes) - ?", (keep,)
+        "DELETE FROM vector_changes WHERE seq <= min((SELECT max(seq) FROM vector_changes) - ?, ?)",
+        (keep, applied_here),
     )
 
 
@@ -105,33 +115,47 @@ async def open_vectors(conn: aiosqlite.Connection, vectors: SemanticIndex, *, re
 
 async def _index_unindexed(conn: aiosqlite.Connection, vectors: SemanticIndex) -> None:
     """Give a vector to every entry of an indexed namespace that has none: entries written before
-    the namespace was marked indexed, or before this version of Switchboard."""
+    the namespace was marked indexed, or before this version of Switchboard. One chunk at a time,
+    each its own transaction."""
     namespaces = sorted(vectors.indexed_namespaces)
     every = ALL_NAMESPACES in namespaces
-    rows = await conn.execute_fetchall(
+    after, indexed = 0, 0
+    while rows := await conn.execute_fetchall(
         "SELECT e.id, e.value FROM entries AS e LEFT JOIN vectors AS v ON v.entry_id = e.id "
-        "WHERE v.entry_id IS NULL AND (:every OR e.namespace IN (SELECT value FROM json_each(:namespaces)))",
-        {"every": every, "namespaces": json.dumps(namespaces, ensure_ascii=False)},
-    )
-    if not rows:
-        return
-    embedded = await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows])
-    await conn.execute("BEGIN IMMEDIATE")
-    await write(conn, [row[0] for row in rows], vectors.encode(embedded))
-    await conn.commit()
-    logger.info("indexed %d existing entries of indexed namespaces", len(rows))
+        "WHERE e.id > :after AND v.entry_id IS NULL "
+        "AND (:every OR e.namespace IN (SELECT value FROM json_each(:namespaces))) ORDER BY e.id LIMIT :chunk",
+        {"after": after, "every": every, "namespaces": json.dumps(namespaces, ensure_ascii=False),
+         "chunk": START_CHUNK_ENTRIES},
+    ):
+        rows = list(rows)
+        embedded = await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows])
+        await conn.execute("BEGIN IMMEDIATE")
+        await write(conn, [row[0] for row in rows], vectors.encode(embedded))
+        await conn.commit()
+        after, indexed = rows[-1][0], indexed + len(rows)
+    if indexed:
+        logger.info("indexed %d existing entries of indexed namespaces", indexed)
 
 
 async def _reembed(conn: aiosqlite.Connection, vectors: SemanticIndex, previous: str) -> None:
-    rows = await conn.execute_fetchall(
-        "SELECT e.id, e.value FROM vectors AS v JOIN entries AS e ON e.id = v.entry_id ORDER BY e.id"
-    )
-    logger.warning("re-embedding %d stored vectors made by %s with %s", len(rows), previous, vectors.identity.embedder)
-    embedded = await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows])
-    blobs = vectors.encode(embedded)
-    await conn.execute("BEGIN IMMEDIATE")
-    await conn.executemany("UPDATE vectors SET vector = ? WHERE entry_id = ?", zip(blobs, (row[0] for row in rows)))
-    await conn.commit()
+    """Re-embed every stored vector with the configured embedder, one chunk (and transaction) at a
+    time. Vectors of two embedders never meet in a search: the server is not serving yet."""
+    count = await conn.execute_fetchall("SELECT count(*) FROM vectors")
+    logger.warning("re-embedding %d stored vectors made by %s with %s", count[0][0], previous,
+                   vectors.identity.embedder)
+    after = 0
+    while rows := await conn.execute_fetchall(
+        "SELECT e.id, e.value FROM vectors AS v JOIN entries AS e ON e.id = v.entry_id WHERE e.id > ? "
+        "ORDER BY e.id LIMIT ?",
+        (after, START_CHUNK_ENTRIES),
+    ):
+        rows = list(rows)
+        blobs = vectors.encode(await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows]))
+        await conn.execute("BEGIN IMMEDIATE")
+        await conn.executemany("UPDATE vectors SET vector = ? WHERE entry_id = ?",
+                               zip(blobs, (row[0] for row in rows), strict=True))
+        await conn.commit()
+        after = rows[-1][0]
 
 
 async def indexed_positions(conn: aiosqlite.Connection, keys: Sequence[tuple[str, str]], now: int) -> list[int]:

@@ -5,9 +5,10 @@ concurrent stores finish quickly without "database is locked". Each operation mu
 raise its domain errors *before* it writes anything, so a refused operation never
 leaves a partial change in the shared transaction.
 
-An operation may bring an ``after_commit`` step (the vector index uses it): it runs once
-per group after the group has committed, with the results of all the group's operations
-that named it, before their callers are answered.
+An operation may name a `CommitStep` (the vector index's synchronisation does): once per
+group it is *sealed* inside the transaction, after the group's operations and before the
+commit, then told the group has *committed*, with the results of every operation of the
+group that named it, before their callers are answered.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -25,9 +26,24 @@ from server.errors import SwitchboardError, Unavailable
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
-AfterCommit = Callable[[list[T]], Awaitable[None]]
-_Queued = tuple[WriteOp[Any], "asyncio.Future[Any]", "AfterCommit[Any] | None"]
+
+
+class CommitStep(Protocol[T_contra]):
+    """Work that follows a group's writes, once per group for all the operations that named it."""
+
+    async def seal(self, conn: aiosqlite.Connection, results: list[T_contra]) -> object:
+        """Inside the group's transaction, after its operations: read what only the writer can see
+        (the step's result goes to `committed`). Raising rolls the whole group back."""
+        ...
+
+    async def committed(self, results: list[T_contra], sealed: object) -> None:
+        """After the commit, before the callers are answered. Must not raise for a committed group."""
+        ...
+
+
+_Queued = tuple[WriteOp[Any], "asyncio.Future[Any]", "CommitStep[Any] | None"]
 
 
 class GroupCommitWriter:
@@ -44,15 +60,14 @@ class GroupCommitWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="memory-group-commit")
 
-    async def submit(self, op: WriteOp[T], after_commit: AfterCommit[T] | None = None) -> T:
+    async def submit(self, op: WriteOp[T], step: CommitStep[T] | None = None) -> T:
         """Run ``op`` in the next group; return once its group has committed (and, if given,
-        ``after_commit`` has run). ``after_commit`` is called once per group with the results of
-        every op of the group that named it, in commit order, so their effects can be applied
-        together."""
+        ``step`` has been sealed and told). The step sees the results of every op of the group
+        that named it, in commit order, so their effects can be applied together."""
         if self._closing:
             raise Unavailable("the memory store is shutting down; retry against the restarted server")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, future, after_commit))
+        self._queue.append((op, future, step))
         self._work.set()
         return await future
 
@@ -74,16 +89,24 @@ class GroupCommitWriter:
                 return
 
     async def _commit_group(self, group: list[_Queued]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None, AfterCommit[Any] | None]] = []
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        stepped: dict[CommitStep[Any], list[Any]] = {}
+        sealed: dict[CommitStep[Any], object] = {}
         try:
             await self._conn.execute("BEGIN IMMEDIATE")
-            for op, future, after_commit in group:
+            for op, future, step in group:
                 if future.cancelled():  # the caller gave up before we started: do not write on its behalf
                     continue
                 try:
-                    outcomes.append((future, await op(self._conn), None, after_commit))
+                    result = await op(self._conn)
                 except SwitchboardError as error:
-                    outcomes.append((future, None, error, None))
+                    outcomes.append((future, None, error))
+                    continue
+                outcomes.append((future, result, None))
+                if step is not None:
+                    stepped.setdefault(step, []).append(result)
+            for step, results in stepped.items():
+                sealed[step] = await step.seal(self._conn, results)
             await self._conn.commit()
         except Exception as error:  # the database failed under us: nothing in this group is acknowledged
             logger.error("memory write group of %d failed and was rolled back: %r", len(group), error)
@@ -96,16 +119,12 @@ class GroupCommitWriter:
                 if not future.done():
                     future.set_exception(failure)
             return
-        committed: dict[AfterCommit[Any], list[Any]] = {}
-        for _, result, error, after_commit in outcomes:
-            if after_commit is not None and error is None:
-                committed.setdefault(after_commit, []).append(result)
-        for after_commit, results in committed.items():
+        for step, results in stepped.items():
             try:
-                await after_commit(results)
+                await step.committed(results, sealed[step])
             except Exception:  # committed is committed: report it, answer the callers anyway
                 logger.exception("a step after a committed memory write failed")
-        for future, result, error, _ in outcomes:
+        for future, result, error in outcomes:
             if future.done():
                 continue
             if error is not None:

@@ -45,6 +45,11 @@ class Embedder(Protocol):
     @property
     def dimensions(self) -> int: ...
 
+    @property
+    def inline_chars(self) -> int:
+        """Texts this short in all are embedded on the event loop; longer ones in a worker thread."""
+        ...
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """A ``(len(texts), dimensions)`` float32 array of unit vectors. Blocking: call it from a worker thread."""
         ...
@@ -71,6 +76,10 @@ class HashingEmbedder:
     @property
     def dimensions(self) -> int:
         return self._dimensions
+
+    @property
+    def inline_chars(self) -> int:
+        return 2048  # about 0.2 ms of hashing: less than the hop to a worker thread and back
 
     def embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.zeros((len(texts), self._dimensions), dtype=np.float32)
@@ -163,6 +172,10 @@ class SentenceTransformerEmbedder:
     @property
     def dimensions(self) -> int:
         return self._dimensions
+
+    @property
+    def inline_chars(self) -> int:
+        return 0  # a forward pass of a model takes milliseconds even for one word: always a worker thread
 
     def embed(self, texts: list[str]) -> np.ndarray:
         clipped = [text[:EMBED_MAX_CHARS] for text in texts]

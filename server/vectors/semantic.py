@@ -2,9 +2,9 @@
 
 SQLite holds the truth (every vector, int8-quantised, next to its entry); the vector index
 is a fast copy of it. At start the index is loaded and checked against SQLite, and rebuilt
-from SQLite when it is missing, damaged or disagrees. While serving, each committed write
-is applied to the index in commit order, and the index is saved every N vector writes and
-at shutdown.
+from SQLite when it is missing, damaged or disagrees. While serving, committed writes are
+applied to it in the change log's order (``server/memory/vector_sync.py``), which also
+saves it in the background every N vector writes; it is saved at shutdown too.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from server.vectors.quantization import dequantize, quantize
 logger = logging.getLogger(__name__)
 
 ALL_NAMESPACES = "*"
-# Embedding this many characters or fewer is quicker inline than a hop to a worker thread.
-_INLINE_EMBED_CHARS = 2048
 
 
 def text_to_embed(value: Any) -> str:
@@ -84,7 +82,8 @@ class SemanticIndex:
         self._index = index
         self._indexed_namespaces = frozenset(indexed_namespaces)
         self._save_every = save_every
-        self._writes_since_save = 0
+        self._writes_since_save = 0  # counted by `note_unsaved`; a save is due at save_every
+        self._unsaved = False  # the index differs from its file: save at close
         # Set when applying a committed change failed: the index then disagrees with SQLite, so
         # it must not be saved as if it were good; the next start rebuilds it.
         self._out_of_step = False
@@ -115,9 +114,10 @@ class SemanticIndex:
     # -- embedding and the stored form ----------------------------------------------------
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors for the texts; a large batch is embedded in a worker thread."""
+        """Unit vectors for the texts, in a worker thread unless the embedder says they are cheap
+        enough to embed on the event loop (a model never is)."""
         batch = list(texts)
-        if sum(len(text) for text in batch) <= _INLINE_EMBED_CHARS:
+        if sum(len(text) for text in batch) <= self._embedder.inline_chars:
             return self._embedder.embed(batch)
         return await anyio.to_thread.run_sync(self._embedder.embed, batch)
 
@@ -155,12 +155,13 @@ class SemanticIndex:
         vectors = self.decode(blobs) if len(blobs) else np.zeros((0, self.identity.dimensions), dtype=np.float32)
         await self._index.rebuild(np.asarray(ids, dtype=np.int64), vectors)
         self._out_of_step = False
-        self._writes_since_save = max(self._writes_since_save, 1)  # the file no longer matches: save at close
+        self._unsaved = True
 
     async def apply(self, change: VectorChange) -> None:
-        """Apply a committed change to the index (called in commit order); save every N writes."""
+        """Apply a committed change to the index (the caller keeps the change log's order)."""
         if not change:
             return
+        self._unsaved = True
         try:
             if change.delete_ids:
                 await self._index.delete(change.delete_ids)
@@ -170,23 +171,23 @@ class SemanticIndex:
             # SQLite already committed; searches check every hit against SQLite, and the next start rebuilds.
             self._out_of_step = True
             logger.exception("the vector index could not apply a committed change; it will be rebuilt at next start")
-            return
-        self._writes_since_save += len(change.upsert_ids) + len(change.delete_ids)
-        if self._writes_since_save >= self._save_every:
-            try:
-                await self.save()
-            except OSError:
-                # A full disk must not stall every later write on a doomed save: try again after
-                # another save_every writes. SQLite has the vectors; a stale file is rebuilt at start.
-                self._writes_since_save = 0
-                logger.exception("saving the vector index failed; the next attempt comes after more writes")
+
+    def note_unsaved(self, writes: int) -> bool:
+        """Count vector writes applied since the last save; True once a save is due (every save_every)."""
+        self._writes_since_save += writes
+        return self._writes_since_save >= self._save_every
 
     async def save(self) -> None:
         if self._out_of_step:
             logger.warning("not saving the vector index: it is out of step with SQLite and will be rebuilt")
             return
-        await self._index.save()
-        self._writes_since_save = 0
+        self._writes_since_save = 0  # also after a failed save: the next attempt waits for more writes
+        self._unsaved = False  # before the await: a change applied during the save sets it again
+        try:
+            await self._index.save()
+        except BaseException:
+            self._unsaved = True
+            raise
 
     async def search(self, vector: np.ndarray, k: int, allowed: Collection[int] | None = None) -> list[Hit]:
         return await self._index.search(vector, k, allowed)
@@ -194,7 +195,7 @@ class SemanticIndex:
     async def close(self) -> None:
         """Save what changed since the last save (unless out of step), then release the index."""
         try:
-            if self._writes_since_save:
+            if self._unsaved:
                 await self.save()
         finally:
             await self._index.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -16,7 +18,8 @@ from server.memory import MemoryStore, PutRequest
 
 async def snapshot(store: MemoryStore) -> list[tuple]:
     """Every row, expired or not, straight from the file: what "nothing changed" is checked against."""
-    return await store._reader.execute_fetchall("SELECT * FROM entries ORDER BY id")
+    with closing(sqlite3.connect(store.path)) as conn:
+        return conn.execute("SELECT * FROM entries ORDER BY id").fetchall()
 
 
 async def test_put_then_get_returns_value_and_metadata(store: MemoryStore, clock: ManualClock) -> None:

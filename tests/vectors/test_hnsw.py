@@ -173,19 +173,3 @@ def test_combined_vector_changes_keep_the_last_word_on_each_id() -> None:
     assert combined.upsert_vectors is not None
     assert combined.upsert_vectors.tolist() == [[2.0] * 3, [1.0] * 3]
     assert not VectorChange.combine([None, VectorChange()])
-
-
-async def test_a_failing_periodic_save_does_not_fail_the_write_or_repeat_every_time(tmp_path: Path, caplog) -> None:
-    from server.vectors import HashingEmbedder, IndexIdentity, SemanticIndex
-    from server.vectors.semantic import VectorChange
-
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the index directory should be")
-    embedder = HashingEmbedder(16)
-    index = HnswIndex(blocker / "vectors.hnsw", IndexIdentity(embedder.name, embedder.dimensions))
-    semantic = SemanticIndex(embedder, index, indexed_namespaces=["*"], save_every=2)
-    vectors = embedder.embed(["one", "two", "three"])
-    await semantic.apply(VectorChange(upsert_ids=[1, 2], upsert_vectors=vectors[:2]))  # reaches save_every: fails
-    await semantic.apply(VectorChange(upsert_ids=[3], upsert_vectors=vectors[2:]))  # below it again: no retry
-    assert semantic.count() == 3
-    assert sum("saving the vector index failed" in record.message for record in caplog.records) == 1
