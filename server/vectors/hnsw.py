@@ -197,6 +197,7 @@ class HnswIndex:
             await self._insert(matrix[known], labels[known], replace_deleted=False)
             await self._insert(matrix[~known], labels[~known], replace_deleted=True)
             self._live.update(ids)
+            await self._forget_reused_slots()
 
     async def _revive(self, labels: list[int]) -> None:
         """A label deleted earlier comes back in its old slot when hnswlib still has it."""
@@ -212,15 +213,33 @@ class HnswIndex:
                     pass
 
     async def delete(self, ids: Collection[int]) -> int:
-        async with self._write_lock, self._graph_lock:
-            removed = 0
-            for label in ids:
-                if label in self._live:
-                    self._index.mark_deleted(label)
-                    self._live.discard(label)
-                    self._deleted.add(label)
-                    removed += 1
-            return removed
+        async with self._write_lock:
+            present = [label for label in ids if label in self._live]
+            if len(present) <= INLINE_UPSERT_MAX * 8:
+                async with self._graph_lock:
+                    self._mark_deleted(present)
+            else:  # a namespace of 200,000 entries: marking them all would stall the event loop
+                for start in range(0, len(present), UPSERT_CHUNK * 16):
+                    chunk = present[start:start + UPSERT_CHUNK * 16]
+                    async with self._graph_lock:  # searches queued meanwhile go between chunks
+                        await anyio.to_thread.run_sync(self._mark_deleted, chunk)
+            await self._forget_reused_slots()
+            return len(present)
+
+    def _mark_deleted(self, labels: list[int]) -> None:
+        for label in labels:
+            self._index.mark_deleted(label)
+        self._live.difference_update(labels)
+        self._deleted.update(labels)
+
+    async def _forget_reused_slots(self) -> None:
+        """`_deleted` remembers deleted labels so they can be revived in place; hnswlib hands their
+        slots to new labels at will, so once it names more labels than there are vacant slots,
+        it is trimmed to the labels hnswlib still holds (at most once per that many deletes)."""
+        vacant = self._index.element_count - len(self._live)
+        if len(self._deleted) > 2 * vacant + 1024:
+            held = await anyio.to_thread.run_sync(self._index.get_ids_list)
+            self._deleted = set(held) - self._live
 
     async def _ensure_capacity(self, new_labels: int) -> None:
         vacant = self._index.element_count - len(self._live)

@@ -53,6 +53,33 @@ async def test_deleted_vectors_never_return_and_their_slots_are_reused(tmp_path:
     assert (await index.search(vectors[5], 1))[0].id == 5 and index.count() == 201
 
 
+async def test_remembered_deleted_labels_stay_bounded_by_the_vacant_slots(tmp_path: Path) -> None:
+    vectors = clustered_unit_vectors(512, 16)
+    index = HnswIndex(tmp_path / "v.hnsw", IndexIdentity("test-embedder/16", 16), initial_capacity=256,
+                      ef_construction=32)
+    await index.upsert(list(range(256)), vectors[:256])
+    next_label = 256
+    for _ in range(100):  # 6,400 deletes, each slot reused by a new label straight away
+        victims = sorted(index._live)[:64]
+        assert await index.delete(victims) == 64
+        fresh = list(range(next_label, next_label + 64))
+        await index.upsert(fresh, vectors[[label % 512 for label in fresh]])
+        next_label += 64
+    assert index.count() == 256 and index._index.element_count <= 256
+    assert len(index._deleted) <= 1024 + 2 * (index._index.element_count - index.count())
+    assert await index.delete(sorted(index._live)[:5]) == 5  # deleting still works after trimming
+    newest = next_label - 1
+    assert (await index.search(vectors[newest % 512], 1))[0].id == newest
+
+
+async def test_a_large_delete_runs_in_chunks_and_leaves_searches_correct(tmp_path: Path) -> None:
+    vectors = clustered_unit_vectors(5000, 384)
+    index = await filled(tmp_path / "v.hnsw", vectors)
+    assert await index.delete(range(0, 5000, 2)) == 2500
+    hits = await index.search(vectors[3], 10)
+    assert hits[0].id == 3 and all(hit.id % 2 == 1 for hit in hits) and index.count() == 2500
+
+
 async def test_capacity_doubles_as_it_fills_and_updates_happen_in_place(tmp_path: Path) -> None:
     vectors = clustered_unit_vectors(100, 384)
     index = HnswIndex(tmp_path / "v.hnsw", IDENTITY, initial_capacity=16)
