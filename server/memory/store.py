@@ -662,10 +662,11 @@ class MemoryStore:
         # Ask the index for a few more than k: some hits may be expired, deleted or outside the filter.
         fetch = max(4 * k, 40) if filtered else k + 10
         while True:
-            total = vectors.count()
-            hits = await vectors.search(vector, min(fetch, max(total, 1)))
+            # Exhausted when the index has no more to give; its count is not trusted (a shared Qdrant
+            # collection's count is refreshed lazily).
+            hits = await vectors.search(vector, fetch)
             found = await self._live_hits(conn, hits, namespace, tags, min_score, k)
-            exhausted = len(hits) < fetch or fetch >= total
+            exhausted = len(hits) < fetch
             below_floor = min_score is not None and bool(hits) and hits[-1].score < min_score
             if len(found) >= k or exhausted or below_floor:
                 return found[:k]

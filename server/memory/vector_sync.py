@@ -86,6 +86,7 @@ class VectorSync:
         self._applier: asyncio.Task[None] | None = None
         self._saver: asyncio.Task[None] | None = None
         self._closing = False
+        self._catch_up_first = False
 
     @property
     def position(self) -> int:
@@ -93,7 +94,11 @@ class VectorSync:
         return self._position
 
     def start(self) -> None:
+        """Start applying; the first round catches up with whatever other servers wrote while this
+        one was loading (and restores, in a shared Qdrant collection, what its start-up repair missed)."""
+        self._catch_up_first = True
         self._applier = asyncio.create_task(self._apply_forever(), name="vector-sync")
+        self._work.set()
 
     async def close(self) -> None:
         """Apply what is queued and stop; a save in progress finishes, a pending one is dropped
@@ -147,6 +152,9 @@ class VectorSync:
             try:
                 async with self._lock:
                     await self._apply_queued()
+                    if self._catch_up_first:
+                        self._catch_up_first = False
+                        await self._apply_log(upto=None)
             except Exception:  # keep applying later changes; SQLite has them and searches check every hit
                 logger.exception("applying committed vector changes to the index failed")
             if self._closing and not self._queue:

@@ -4,6 +4,12 @@ With a URL it talks to a Qdrant server (which persists and replicates on its own
 path it runs qdrant-client's embedded local mode, used by the tests. Either way a small
 state file in the data directory records which embedder filled the collection, so a
 change of embedder is noticed at start.
+
+Several servers may share one collection (and one SQLite database). So a disagreement found
+at start is repaired in place (SQLite's vectors upserted, points SQLite no longer has
+deleted), never by dropping the collection under the others; and the point count, which
+only logs and stats use, is refreshed approximately and at most once a second, not counted
+exactly after every write.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -23,6 +30,8 @@ from server.vectors.index import Hit, IndexIdentity, check_matrix, check_query
 logger = logging.getLogger(__name__)
 
 UPSERT_CHUNK = 1024
+SCROLL_PAGE = 4096
+COUNT_REFRESH_SECONDS = 1.0
 # At start, this many vectors are read back and compared with SQLite (a full read would defeat a server).
 VERIFY_SAMPLE = 256
 _VERIFY_TOLERANCE = 1e-4
@@ -31,12 +40,23 @@ _VERIFY_TOLERANCE = 1e-4
 class QdrantIndex:
     """A Qdrant collection with cosine distance; point ids are the memory entry ids."""
 
-    def __init__(self, client: AsyncQdrantClient, collection: str, identity: IndexIdentity, state_path: Path) -> None:
+    def __init__(
+        self,
+        client: AsyncQdrantClient,
+        collection: str,
+        identity: IndexIdentity,
+        state_path: Path,
+        *,
+        count_refresh_seconds: float = COUNT_REFRESH_SECONDS,
+    ) -> None:
         self._client = client
         self._collection = collection
         self._identity = identity
         self._state_path = state_path
         self._count = 0
+        self._count_stale = False
+        self._counted_at = 0.0
+        self._count_refresh_seconds = count_refresh_seconds
 
     @classmethod
     def connect(
@@ -48,6 +68,7 @@ class QdrantIndex:
         url: str | None = None,
         api_key: str | None = None,
         local_path: Path | None = None,
+        count_refresh_seconds: float = COUNT_REFRESH_SECONDS,
     ) -> QdrantIndex:
         """A server at ``url``, or else embedded local storage at ``local_path``."""
         if url:
@@ -56,7 +77,7 @@ class QdrantIndex:
             client = AsyncQdrantClient(path=str(local_path))
         else:
             raise Unavailable("the Qdrant backend needs SWITCHBOARD_VECTOR_QDRANT_URL (or a local path)")
-        return cls(client, collection, identity, state_path)
+        return cls(client, collection, identity, state_path, count_refresh_seconds=count_refresh_seconds)
 
     @property
     def identity(self) -> IndexIdentity:
@@ -104,21 +125,52 @@ class QdrantIndex:
         return None
 
     async def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Make the collection hold exactly these vectors, in place: other servers may be searching it."""
         matrix = check_matrix(ids.tolist(), vectors, self._identity.dimensions)
-        if await self._client.collection_exists(self._collection):
-            await self._client.delete_collection(self._collection)
-        await self._client.create_collection(
-            self._collection,
-            vectors_config=models.VectorParams(size=self._identity.dimensions, distance=models.Distance.COSINE),
-        )
-        self._count = 0
+        if not await self._has_usable_collection():
+            await self._client.create_collection(
+                self._collection,
+                vectors_config=models.VectorParams(size=self._identity.dimensions, distance=models.Distance.COSINE),
+            )
         await self._upsert_chunks(ids.tolist(), matrix)
-        self._count = len(ids)
+        wanted = set(ids.tolist())
+        extra = [point for point in await self._all_point_ids() if point not in wanted]
+        for start in range(0, len(extra), UPSERT_CHUNK):
+            await self._client.delete(self._collection, wait=True,
+                                      points_selector=models.PointIdsList(points=extra[start:start + UPSERT_CHUNK]))
+        self._count = len(wanted)
+        self._count_stale = False
+
+    async def _has_usable_collection(self) -> bool:
+        """Whether the collection exists with vectors of our size. One of another size was filled by
+        an embedder this database no longer has vectors of (it re-embedded them): it is replaced."""
+        if not await self._client.collection_exists(self._collection):
+            return False
+        info = await self._client.get_collection(self._collection)
+        vectors = info.config.params.vectors
+        size = vectors.size if isinstance(vectors, models.VectorParams) else None
+        if size == self._identity.dimensions:
+            return True
+        logger.warning("replacing Qdrant collection %r: its vectors have %s dimensions, the embedder makes %d",
+                       self._collection, size, self._identity.dimensions)
+        await self._client.delete_collection(self._collection)
+        return False
+
+    async def _all_point_ids(self) -> list[int]:
+        ids: list[int] = []
+        offset: models.ExtendedPointId | None = None
+        while True:
+            records, offset = await self._client.scroll(
+                self._collection, limit=SCROLL_PAGE, offset=offset, with_payload=False, with_vectors=False
+            )
+            ids.extend(int(record.id) for record in records)
+            if offset is None:
+                return ids
 
     async def upsert(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         matrix = check_matrix(ids, vectors, self._identity.dimensions)
         await self._upsert_chunks(list(ids), matrix)
-        self._count = (await self._client.count(self._collection, exact=True)).count
+        self._count_stale = True
 
     async def _upsert_chunks(self, ids: list[int], matrix: np.ndarray) -> None:
         for start in range(0, len(ids), UPSERT_CHUNK):
@@ -128,13 +180,21 @@ class QdrantIndex:
     async def delete(self, ids: Collection[int]) -> int:
         if not ids:
             return 0
-        before = self._count
+        present = await self._client.retrieve(self._collection, ids=list(ids), with_payload=False, with_vectors=False)
         await self._client.delete(self._collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
-        self._count = (await self._client.count(self._collection, exact=True)).count
-        return before - self._count
+        self._count_stale = True
+        return len(present)
+
+    async def _refresh_count(self) -> None:
+        """An approximate count (cheap for Qdrant), at most once a second after writes."""
+        if self._count_stale and time.monotonic() - self._counted_at >= self._count_refresh_seconds:
+            self._count_stale = False
+            self._counted_at = time.monotonic()
+            self._count = (await self._client.count(self._collection, exact=False)).count
 
     async def search(self, vector: np.ndarray, k: int, allowed: Collection[int] | None = None) -> list[Hit]:
         query = check_query(vector, k, self._identity.dimensions)
+        await self._refresh_count()
         if allowed is not None and not allowed:
             return []
         query_filter = None if allowed is None else models.Filter(must=[models.HasIdCondition(has_id=list(allowed))])
@@ -148,7 +208,8 @@ class QdrantIndex:
         state = {"collection": self._collection, "embedder": self._identity.embedder,
                  "dimensions": self._identity.dimensions, "count": self._count}
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._state_path.with_name(self._state_path.name + ".tmp")
+        # Per process: servers sharing a data directory must not write into each other's temporary file.
+        temporary = self._state_path.with_name(f"{self._state_path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(state), encoding="utf-8")
         os.replace(temporary, self._state_path)
 
