@@ -41,7 +41,9 @@ class SearchHit(CompactModel):
     def from_engine(cls, score: float, entry: Entry) -> SearchHit:
         hit = cls(namespace=entry.namespace, key=entry.key, score=round(score, 4), tags=list(entry.tags),
                   updated_at=iso_utc(entry.updated_ms))
-        if entry.size > PREVIEW_CHARS:
+        if entry.preview is not None:  # the answer had no room left for this value
+            hit.preview = entry.preview
+        elif entry.size > PREVIEW_CHARS:
             hit.preview = text_to_embed(entry.value)[:PREVIEW_CHARS]
         else:
             hit.value = entry.value

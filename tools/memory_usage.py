@@ -37,6 +37,9 @@ class MemoryEntry(CompactModel):
     updated_at: str
     expires_at: str | None = Field(description="ISO-8601 UTC; null means it never expires.")
     score: float | None = Field(None, description="Semantic search: cosine similarity to the query, -1..1.")
+    preview: str | None = Field(
+        None, description="search: the value's start when the answer had no room left for it; retrieve it for all."
+    )
 
     @classmethod
     def from_scored(cls, scored: ScoredEntry) -> MemoryEntry:
@@ -57,7 +60,10 @@ class MemoryEntry(CompactModel):
             "expires_at": iso_utc_or_none(entry.expires_ms),
         }
         if isinstance(entry, Entry):
-            fields["value"] = entry.value
+            if entry.preview is None:
+                fields["value"] = entry.value
+            else:
+                fields["preview"] = entry.preview
         return cls(**fields)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sqlite3
 from contextlib import closing
@@ -354,3 +355,68 @@ async def test_text_search_reads_string_values_as_written(store: MemoryStore) ->
     assert [e.key for e in await store.search(text="C:\\temp")] == ["path"]
     assert [e.key for e in await store.search(text="one\nline")] == ["lines"]
     assert [e.key for e in await store.search(text='"status":"done"')] == ["object"]
+
+
+async def test_a_batch_over_the_byte_cap_is_too_large_and_writes_nothing(tmp_path: Path, clock: ManualClock) -> None:
+    store = await MemoryStore.open(tmp_path / "m.sqlite3", clock=clock, max_value_bytes=1024 * 1024,
+                                   max_ttl_seconds=100, max_batch_bytes=3 * 1024 * 1024)
+    try:
+        big = "x" * (1024 * 1024 - 2)  # 1 MiB serialised, within the per-value limit
+        await store.put_many([PutRequest("ns", f"k{i}", big) for i in range(3)])  # exactly at the cap
+        with pytest.raises(TooLarge, match=r"more than 3145728 bytes \(SWITCHBOARD_MEMORY_MAX_BATCH_BYTES\) by "
+                                           r"entry 3.*nothing was written"):
+            await store.put_many([PutRequest("ns", f"new{i}", big) for i in range(10)])
+        assert [e.key for e in (await store.list("ns")).entries] == ["k0", "k1", "k2"]
+    finally:
+        await store.close()
+
+
+async def test_search_answers_carry_values_up_to_the_byte_budget_then_previews(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    store = await MemoryStore.open(tmp_path / "m.sqlite3", clock=clock, max_value_bytes=64 * 1024,
+                                   max_ttl_seconds=100, max_answer_bytes=100_000)
+    try:
+        await store.put_many([PutRequest("ns", f"big{i}", f"needle {i} " + "y" * 40_000) for i in range(4)]
+                             + [PutRequest("ns", "small", "needle small")])
+        found = await store.search(text="needle", limit=10)
+        assert [entry.key for entry in found] == ["big0", "big1", "big2", "big3", "small"]
+        full = [entry.key for entry in found if entry.preview is None]
+        assert full == ["big0", "big1", "small"]  # 2 x 40 KB fit; the small one still fits after the others
+        assert sum(entry.size for entry in found if entry.preview is None) <= 100_000
+        cut = found[2]
+        assert cut.value is None and cut.preview is not None and cut.preview.startswith("needle 2 yyy")
+        assert len(cut.preview) == 200 and cut.version == 1 and cut.size > 40_000
+        assert (await store.get("ns", "big2")).value.startswith("needle 2 ")  # retrieve still gives all of it
+    finally:
+        await store.close()
+
+
+async def test_a_quick_read_does_not_queue_behind_a_reader_held_by_a_long_scan(store: MemoryStore) -> None:
+    await store.put("ns", "k", "v")
+    async with store._readers.connection():  # type: ignore[attr-defined]  # one reader busy scanning
+        with anyio.fail_after(10):  # a hang guard: with a single connection this waits forever
+            entry = await store.get("ns", "k")
+    assert entry is not None and entry.value == "v"
+
+
+def test_the_cost_of_preparing_a_batch_decides_where_it_is_prepared() -> None:
+    from server.memory.store import _cheap_to_prepare
+
+    assert _cheap_to_prepare(["short note"] * 64)
+    assert not _cheap_to_prepare(["x" * (1024 * 1024)])  # one value of 1 MiB: a worker thread
+    assert not _cheap_to_prepare(["x" * 300] * 64)  # many modest ones add up
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert not _cheap_to_prepare([deep])  # judged costly without walking all of it
+    assert not _cheap_to_prepare([{"k": list(range(10_000))}])
+
+
+@pytest.mark.parametrize(
+    "decoded", ['["ns", "\\ud800"]', "[" * 100_000 + "]" * 100_000, "[" * 1500 + "]" * 1500, '["ns", 1]', "{}"]
+)
+async def test_a_cursor_decoding_to_anything_unusable_is_invalid_argument(store: MemoryStore, decoded: str) -> None:
+    cursor = base64.urlsafe_b64encode(decoded.encode()).decode()
+    with pytest.raises(InvalidArgument, match="cursor is not one this server issued"):
+        await store.list("ns", cursor=cursor)
