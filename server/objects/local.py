@@ -18,8 +18,8 @@ All file work runs in worker threads; the event loop only waits.
 from __future__ import annotations
 
 import base64
-import fcntl
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -257,7 +257,7 @@ class LocalObjectStore:
             if record is None:
                 break
             with contextlib.suppress(FileNotFoundError):
-                return (self._record_path(bucket, key).parent / record["data"]).read_bytes()
+                return (self._record_path(bucket, key).parent / str(record["data"])).read_bytes()
         raise NotFound(f"no object {key!r} in bucket {bucket!r}")
 
 
@@ -295,7 +295,8 @@ def _directory_lock(directory: Path) -> Iterator[None]:
 
 def _load_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return record
     except FileNotFoundError:
         return None
     except ValueError as error:  # written atomically by us, so only damage from outside gets here

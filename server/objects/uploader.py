@@ -83,7 +83,7 @@ class _Progress:
             return
         try:
             await self._callback(BatchProgress(self.files_done, self.files_total, self.bytes_done, self.bytes_total))
-        except Exception as error:  # noqa: BLE001 - progress is advisory
+        except Exception as error:  # progress is advisory
             logger.warning("progress report failed (%s); uploads continue", error)
             self._callback = None
 
@@ -141,7 +141,10 @@ class BatchUploader:
 
         async def upload_one(planned: PlannedUpload) -> None:
             outcome = await self._upload_file(plan.bucket, planned, request.overwrite, requests_in_flight, progress)
-            (uploaded if isinstance(outcome, UploadedObject) else failed).append((planned.index, outcome))
+            if isinstance(outcome, UploadedObject):
+                uploaded.append((planned.index, outcome))
+            else:
+                failed.append((planned.index, outcome))
             await progress.add(files=1)
 
         try:

@@ -128,7 +128,7 @@ class _Places:
     private: tuple[Path, ...]
 
 
-def _source(spec: FileSpec, index: int, places: _Places, limits: UploadLimits) -> tuple[Source, str | None]:
+def _source(spec: FileSpec, index: int, places: _Places, limits: UploadLimits) -> tuple[Source, str]:
     """The bytes to upload and the key they get when the caller names none."""
     given = [name for name, value in (("path", spec.path), ("content", spec.text), ("content_base64", spec.base64))
              if value is not None]
@@ -149,7 +149,7 @@ def _source(spec: FileSpec, index: int, places: _Places, limits: UploadLimits) -
                        "(write it to a file and pass its path)")
     if spec.key is None:
         raise InvalidArgument("inline content needs a key")
-    return InlineSource(data), None
+    return InlineSource(data), spec.key
 
 
 def _file_source(path_text: str, places: _Places, max_file_bytes: int) -> tuple[FileSource, str]:

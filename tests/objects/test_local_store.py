@@ -22,7 +22,8 @@ async def test_concurrent_overwrites_of_one_key_leave_exactly_one_data_file(tmp_
     bodies = [f"version {i}".encode() * 100 for i in range(8)]
     for _ in range(20):
         await asyncio.gather(*(
-            store.put_object("local", "same-key", body, content_md5=base64.b64encode(hashlib.md5(body).digest()).decode(),
+            store.put_object("local", "same-key", body,
+                             content_md5=base64.b64encode(hashlib.md5(body).digest()).decode(),
                              content_type="text/plain", metadata={}, if_absent=False)
             for body in bodies
         ))
