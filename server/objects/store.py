@@ -1,8 +1,10 @@
 """`ObjectStore`: the handful of object-storage calls an upload needs, whatever holds the objects.
 
 Contract for implementations: a transient fault (connection reset, timeout, 5xx, throttling)
-raises `Unavailable`, which callers retry; everything else raises the matching permanent
+raises `Unavailable`, which callers retry; a store with no room for the write raises `OutOfSpace`
+(an `Unavailable` that callers do not retry); everything else raises the matching permanent
 `SwitchboardError` (`Forbidden`, `NotFound`, `Conflict`, `InvalidArgument`), which they do not.
+A write that fails leaves nothing of itself behind.
 Every body arrives with its MD5 (base64, as in the Content-MD5 header) and the store refuses a
 body that does not match it, so corruption between disk and store cannot land silently.
 """
@@ -13,7 +15,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from server.errors import Unavailable
+
 Body = bytes | bytearray  # one object or one part, already in memory
+
+
+class OutOfSpace(Unavailable):
+    """The store has no room for the write: disk full, quota or file-size limit reached.
+
+    Still `unavailable` to the caller, since it passes once an operator frees space, but not
+    retried within the call: a backoff of seconds frees nothing, and every retry would write
+    the body again into the disk that is already full, starving the server's other writes."""
 
 
 @dataclass(frozen=True, slots=True)
