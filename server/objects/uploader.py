@@ -6,6 +6,10 @@ send files at or above the multipart threshold as parallel parts, retry transien
 and answer which objects landed and which did not (and why). A summary of every batch
 goes to the memory namespace ``uploads``.
 
+A bug met while uploading one file (any exception that is not a `SwitchboardError`) fails
+that file only, as ``internal``, logged with its traceback; the other files go on and the
+batch is recorded as usual.
+
 Cancellation (the client gave up): in-flight requests stop, every unfinished multipart
 upload is aborted (shielded, so the abort itself is not cancelled), and the objects that
 had already landed are logged before the cancellation propagates.
@@ -26,7 +30,7 @@ from datetime import UTC, datetime
 import anyio
 
 from server.clock import Clock
-from server.errors import Conflict, NotFound, SwitchboardError, TooLarge, Unavailable
+from server.errors import Conflict, Internal, NotFound, SwitchboardError, TooLarge, Unavailable
 from server.memory import MemoryStore
 from server.objects.budget import ByteBudget
 from server.objects.models import (
@@ -183,6 +187,14 @@ class BatchUploader:
             logger.warning("upload of %s to %s/%s failed after %d attempt(s): %s",
                            planned.label, bucket, planned.key, counter.attempts, error)
             return FailedUpload(planned.label, planned.key, error.code, error.message, counter.attempts)
+        except Exception as error:
+            # Not cancellation (a BaseException): a bug, here or in a library. Raised, it would cancel
+            # every other file of the batch and lose its record; it is this file's failure only.
+            logger.error("upload of %s to %s/%s failed with an unexpected error", planned.label, bucket, planned.key,
+                         exc_info=error)
+            internal = Internal(f"unexpected {type(error).__name__} in the server ({error}); "
+                                "the server log has its traceback")
+            return FailedUpload(planned.label, planned.key, internal.code, internal.message, counter.attempts)
         return UploadedObject(
             source=planned.label, bucket=bucket, key=planned.key, size=planned.size, etag=etag, checksum=checksum,
             content_type=planned.content_type, attempts=counter.attempts,
@@ -280,7 +292,7 @@ class BatchUploader:
         part_size = self._multipart.part_size_for(planned.size)
         count = math.ceil(planned.size / part_size)
         done: dict[int, tuple[StoredPart, bytes]] = {}
-        first_error: list[SwitchboardError] = []
+        first_error: list[Exception] = []
 
         async def upload_part(number: int, scope: anyio.CancelScope) -> None:
             offset = (number - 1) * part_size
@@ -296,7 +308,7 @@ class BatchUploader:
                             ),
                             counter,
                         )
-            except SwitchboardError as error:
+            except Exception as error:  # a bug too: raised as itself, not wrapped in the task group's ExceptionGroup
                 first_error.append(error)
                 scope.cancel()
                 return
@@ -324,9 +336,10 @@ class BatchUploader:
             await with_retries(self._retry, f"abort multipart {bucket}/{key}",
                                lambda: self.store.abort_multipart_upload(bucket, key, upload_id), AttemptCounter())
             logger.info("aborted multipart upload %s of %s/%s", upload_id, bucket, key)
-        except SwitchboardError as error:
+        except Exception as error:  # also a bug: it must not replace the failure that led to the abort
             logger.error("could not abort multipart upload %s of %s/%s (%s); its parts remain until a "
-                         "lifecycle rule removes them", upload_id, bucket, key, error)
+                         "lifecycle rule removes them", upload_id, bucket, key, error,
+                         exc_info=None if isinstance(error, SwitchboardError) else error)
 
     # -- the answer and the record ----------------------------------------------------------
 
