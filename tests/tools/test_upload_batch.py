@@ -198,3 +198,30 @@ async def test_a_cancelled_call_aborts_its_multipart_upload_and_records_what_lan
                                                            "pattern": "batch-*"})).structured_content["entries"]
     assert entry["value"]["status"] == "cancelled" and entry["value"]["uploaded"] == ["small.txt"]
     assert [o["Key"] for o in s3_admin.list_objects_v2(Bucket=bucket)["Contents"]] == ["small.txt"]
+
+
+@pytest.mark.parametrize("config_name", ["switchboard.toml", "conf/prod.toml"])
+async def test_by_default_neither_the_config_file_nor_hidden_files_are_uploaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: ManualClock, config_name: str
+) -> None:
+    # The defaults a laptop gets: the working directory is the upload root, and the config file
+    # (./switchboard.toml, or $SWITCHBOARD_CONFIG) lies inside it, holding the HTTP token.
+    workdir = tmp_path / "project"
+    (workdir / "conf").mkdir(parents=True)
+    (workdir / config_name).write_text('http_token = "do-not-upload"\n')
+    (workdir / ".env").write_text("AWS_SECRET_ACCESS_KEY=do-not-upload\n")
+    (workdir / "report.md").write_text("# report\n")
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv("SWITCHBOARD_UPLOAD_ROOTS", raising=False)
+    if config_name != "switchboard.toml":
+        monkeypatch.setenv("SWITCHBOARD_CONFIG", config_name)
+    settings = Settings(data_dir=tmp_path / "data")
+    async with Client(build_server(settings, clock=clock)) as client:
+        answer = await call(client, {"files": [{"path": config_name}, {"path": str(workdir / config_name)},
+                                               {"path": ".env"}, {"path": "report.md"}]})
+    assert [u["key"] for u in answer["uploaded"]] == ["report.md"]
+    assert [(f["source"], f["error"]) for f in answer["failed"]] == [
+        (config_name, "forbidden"), (str(workdir / config_name), "forbidden"), (".env", "forbidden"),
+    ]
+    assert "configuration file" in answer["failed"][0]["message"]
+    assert "SWITCHBOARD_UPLOAD_ALLOW_HIDDEN" in answer["failed"][2]["message"]
