@@ -30,15 +30,15 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import anyio
 
 from server.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from server.objects.naming import check_bucket, check_key
-from server.objects.store import Body, ObjectHead, OutOfSpace, PendingUpload, StoredPart
+from server.objects.store import Body, ListedObject, ObjectHead, OutOfSpace, PendingUpload, StoredPart
 
 T = TypeVar("T")
 
@@ -105,6 +105,20 @@ class LocalObjectStore:
 
     async def read_object(self, bucket: str, key: str) -> bytes:
         return await self._run(self._read_sync, bucket, key)
+
+    async def stream_object(self, bucket: str, key: str) -> AsyncGenerator[bytes, None]:
+        # One open file from start to end: an overwrite meanwhile deletes its name, not the bytes
+        # being read, so the stream is the object as it was when it was opened.
+        data = await self._run(self._open_data, bucket, key)
+        try:
+            while chunk := await self._run(data.read, _COPY_CHUNK):
+                yield chunk
+        finally:
+            data.close()
+
+    async def list_objects(self, bucket: str, *, prefix: str) -> AsyncGenerator[ListedObject, None]:
+        for listed in await self._run(self._list_sync, bucket, prefix):
+            yield listed
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking file work in a worker thread; a failing disk becomes a domain error, not a crash."""
@@ -271,6 +285,10 @@ class LocalObjectStore:
         return _load_json(self._record_path(bucket, key))
 
     def _read_sync(self, bucket: str, key: str) -> bytes:
+        with self._open_data(bucket, key) as data:
+            return data.read()
+
+    def _open_data(self, bucket: str, key: str) -> BinaryIO:
         # A concurrent overwrite may delete the data file between reading the record and opening
         # it; the record read after that names the new file.
         for _ in range(3):
@@ -278,8 +296,19 @@ class LocalObjectStore:
             if record is None:
                 break
             with contextlib.suppress(FileNotFoundError):
-                return (self._record_path(bucket, key).parent / str(record["data"])).read_bytes()
+                return open(self._record_path(bucket, key).parent / str(record["data"]), "rb")
         raise NotFound(f"no object {key!r} in bucket {bucket!r}")
+
+    def _list_sync(self, bucket: str, prefix: str) -> list[ListedObject]:
+        bucket_dir = self._bucket_dir(bucket)
+        if not bucket_dir.is_dir():
+            raise NotFound(f"no bucket {bucket!r} in {self.description}: nothing was ever stored in it")
+        listed = []
+        for record_path in (bucket_dir / "objects").glob("*/*.json"):
+            record = _load_json(record_path)  # None: deleted by an overwrite since the glob
+            if record is not None and str(record["key"]).startswith(prefix):
+                listed.append(ListedObject(str(record["key"]), int(record["size"]), str(record["etag"])))
+        return sorted(listed, key=lambda item: item.key.encode("utf-8"))
 
 
 def _flush_to_disk(file: Any) -> None:

@@ -11,7 +11,7 @@ body that does not match it, so corruption between disk and store cannot land si
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,6 +44,15 @@ class ObjectHead:
     etag: str
     content_type: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    """One object of a listing."""
+
+    key: str
+    size: int
+    etag: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +127,15 @@ class ObjectStore(Protocol):
 
     async def read_object(self, bucket: str, key: str) -> bytes:
         """The whole object in memory (for checks and small objects); `NotFound` if absent."""
+        ...
+
+    def stream_object(self, bucket: str, key: str) -> AsyncGenerator[bytes, None]:
+        """The object's bytes, chunk by chunk, whatever its size; `NotFound` if absent.
+        Close it (``contextlib.aclosing``) when stopping early, so the file or connection is released."""
+        ...
+
+    def list_objects(self, bucket: str, *, prefix: str) -> AsyncGenerator[ListedObject, None]:
+        """The objects whose key starts with ``prefix``, in key order (UTF-8 bytes, as S3 lists them)."""
         ...
 
     async def close(self) -> None:

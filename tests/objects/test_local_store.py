@@ -138,3 +138,20 @@ async def test_a_part_that_runs_out_of_space_is_removed_by_the_store_itself(tmp_
     # Not aborted: the upload stays open, holding its description and no part data.
     upload_dir = tmp_path / "objects" / "local" / "multipart" / answer["upload_id"]
     assert [path.name for path in files_under(upload_dir)] == ["upload.json"]
+
+
+async def test_objects_are_where_the_readme_says(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for documented in ("`objects/<h[0:2]>/<h>.json`", "`objects/<h[0:2]>/<h>.<random>.data`",
+                       "SHA-256 (hex) of the key in UTF-8", "switchboard objects get"):
+        assert documented in readme
+    body = b"report"
+    store = LocalObjectStore(tmp_path)
+    await store.put_object("local", "run-42/report.md", body, content_type="text/markdown", metadata={"a": "b"},
+                           content_md5=base64.b64encode(hashlib.md5(body).digest()).decode(), if_absent=False)
+    h = hashlib.sha256(b"run-42/report.md").hexdigest()
+    record = json.loads((tmp_path / "local" / "objects" / h[:2] / f"{h}.json").read_text())
+    assert record == {"key": "run-42/report.md", "size": 6, "etag": hashlib.md5(body).hexdigest(),
+                      "content_type": "text/markdown", "metadata": {"a": "b"}, "data": record["data"]}
+    assert record["data"].startswith(f"{h}.") and record["data"].endswith(".data")
+    assert (tmp_path / "local" / "objects" / h[:2] / record["data"]).read_bytes() == body
