@@ -319,7 +319,7 @@ async def test_an_unexpected_error_fails_only_its_file_and_the_batch_is_still_re
 ) -> None:
     good = {f"ok-{i}.txt": write(upload_root / f"ok-{i}.txt", 2000) for i in range(3)}
     write(upload_root / "boom.bin", size)
-    broken = Target(target.kind, RaisesForOneKey(target.store, "boom.bin"), target.bucket)  # type: ignore[arg-type]
+    broken = Target(target.kind, RaisesForOneKey(target.store, "boom.bin"), target.bucket)
     uploader = make_uploader(broken, [upload_root], memory=store)
     result = await uploader.upload(BatchRequest(
         [FileSpec(path="ok-0.txt"), FileSpec(path="boom.bin"), FileSpec(path="ok-1.txt"), FileSpec(path="ok-2.txt")],
