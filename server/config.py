@@ -28,6 +28,7 @@ def config_file_path() -> Path:
     """The TOML file settings are read from now: ``$SWITCHBOARD_CONFIG``, else ./switchboard.toml."""
     return Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
 
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 # S3 refuses parts below 5 MiB (except the last), so neither the threshold nor the part size may go lower.

@@ -192,7 +192,8 @@ class BatchUploader:
             # every other file of the batch and lose its record; it is this file's failure only.
             logger.error("upload of %s to %s/%s failed with an unexpected error", planned.label, bucket, planned.key,
                          exc_info=error)
-            internal = Internal(f"unexpected {type(error).__name__} in the server ({error}); "
+            detail = f" ({error})" if str(error) else ""
+            internal = Internal(f"unexpected {type(error).__name__} in the server{detail}; "
                                 "the server log has its traceback")
             return FailedUpload(planned.label, planned.key, internal.code, internal.message, counter.attempts)
         return UploadedObject(
