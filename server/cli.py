@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, schemas, version."""
+"""The ``switchboard`` command: serve, schemas, objects, version."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from server import __version__
 from server.config import CONFIG_FILE_ENV, Settings
 from server.errors import SwitchboardError
+from server.objects import command as objects_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                                   description="Write schemas/<tool>.input.json and <tool>.output.json.")
     schemas.add_argument("--out", type=Path, default=Path("schemas"), help="directory to write (default ./schemas)")
 
+    objects_command.add_parser(commands)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in anyio.run(write_schemas, args.out):
             print(path)
         return 0
+    if args.command == "objects":
+        return objects_command.run(args)
     return _serve(args)
 
 

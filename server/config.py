@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,6 +22,12 @@ from pydantic_settings import (
 
 CONFIG_FILE_ENV = "SWITCHBOARD_CONFIG"
 DEFAULT_CONFIG_FILE = "switchboard.toml"
+
+
+def config_file_path() -> Path:
+    """The TOML file settings are read from now: ``$SWITCHBOARD_CONFIG``, else ./switchboard.toml."""
+    return Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -132,6 +138,10 @@ class Settings(BaseSettings):
         description="Directories upload_batch may read files from (os.pathsep-separated or a JSON list); "
         "default: the working directory.",
     )
+    upload_allow_hidden: bool = Field(
+        False, description="Let upload_batch read hidden files and directories under the roots (any part of the path "
+        "below the root starting with '.': .env, .git/, .aws/); the config file is never uploaded.",
+    )
     upload_max_files: int = Field(1000, ge=1, description="Most files one upload_batch call takes.")
     upload_max_file_bytes: int = Field(5 * GiB, ge=1, description="Largest file upload_batch accepts.")
     upload_max_call_bytes: int = Field(20 * GiB, ge=1, description="Most bytes one upload_batch call uploads.")
@@ -192,6 +202,15 @@ class Settings(BaseSettings):
             raise ValueError("upload_roots needs at least one directory")
         return [root.expanduser() for root in roots]
 
+    # Where these settings came from, fixed when they are read (a later chdir or env change does not
+    # move it): upload_batch must never send it anywhere, as it may hold the token or S3 keys.
+    _config_file: Path = PrivateAttr(default_factory=lambda: config_file_path().absolute())
+
+    @property
+    def config_file(self) -> Path:
+        """The settings file (absolute; it may not exist), which upload_batch refuses to upload."""
+        return self._config_file
+
     @property
     def uses_local_object_store(self) -> bool:
         """No endpoint and no bucket configured: objects go to a directory under ``data_dir``."""
@@ -210,7 +229,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        config_file = config_file_path()
         if CONFIG_FILE_ENV in os.environ and not config_file.is_file():
             raise FileNotFoundError(f"{CONFIG_FILE_ENV} names {config_file}, which is not a file")
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))

@@ -57,6 +57,13 @@ class Unavailable(SwitchboardError):
 
 
 class Aborted(SwitchboardError):
-    """Not attempted or stopped part-way: another item of an all-or-nothing request failed, or the call was cancelled."""
+    """Not attempted or stopped part-way: another item of an all-or-nothing request failed, or the call
+    was cancelled."""
 
     code = "aborted"
+
+
+class Internal(SwitchboardError):
+    """A bug in Switchboard, not a problem with the input or a dependency; the server log has the traceback."""
+
+    code = "internal"

@@ -13,12 +13,13 @@ from server.objects.models import (
 )
 from server.objects.retry import RetryPolicy
 from server.objects.s3 import S3ObjectStore
-from server.objects.store import ObjectHead, ObjectStore, PendingUpload, StoredPart
+from server.objects.store import ListedObject, ObjectHead, ObjectStore, OutOfSpace, PendingUpload, StoredPart
 from server.objects.uploader import BatchUploader, MultipartPolicy
 from server.objects.validation import UploadLimits
 
 __all__ = [
     "BatchProgress", "BatchRequest", "BatchResult", "BatchTotals", "BatchUploader", "FailedUpload", "FileSpec",
-    "LocalObjectStore", "MultipartPolicy", "ObjectHead", "ObjectStore", "PendingUpload", "RetryPolicy",
+    "ListedObject", "LocalObjectStore", "MultipartPolicy", "ObjectHead", "ObjectStore", "OutOfSpace", "PendingUpload",
+    "RetryPolicy",
     "S3ObjectStore", "StoredPart", "UploadLimits", "UploadedObject",
 ]

@@ -54,6 +54,8 @@ def build_uploader(settings: Settings, store: ObjectStore, memory: MemoryStore |
             max_inline_bytes=settings.upload_max_inline_bytes,
             max_concurrency=settings.upload_max_concurrency,
             private_dirs=(settings.data_dir,),
+            private_files=(settings.config_file,),
+            allow_hidden=settings.upload_allow_hidden,
         ),
         multipart=MultipartPolicy(settings.upload_multipart_threshold_bytes, settings.upload_part_size_bytes),
         retry=RetryPolicy(settings.upload_max_attempts, settings.upload_retry_initial_seconds),

@@ -12,34 +12,40 @@ under a fresh name first, then the record is swapped in with one rename, so a re
 the old object or the new one, never a mix. ETags are computed the way S3 does (MD5 of the
 body; for multipart, MD5 of the part MD5s plus "-N").
 
+A write that fails part-way (disk full) deletes what it had written before it reports the
+failure, so a failed upload costs no space, however often it is retried.
+
 All file work runs in worker threads; the event loop only waits.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import anyio
 
 from server.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from server.objects.naming import check_bucket, check_key
-from server.objects.store import Body, ObjectHead, PendingUpload, StoredPart
+from server.objects.store import Body, ListedObject, ObjectHead, OutOfSpace, PendingUpload, StoredPart
 
 T = TypeVar("T")
 
 DEFAULT_LOCAL_BUCKET = "local"
 _COPY_CHUNK = 1024 * 1024
+# No room: waiting a few seconds will not change that (see `OutOfSpace`).
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class LocalObjectStore:
@@ -68,37 +74,65 @@ class LocalObjectStore:
         self, bucket: str, key: str, body: Body, *, content_md5: str, content_type: str,
         metadata: Mapping[str, str], if_absent: bool,
     ) -> str:
-        return await _in_thread(self._put_sync, bucket, key, body, content_md5, content_type, dict(metadata), if_absent)
+        return await self._run(self._put_sync, bucket, key, body, content_md5, content_type, dict(metadata), if_absent)
 
     async def create_multipart_upload(
         self, bucket: str, key: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> str:
-        return await _in_thread(self._create_multipart_sync, bucket, key, content_type, dict(metadata))
+        return await self._run(self._create_multipart_sync, bucket, key, content_type, dict(metadata))
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, *, content_md5: str
     ) -> str:
-        return await _in_thread(self._upload_part_sync, bucket, upload_id, part_number, body, content_md5)
+        return await self._run(self._upload_part_sync, bucket, upload_id, part_number, body, content_md5)
 
     async def complete_multipart_upload(
         self, bucket: str, key: str, upload_id: str, parts: Sequence[StoredPart], *, if_absent: bool
     ) -> str:
-        return await _in_thread(self._complete_sync, bucket, key, upload_id, list(parts), if_absent)
+        return await self._run(self._complete_sync, bucket, key, upload_id, list(parts), if_absent)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await _in_thread(self._abort_sync, bucket, upload_id)
+        await self._run(self._abort_sync, bucket, upload_id)
 
     async def list_multipart_uploads(self, bucket: str) -> list[PendingUpload]:
-        return await _in_thread(self._list_uploads_sync, bucket)
+        return await self._run(self._list_uploads_sync, bucket)
 
     async def head_object(self, bucket: str, key: str) -> ObjectHead | None:
-        record = await _in_thread(self._read_record, bucket, key)
+        record = await self._run(self._read_record, bucket, key)
         if record is None:
             return None
         return ObjectHead(record["size"], record["etag"], record["content_type"], record["metadata"])
 
     async def read_object(self, bucket: str, key: str) -> bytes:
-        return await _in_thread(self._read_sync, bucket, key)
+        return await self._run(self._read_sync, bucket, key)
+
+    async def stream_object(self, bucket: str, key: str) -> AsyncGenerator[bytes, None]:
+        # One open file from start to end: an overwrite meanwhile deletes its name, not the bytes
+        # being read, so the stream is the object as it was when it was opened.
+        data = await self._run(self._open_data, bucket, key)
+        try:
+            while chunk := await self._run(data.read, _COPY_CHUNK):
+                yield chunk
+        finally:
+            data.close()
+
+    async def list_objects(self, bucket: str, *, prefix: str) -> AsyncGenerator[ListedObject, None]:
+        for listed in await self._run(self._list_sync, bucket, prefix):
+            yield listed
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking file work in a worker thread; a failing disk becomes a domain error, not a crash."""
+        try:
+            return await anyio.to_thread.run_sync(function, *args)
+        except OSError as error:
+            cause = error.strerror or str(error)
+            if error.errno in _NO_SPACE_ERRNOS:
+                raise OutOfSpace(
+                    f"the local object store at {self._root} has no room: {cause}; nothing was kept. "
+                    "Make free space on its disk (or raise the quota or file-size limit), then upload again"
+                ) from error
+            where = f" ({error.filename})" if error.filename else ""
+            raise Unavailable(f"the local object store at {self._root} failed: {cause}{where}") from error
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -126,15 +160,13 @@ class LocalObjectStore:
         record_path = self._record_path(bucket, key)
         record_path.parent.mkdir(parents=True, exist_ok=True)
         data_path = record_path.with_name(f"{record_path.stem}.{secrets.token_hex(8)}.data")
-        with open(data_path, "xb") as data_file:
-            data_file.write(body)
-            _flush_to_disk(data_file)
+        data_file = open(data_path, "xb")  # noqa: SIM115 - closed inside the block that removes it on failure
         etag = md5.hexdigest()
-        try:
+        with _removed_if_failed(data_path):
+            with data_file:
+                data_file.write(body)
+                _flush_to_disk(data_file)
             self._commit(record_path, data_path, key, len(body), etag, content_type, metadata, if_absent)
-        except BaseException:
-            data_path.unlink(missing_ok=True)
-            raise
         return etag
 
     def _commit(
@@ -173,8 +205,12 @@ class LocalObjectStore:
         upload_id = secrets.token_hex(16)
         upload_dir = self._upload_dir(bucket, upload_id)
         upload_dir.mkdir(parents=True)
-        _write_json_atomically(upload_dir / "upload.json", {"key": key, "content_type": content_type,
-                                                           "metadata": metadata})
+        try:
+            _write_json_atomically(upload_dir / "upload.json", {"key": key, "content_type": content_type,
+                                                               "metadata": metadata})
+        except BaseException:
+            shutil.rmtree(upload_dir, ignore_errors=True)  # its id never reaches the caller, who could not abort it
+            raise
         return upload_id
 
     def _upload_part_sync(self, bucket: str, upload_id: str, part_number: int, body: Body, content_md5: str) -> str:
@@ -183,10 +219,12 @@ class LocalObjectStore:
         if base64.b64encode(md5.digest()).decode("ascii") != content_md5:
             raise InvalidArgument(f"part {part_number} does not match its Content-MD5; nothing was stored")
         temp = upload_dir / f".{part_number:05d}.{secrets.token_hex(4)}.tmp"
-        with open(temp, "xb") as part_file:
-            part_file.write(body)
-            _flush_to_disk(part_file)
-        os.replace(temp, upload_dir / f"{part_number:05d}.part")
+        part_file = open(temp, "xb")  # noqa: SIM115 - closed inside the block that removes it on failure
+        with _removed_if_failed(temp):
+            with part_file:
+                part_file.write(body)
+                _flush_to_disk(part_file)
+            os.replace(temp, upload_dir / f"{part_number:05d}.part")
         return md5.hexdigest()
 
     def _complete_sync(
@@ -203,9 +241,9 @@ class LocalObjectStore:
         record_path.parent.mkdir(parents=True, exist_ok=True)
         data_path = record_path.with_name(f"{record_path.stem}.{secrets.token_hex(8)}.data")
         part_digests = bytearray()
-        size = 0
-        try:
-            with open(data_path, "xb") as data_file:
+        data_file = open(data_path, "xb")  # noqa: SIM115 - closed inside the block that removes it on failure
+        with _removed_if_failed(data_path):
+            with data_file:
                 for part in parts:
                     part_path = upload_dir / f"{part.number:05d}.part"
                     digest = _md5_of_file(part_path)
@@ -219,9 +257,6 @@ class LocalObjectStore:
             etag = f"{hashlib.md5(part_digests).hexdigest()}-{len(parts)}"
             self._commit(record_path, data_path, key, size, etag, upload["content_type"], upload["metadata"],
                          if_absent)
-        except BaseException:
-            data_path.unlink(missing_ok=True)
-            raise
         shutil.rmtree(upload_dir, ignore_errors=True)
         return etag
 
@@ -250,6 +285,10 @@ class LocalObjectStore:
         return _load_json(self._record_path(bucket, key))
 
     def _read_sync(self, bucket: str, key: str) -> bytes:
+        with self._open_data(bucket, key) as data:
+            return data.read()
+
+    def _open_data(self, bucket: str, key: str) -> BinaryIO:
         # A concurrent overwrite may delete the data file between reading the record and opening
         # it; the record read after that names the new file.
         for _ in range(3):
@@ -257,17 +296,19 @@ class LocalObjectStore:
             if record is None:
                 break
             with contextlib.suppress(FileNotFoundError):
-                return (self._record_path(bucket, key).parent / record["data"]).read_bytes()
+                return open(self._record_path(bucket, key).parent / str(record["data"]), "rb")
         raise NotFound(f"no object {key!r} in bucket {bucket!r}")
 
-
-async def _in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run blocking file work in a worker thread; a failing disk is `Unavailable` (it may pass), not a crash."""
-    try:
-        return await anyio.to_thread.run_sync(function, *args)
-    except OSError as error:
-        where = error.filename or "its root"
-        raise Unavailable(f"the local object store at {where} failed: {error.strerror or error}") from error
+    def _list_sync(self, bucket: str, prefix: str) -> list[ListedObject]:
+        bucket_dir = self._bucket_dir(bucket)
+        if not bucket_dir.is_dir():
+            raise NotFound(f"no bucket {bucket!r} in {self.description}: nothing was ever stored in it")
+        listed = []
+        for record_path in (bucket_dir / "objects").glob("*/*.json"):
+            record = _load_json(record_path)  # None: deleted by an overwrite since the glob
+            if record is not None and str(record["key"]).startswith(prefix):
+                listed.append(ListedObject(str(record["key"]), int(record["size"]), str(record["etag"])))
+        return sorted(listed, key=lambda item: item.key.encode("utf-8"))
 
 
 def _flush_to_disk(file: Any) -> None:
@@ -295,7 +336,8 @@ def _directory_lock(directory: Path) -> Iterator[None]:
 
 def _load_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return record
     except FileNotFoundError:
         return None
     except ValueError as error:  # written atomically by us, so only damage from outside gets here
@@ -304,10 +346,21 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 def _write_temp_json(directory: Path, value: dict[str, Any]) -> Path:
     descriptor, name = tempfile.mkstemp(dir=directory, prefix=".record-", suffix=".tmp")
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+    with _removed_if_failed(Path(name)), os.fdopen(descriptor, "w", encoding="utf-8") as file:
         json.dump(value, file, ensure_ascii=False)
         _flush_to_disk(file)
     return Path(name)
+
+
+@contextlib.contextmanager
+def _removed_if_failed(path: Path) -> Iterator[None]:
+    """Delete ``path`` if the block fails: a write cut short (disk full) must not leave its bytes behind."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):  # the original failure is the one worth reporting
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _write_json_atomically(path: Path, value: dict[str, Any]) -> None:

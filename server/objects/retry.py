@@ -2,6 +2,7 @@
 
 Only `Unavailable` is retried: stores raise it for connection errors, timeouts, 5xx and
 throttling, and a permanent refusal (denied, no such bucket, bad key) for everything else.
+`OutOfSpace` is the exception: no backoff frees a full disk (see its docstring).
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from server.errors import Unavailable
+from server.objects.store import OutOfSpace
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +65,7 @@ async def with_retries(
         stop=stop_after_attempt(policy.max_attempts),
         # Full jitter: parallel uploads hit by the same fault spread their retries instead of returning together.
         wait=wait_random_exponential(multiplier=policy.initial_backoff_seconds, max=policy.max_backoff_seconds),
-        retry=retry_if_exception_type(Unavailable),
+        retry=retry_if_exception_type(Unavailable) & retry_if_not_exception_type(OutOfSpace),
         before_sleep=note_retry,
         reraise=True,
     )
@@ -64,6 +73,8 @@ async def with_retries(
         async for attempt in retrying:
             with attempt:
                 return await operation()
+    except OutOfSpace:
+        raise  # tried once, on purpose: "gave up after N attempts" would be untrue
     except Unavailable as error:
         if policy.max_attempts == 1:
             raise

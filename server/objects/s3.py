@@ -8,7 +8,7 @@ uploader retries with tenacity, so it can count and report every attempt.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from aiobotocore.config import AioConfig
@@ -36,7 +36,9 @@ from server.errors import (
     SwitchboardError,
     Unavailable,
 )
-from server.objects.store import Body, ObjectHead, PendingUpload, StoredPart
+from server.objects.store import Body, ListedObject, ObjectHead, PendingUpload, StoredPart
+
+_STREAM_CHUNK = 1024 * 1024
 
 # Error codes S3 (and compatible stores) use for "slow down" or "try again".
 _TRANSIENT_CODES = frozenset({
@@ -214,6 +216,19 @@ class S3ObjectStore:
             response = await self._client.get_object(Bucket=bucket, Key=key)
             async with response["Body"] as stream:
                 return bytes(await stream.read())
+
+    async def stream_object(self, bucket: str, key: str) -> AsyncGenerator[bytes, None]:
+        with self._translated("read", bucket, key):  # also around the reads: the connection can fail mid-body
+            response = await self._client.get_object(Bucket=bucket, Key=key)
+            async with response["Body"] as stream:
+                while chunk := await stream.read(_STREAM_CHUNK):
+                    yield bytes(chunk)
+
+    async def list_objects(self, bucket: str, *, prefix: str) -> AsyncGenerator[ListedObject, None]:
+        with self._translated("list objects in", bucket, ""):
+            async for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ListedObject(item["Key"], int(item["Size"]), _unquote(item["ETag"]))
 
     @contextlib.contextmanager
     def _translated(self, action: str, bucket: str, key: str) -> Iterator[None]:

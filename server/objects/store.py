@@ -1,19 +1,31 @@
 """`ObjectStore`: the handful of object-storage calls an upload needs, whatever holds the objects.
 
 Contract for implementations: a transient fault (connection reset, timeout, 5xx, throttling)
-raises `Unavailable`, which callers retry; everything else raises the matching permanent
+raises `Unavailable`, which callers retry; a store with no room for the write raises `OutOfSpace`
+(an `Unavailable` that callers do not retry); everything else raises the matching permanent
 `SwitchboardError` (`Forbidden`, `NotFound`, `Conflict`, `InvalidArgument`), which they do not.
+A write that fails leaves nothing of itself behind.
 Every body arrives with its MD5 (base64, as in the Content-MD5 header) and the store refuses a
 body that does not match it, so corruption between disk and store cannot land silently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from server.errors import Unavailable
+
 Body = bytes | bytearray  # one object or one part, already in memory
+
+
+class OutOfSpace(Unavailable):
+    """The store has no room for the write: disk full, quota or file-size limit reached.
+
+    Still `unavailable` to the caller, since it passes once an operator frees space, but not
+    retried within the call: a backoff of seconds frees nothing, and every retry would write
+    the body again into the disk that is already full, starving the server's other writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,15 @@ class ObjectHead:
     etag: str
     content_type: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    """One object of a listing."""
+
+    key: str
+    size: int
+    etag: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +127,15 @@ class ObjectStore(Protocol):
 
     async def read_object(self, bucket: str, key: str) -> bytes:
         """The whole object in memory (for checks and small objects); `NotFound` if absent."""
+        ...
+
+    def stream_object(self, bucket: str, key: str) -> AsyncGenerator[bytes, None]:
+        """The object's bytes, chunk by chunk, whatever its size; `NotFound` if absent.
+        Close it (``contextlib.aclosing``) when stopping early, so the file or connection is released."""
+        ...
+
+    def list_objects(self, bucket: str, *, prefix: str) -> AsyncGenerator[ListedObject, None]:
+        """The objects whose key starts with ``prefix``, in key order (UTF-8 bytes, as S3 lists them)."""
         ...
 
     async def close(self) -> None:

@@ -6,6 +6,10 @@ send files at or above the multipart threshold as parallel parts, retry transien
 and answer which objects landed and which did not (and why). A summary of every batch
 goes to the memory namespace ``uploads``.
 
+A bug met while uploading one file (any exception that is not a `SwitchboardError`) fails
+that file only, as ``internal``, logged with its traceback; the other files go on and the
+batch is recorded as usual.
+
 Cancellation (the client gave up): in-flight requests stop, every unfinished multipart
 upload is aborted (shielded, so the abort itself is not cancelled), and the objects that
 had already landed are logged before the cancellation propagates.
@@ -26,7 +30,7 @@ from datetime import UTC, datetime
 import anyio
 
 from server.clock import Clock
-from server.errors import Conflict, NotFound, SwitchboardError, TooLarge, Unavailable
+from server.errors import Conflict, Internal, NotFound, SwitchboardError, TooLarge, Unavailable
 from server.memory import MemoryStore
 from server.objects.budget import ByteBudget
 from server.objects.models import (
@@ -83,7 +87,7 @@ class _Progress:
             return
         try:
             await self._callback(BatchProgress(self.files_done, self.files_total, self.bytes_done, self.bytes_total))
-        except Exception as error:  # noqa: BLE001 - progress is advisory
+        except Exception as error:  # progress is advisory
             logger.warning("progress report failed (%s); uploads continue", error)
             self._callback = None
 
@@ -141,7 +145,10 @@ class BatchUploader:
 
         async def upload_one(planned: PlannedUpload) -> None:
             outcome = await self._upload_file(plan.bucket, planned, request.overwrite, requests_in_flight, progress)
-            (uploaded if isinstance(outcome, UploadedObject) else failed).append((planned.index, outcome))
+            if isinstance(outcome, UploadedObject):
+                uploaded.append((planned.index, outcome))
+            else:
+                failed.append((planned.index, outcome))
             await progress.add(files=1)
 
         try:
@@ -180,6 +187,15 @@ class BatchUploader:
             logger.warning("upload of %s to %s/%s failed after %d attempt(s): %s",
                            planned.label, bucket, planned.key, counter.attempts, error)
             return FailedUpload(planned.label, planned.key, error.code, error.message, counter.attempts)
+        except Exception as error:
+            # Not cancellation (a BaseException): a bug, here or in a library. Raised, it would cancel
+            # every other file of the batch and lose its record; it is this file's failure only.
+            logger.error("upload of %s to %s/%s failed with an unexpected error", planned.label, bucket, planned.key,
+                         exc_info=error)
+            detail = f" ({error})" if str(error) else ""
+            internal = Internal(f"unexpected {type(error).__name__} in the server{detail}; "
+                                "the server log has its traceback")
+            return FailedUpload(planned.label, planned.key, internal.code, internal.message, counter.attempts)
         return UploadedObject(
             source=planned.label, bucket=bucket, key=planned.key, size=planned.size, etag=etag, checksum=checksum,
             content_type=planned.content_type, attempts=counter.attempts,
@@ -277,7 +293,7 @@ class BatchUploader:
         part_size = self._multipart.part_size_for(planned.size)
         count = math.ceil(planned.size / part_size)
         done: dict[int, tuple[StoredPart, bytes]] = {}
-        first_error: list[SwitchboardError] = []
+        first_error: list[Exception] = []
 
         async def upload_part(number: int, scope: anyio.CancelScope) -> None:
             offset = (number - 1) * part_size
@@ -293,7 +309,7 @@ class BatchUploader:
                             ),
                             counter,
                         )
-            except SwitchboardError as error:
+            except Exception as error:  # a bug too: raised as itself, not wrapped in the task group's ExceptionGroup
                 first_error.append(error)
                 scope.cancel()
                 return
@@ -321,9 +337,10 @@ class BatchUploader:
             await with_retries(self._retry, f"abort multipart {bucket}/{key}",
                                lambda: self.store.abort_multipart_upload(bucket, key, upload_id), AttemptCounter())
             logger.info("aborted multipart upload %s of %s/%s", upload_id, bucket, key)
-        except SwitchboardError as error:
+        except Exception as error:  # also a bug: it must not replace the failure that led to the abort
             logger.error("could not abort multipart upload %s of %s/%s (%s); its parts remain until a "
-                         "lifecycle rule removes them", upload_id, bucket, key, error)
+                         "lifecycle rule removes them", upload_id, bucket, key, error,
+                         exc_info=None if isinstance(error, SwitchboardError) else error)
 
     # -- the answer and the record ----------------------------------------------------------
 

@@ -6,6 +6,12 @@ too many files) raises instead: then nothing at all is uploaded.
 
 Files are read only from inside the upload roots, judged after following every symlink,
 and never from the server's own state (its data dir), even when that lies inside a root.
+Two more rules keep secrets in place under the default root (the working directory):
+the server's configuration file is never uploaded, under any name (recognised by its
+device and inode, so symlinks and hard links to it are caught too), and neither is a
+hidden file or anything in a hidden directory below a root (``.env``, ``.git/config``,
+``.aws/credentials``) unless the operator sets ``upload_allow_hidden``. The roots' own
+names do not count: a root inside a hidden directory was the operator's choice.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class UploadLimits:
     max_inline_bytes: int
     max_concurrency: int
     private_dirs: tuple[Path, ...] = ()  # never uploaded from, even inside a root: the server's own state
+    private_files: tuple[Path, ...] = ()  # never uploaded under any name: the server's configuration file
+    allow_hidden: bool = False  # files whose path below their root has a part starting with "."
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,8 @@ def plan_batch(request: BatchRequest, limits: UploadLimits, default_bucket: str 
     """Check the call, then each file; blocking (it stats files), so run it in a worker thread."""
     bucket = _check_call(request, limits, default_bucket)
     places = _Places(tuple(root.resolve() for root in limits.roots),
-                     tuple(private.resolve() for private in limits.private_dirs))
+                     tuple(private.resolve() for private in limits.private_dirs),
+                     _identities(limits.private_files), limits.allow_hidden)
     planned: list[PlannedUpload] = []
     refused: list[tuple[int, FailedUpload]] = []
     destinations: dict[str, int] = {}
@@ -126,9 +135,30 @@ class _Places:
 
     roots: tuple[Path, ...]
     private: tuple[Path, ...]
+    private_files: frozenset[tuple[int, int]]  # (device, inode) of each that exists now
+    allow_hidden: bool
 
 
-def _source(spec: FileSpec, index: int, places: _Places, limits: UploadLimits) -> tuple[Source, str | None]:
+def _identities(paths: Sequence[Path]) -> frozenset[tuple[int, int]]:
+    """(device, inode) of each file that exists: the same file whatever name, link or hard link reaches it.
+    Looked up per batch, so a config file created after start-up is protected too."""
+    found = set()
+    for path in paths:
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue
+        found.add((status.st_dev, status.st_ino))
+    return frozenset(found)
+
+
+def _hidden_part(resolved: Path, roots: Sequence[Path]) -> str | None:
+    """The first name starting with '.' between the file and the nearest root holding it, if any."""
+    nearest = max((root for root in roots if resolved.is_relative_to(root)), key=lambda root: len(root.parts))
+    return next((part for part in resolved.relative_to(nearest).parts if part.startswith(".")), None)
+
+
+def _source(spec: FileSpec, index: int, places: _Places, limits: UploadLimits) -> tuple[Source, str]:
     """The bytes to upload and the key they get when the caller names none."""
     given = [name for name, value in (("path", spec.path), ("content", spec.text), ("content_base64", spec.base64))
              if value is not None]
@@ -149,7 +179,7 @@ def _source(spec: FileSpec, index: int, places: _Places, limits: UploadLimits) -
                        "(write it to a file and pass its path)")
     if spec.key is None:
         raise InvalidArgument("inline content needs a key")
-    return InlineSource(data), None
+    return InlineSource(data), spec.key
 
 
 def _file_source(path_text: str, places: _Places, max_file_bytes: int) -> tuple[FileSource, str]:
@@ -176,6 +206,12 @@ def _file_source(path_text: str, places: _Places, max_file_bytes: int) -> tuple[
         status = os.stat(resolved)
     except OSError as error:
         raise Forbidden(f"{path_text} cannot be examined: {error.strerror}") from None
+    if (status.st_dev, status.st_ino) in places.private_files:
+        raise Forbidden(f"{path_text} is the server's configuration file, which may hold its token and keys; "
+                        "it is never uploaded")
+    if not places.allow_hidden and (hidden := _hidden_part(resolved, roots)) is not None:
+        raise Forbidden(f"{path_text} is hidden or in a hidden directory ({hidden!r}); hidden files (.env, .git/, "
+                        ".aws/ ...) are not uploaded unless the operator sets SWITCHBOARD_UPLOAD_ALLOW_HIDDEN=true")
     if not stat.S_ISREG(status.st_mode):
         raise InvalidArgument(f"{path_text} is not a regular file")
     if not os.access(resolved, os.R_OK):

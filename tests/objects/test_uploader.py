@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from server.clock import ManualClock
 from server.errors import InvalidArgument
 from server.memory import MemoryStore
-from server.objects import BatchProgress, BatchRequest, FileSpec
+from server.objects import BatchProgress, BatchRequest, FileSpec, ObjectStore
 from tests.objects.conftest import MiB, Target, make_uploader
 
 
@@ -288,3 +290,52 @@ async def test_cancelling_leaves_whole_objects_or_none_and_no_multipart_uploads(
     [cancel_log] = [r.getMessage() for r in caplog.records if "cancelled" in r.getMessage()]
     reported = [key for key in small if f"'{key}'" in cancel_log]
     assert reported and set(reported) <= set(landed)
+
+
+class RaisesForOneKey:
+    """The real store, except that writing one key raises a RuntimeError: a bug, not a store fault."""
+
+    def __init__(self, inner: ObjectStore, key: str) -> None:
+        self._inner = inner
+        self._key = key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def put_object(self, bucket: str, key: str, *args: Any, **kwargs: Any) -> str:
+        if key == self._key:
+            raise RuntimeError(f"bug while putting {key}")
+        return await self._inner.put_object(bucket, key, *args, **kwargs)
+
+    async def upload_part(self, bucket: str, key: str, *args: Any, **kwargs: Any) -> str:
+        if key == self._key:
+            raise RuntimeError(f"bug while sending a part of {key}")
+        return await self._inner.upload_part(bucket, key, *args, **kwargs)
+
+
+@pytest.mark.parametrize("size", [1000, 9 * MiB], ids=["single-put", "multipart"])
+async def test_an_unexpected_error_fails_only_its_file_and_the_batch_is_still_recorded(
+    target: Target, upload_root: Path, store: MemoryStore, caplog: pytest.LogCaptureFixture, size: int
+) -> None:
+    good = {f"ok-{i}.txt": write(upload_root / f"ok-{i}.txt", 2000) for i in range(3)}
+    write(upload_root / "boom.bin", size)
+    broken = Target(target.kind, RaisesForOneKey(target.store, "boom.bin"), target.bucket)
+    uploader = make_uploader(broken, [upload_root], memory=store)
+    result = await uploader.upload(BatchRequest(
+        [FileSpec(path="ok-0.txt"), FileSpec(path="boom.bin"), FileSpec(path="ok-1.txt"), FileSpec(path="ok-2.txt")],
+        bucket=target.bucket,
+    ))
+    assert result.status == "partial"
+    assert [(f.key, f.code, f.attempts) for f in result.failed] == [("boom.bin", "internal", 1)]
+    assert "RuntimeError" in result.failed[0].message and "server log" in result.failed[0].message
+    assert [item.key for item in result.uploaded] == list(good)
+    for key, data in good.items():
+        assert await target.store.read_object(target.bucket, key) == data
+    assert await target.store.head_object(target.bucket, "boom.bin") is None
+    assert await target.store.list_multipart_uploads(target.bucket) == []
+    entry = await store.get("uploads", f"batch-{result.batch_id}")
+    assert entry is not None and entry.value["status"] == "partial"
+    assert [(f["key"], f["code"]) for f in entry.value["failed"]] == [("boom.bin", "internal")]
+    [logged] = [record for record in caplog.records if record.exc_info is not None]
+    assert logged.levelno == logging.ERROR and "boom.bin" in logged.getMessage()
+    assert isinstance(logged.exc_info[1], RuntimeError)  # type: ignore[index]
