@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     vector_save_every: int = Field(
         1000, ge=1, description="Save the HNSW index file after this many vector writes (and always at shutdown)."
     )
+    vector_min_score: float | None = Field(
+        None, ge=-1, le=1,
+        description="Default memory_search floor; unset: the embedder's measured one (hashing 0.2, a model none).",
+    )
     vector_qdrant_url: str | None = Field(None, description="Qdrant server URL, e.g. http://qdrant:6333.")
     vector_qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key, if the server wants one.")
     vector_qdrant_collection: str = Field("switchboard-memory", min_length=1, description="Qdrant collection name.")

@@ -137,5 +137,6 @@ def build_semantic_index(settings: Settings) -> SemanticIndex:
             ef_search=settings.vector_hnsw_ef_search,
         )
     return SemanticIndex(
-        embedder, index, indexed_namespaces=settings.vector_indexed_namespaces, save_every=settings.vector_save_every
+        embedder, index, indexed_namespaces=settings.vector_indexed_namespaces, save_every=settings.vector_save_every,
+        min_score=settings.vector_min_score,
     )

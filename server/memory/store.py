@@ -623,8 +623,8 @@ class MemoryStore:
         min_score: float | None = None,
     ) -> list[ScoredEntry]:
         """The ``k`` live indexed entries closest in meaning to ``query``, best first, in one
-        namespace or all of them, optionally only those with every one of ``tags`` and a score
-        of at least ``min_score``. Every hit of the vector index is checked against SQLite, so
+        namespace or all of them, optionally only those with every one of ``tags``, scoring at
+        least ``min_score`` (default: the embedder's floor for unrelated texts; -1 for every hit). Every hit of the vector index is checked against SQLite, so
         an expired or deleted entry never comes back. Values as in `search`: within
         ``max_answer_bytes``, previews beyond."""
         vectors = self._vectors
@@ -641,6 +641,8 @@ class MemoryStore:
         if min_score is not None and (isinstance(min_score, bool) or not -1.0 <= min_score <= 1.0):
             raise InvalidArgument(f"min_score must be a number in -1..1 (cosine similarity); got {min_score!r}")
         wanted_tags = check_tags(tags)
+        if min_score is None:
+            min_score = vectors.default_min_score
         await self._sync.catch_up()
         vector = (await vectors.embed([query]))[0]
         async with self._readers.connection() as conn, _snapshot(conn):

@@ -50,6 +50,11 @@ class Embedder(Protocol):
         """Texts this short in all are embedded on the event loop; longer ones in a worker thread."""
         ...
 
+    @property
+    def default_min_score(self) -> float | None:
+        """The score below which a search hit is unrelated noise (measured), or None when unknown."""
+        ...
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """A ``(len(texts), dimensions)`` float32 array of unit vectors. Blocking: call it from a worker thread."""
         ...
@@ -80,6 +85,12 @@ class HashingEmbedder:
     @property
     def inline_chars(self) -> int:
         return 2048  # about 0.2 ms of hashing: less than the hop to a worker thread and back
+
+    @property
+    def default_min_score(self) -> float | None:
+        # benchmarks/relevance_bench.py: related pairs score 0.29..0.59; at 0.2 every one is kept (with a
+        # margin) and 2.1% of unrelated pairs pass (those sharing a word); unrelated texts score 0.
+        return 0.2
 
     def embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.zeros((len(texts), self._dimensions), dtype=np.float32)
@@ -176,6 +187,10 @@ class SentenceTransformerEmbedder:
     @property
     def inline_chars(self) -> int:
         return 0  # a forward pass of a model takes milliseconds even for one word: always a worker thread
+
+    @property
+    def default_min_score(self) -> float | None:
+        return None  # depends on the model: set SWITCHBOARD_VECTOR_MIN_SCORE from its measured scores
 
     def embed(self, texts: list[str]) -> np.ndarray:
         clipped = [text[:EMBED_MAX_CHARS] for text in texts]

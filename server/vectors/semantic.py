@@ -74,13 +74,20 @@ class SemanticIndex:
     """Embeds entry text, stores vectors compactly, keeps the vector index in step, searches it."""
 
     def __init__(
-        self, embedder: Embedder, index: VectorIndex, *, indexed_namespaces: Collection[str], save_every: int
+        self,
+        embedder: Embedder,
+        index: VectorIndex,
+        *,
+        indexed_namespaces: Collection[str],
+        save_every: int,
+        min_score: float | None = None,
     ) -> None:
         if index.identity != IndexIdentity(embedder.name, embedder.dimensions):
             raise ValueError("the vector index was set up for another embedder than the one given")
         self._embedder = embedder
         self._index = index
         self._indexed_namespaces = frozenset(indexed_namespaces)
+        self._min_score = min_score if min_score is not None else embedder.default_min_score
         self._save_every = save_every
         self._writes_since_save = 0  # counted by `note_unsaved`; a save is due at save_every
         self._unsaved = False  # the index differs from its file: save at close
@@ -99,6 +106,11 @@ class SemanticIndex:
     @property
     def index(self) -> VectorIndex:
         return self._index
+
+    @property
+    def default_min_score(self) -> float | None:
+        """Hits scoring below this are left out unless a search asks for another floor."""
+        return self._min_score
 
     @property
     def indexed_namespaces(self) -> frozenset[str]:

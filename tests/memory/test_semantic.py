@@ -45,6 +45,8 @@ def open_store(tmp_path: Path, clock: ManualClock):
 
 
 async def keys(store: MemoryStore, query: str, **options) -> list[str]:
+    """Keys of the hits, best first; every hit unless a min_score is given (None: the default floor)."""
+    options.setdefault("min_score", -1.0)
     return [hit.entry.key for hit in await store.search_semantic(query, **options)]
 
 
@@ -93,7 +95,7 @@ async def test_overwrite_re_embeds_and_an_indexed_entry_stays_indexed(open_store
         await store.put("plain", "k", "kubernetes cluster upgrade", index=True)
         await store.put("plain", "k", "quarterly budget spreadsheet")  # no flag: still indexed, new text
         assert await keys(store, "budget spreadsheet") == ["k"]
-        hit = (await store.search_semantic("kubernetes cluster upgrade"))[0]
+        hit = (await store.search_semantic("kubernetes cluster upgrade", min_score=-1))[0]
         assert hit.score < 0.3
 
 
@@ -193,7 +195,7 @@ async def test_a_missing_damaged_or_disagreeing_index_is_rebuilt_from_sqlite(ope
         async with open_store() as store:
             expected = {row[0] for row in vector_rows(tmp_path)}
             assert store.vectors.count() == len(expected)
-            found = await store.search_semantic("deployed billing service production", k=3)
+            found = await store.search_semantic("deployed billing service production", k=3, min_score=-1)
             assert "deploy" in [hit.entry.key for hit in found[:2]]  # a tie with 'login' when its vector was copied
             assert {hit.entry.key for hit in found} == {key for key in ("login", "sailing", "deploy")
                                                         if key in stored_keys(tmp_path)}
@@ -259,3 +261,11 @@ async def test_a_server_behind_the_trimmed_change_log_reloads_every_vector(open_
         await first.put("notes", "kayak", "kayak trip to the islands")
         assert (await keys(second, "kayak islands"))[0] == "kayak"
         assert second.vectors is not None and second.vectors.count() == 4
+
+
+async def test_unrelated_entries_are_left_out_by_default_and_kept_on_request(open_store) -> None:
+    async with open_store() as store:
+        await store.put("notes", "chatter", "again")
+        await store.put("notes", "work", "the coder agent finished the parser refactor")
+        assert await keys(store, "coder", min_score=None) == ["work"]  # 'again' shares nothing with it: no padding at score 0
+        assert set(await keys(store, "coder", min_score=-1)) == {"work", "chatter"}

@@ -72,7 +72,7 @@ def gated(store: MemoryStore) -> GatedIndex:
 
 
 async def top(store: MemoryStore, query: str) -> tuple[str, float]:
-    hit = (await store.search_semantic(query, k=1))[0]
+    hit = (await store.search_semantic(query, k=1, min_score=-1))[0]
     return hit.entry.key, hit.score
 
 
