@@ -223,7 +223,7 @@ async def memory_usage(
                     return structured(MemoryUsageResult(action=action, found=False))
                 return structured(MemoryUsageResult(action=action, found=True, entry=MemoryEntry.from_engine(entry)))
             case "list":
-                page = await memory.list(namespace or DEFAULT_NAMESPACE, prefix=prefix, limit=limit, cursor=cursor or None)
+                page = await memory.list_page(namespace or DEFAULT_NAMESPACE, prefix=prefix, limit=limit, cursor=cursor or None)
                 result = MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in page.entries])
                 if page.next_cursor is not None:
                     result.next_cursor = page.next_cursor

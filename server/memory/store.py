@@ -36,6 +36,7 @@ import numpy as np
 from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, TooLarge, Unavailable
 from server.memory import vector_rows
+from server.memory.sql import fetch_all
 from server.memory.models import Entry, EntryMeta, MemoryStats, NamespaceStats, Page, PutRequest, ScoredEntry
 from server.memory.readers import ReaderPool, open_reader
 from server.memory.schema import migrate
@@ -168,11 +169,6 @@ def _meta(row: Sequence[Any]) -> EntryMeta:
     return EntryMeta(row[0], row[1], row[2], row[3], decode_tags(row[4]), row[5], row[6], row[7])
 
 
-def _meta_fields(meta: EntryMeta) -> tuple[Any, ...]:
-    return (meta.namespace, meta.key, meta.version, meta.size, meta.tags, meta.created_ms, meta.updated_ms,
-            meta.expires_ms)
-
-
 @contextlib.asynccontextmanager
 async def _snapshot(conn: aiosqlite.Connection) -> AsyncIterator[None]:
     """Every statement inside reads the same committed state (one read transaction)."""
@@ -189,7 +185,7 @@ async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
     timeout, so when another server opens the same file at the same moment it is retried briefly."""
     for attempt in range(1, 51):
         try:
-            rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            rows = await fetch_all(conn, "PRAGMA journal_mode = WAL")
             break
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or attempt == 50:
@@ -333,6 +329,7 @@ class MemoryStore:
             prepared, rows = await anyio.to_thread.run_sync(self._prepare_batch, requests)
         embedded = await self._embed_requested(requests)
         values = [request.value for request in requests]
+        metas: list[EntryMeta]
         metas, _ = await self._writer.submit(partial(self._write_puts, prepared, rows, values, embedded), self._sync)
         return metas
 
@@ -418,7 +415,7 @@ class MemoryStore:
             # Before anything is written: an overwrite of an indexed entry is re-embedded.
             embedded = embedded | await self._embed_still_indexed(conn, puts, values, embedded, now)
         written = {(row[0], row[1]): (_meta(row), row[8])
-                   for row in await conn.execute_fetchall(_UPSERT, {"rows": rows, "now": now})}
+                   for row in await fetch_all(conn, _UPSERT, {"rows": rows, "now": now})}
         metas = [written[(p.namespace, p.key)][0] for p in puts]
         if self._vectors is None:
             return metas, None
@@ -462,7 +459,7 @@ class MemoryStore:
 
     async def _check_versions(self, conn: aiosqlite.Connection, puts: list[_PreparedPut], now: int) -> None:
         keys = json.dumps([[p.namespace, p.key] for p in puts], ensure_ascii=False)
-        current = {row[0]: row[1] for row in await conn.execute_fetchall(_LIVE_VERSIONS, {"keys": keys, "now": now})}
+        current = {row[0]: row[1] for row in await fetch_all(conn, _LIVE_VERSIONS, {"keys": keys, "now": now})}
         problems = []
         for index, put in enumerate(puts):
             version = current.get(index)
@@ -483,6 +480,7 @@ class MemoryStore:
         check_name("namespace", namespace)
         check_name("key", key)
         check_version("if_version", if_version)
+        deleted: int
         deleted, _ = await self._writer.submit(partial(self._delete_one, namespace, key, if_version), self._sync)
         return deleted
 
@@ -492,7 +490,7 @@ class MemoryStore:
         params = {"namespace": namespace, "key": key, "now": self._clock.now_ms()}
         where = f"namespace = :namespace AND key = :key AND {_LIVE}"
         if if_version is not None:
-            rows = await conn.execute_fetchall(f"SELECT version FROM entries WHERE {where}", params)
+            rows = await fetch_all(conn, f"SELECT version FROM entries WHERE {where}", params)
             if not rows:
                 raise NotFound(f"key {key!r} in namespace {namespace!r} does not exist or has expired")
             if rows[0][0] != if_version:
@@ -500,32 +498,34 @@ class MemoryStore:
                     f"key {key!r} in namespace {namespace!r} is at version {rows[0][0]}, not if_version "
                     f"{if_version}; nothing was deleted"
                 )
-        ids = [row[0] for row in await conn.execute_fetchall(f"DELETE FROM entries WHERE {where} RETURNING id", params)]
+        ids = [row[0] for row in await fetch_all(conn, f"DELETE FROM entries WHERE {where} RETURNING id", params)]
         return len(ids), self._forget(ids)
 
     async def delete_namespace(self, namespace: str) -> int:
         """Delete every entry of a namespace; return how many live entries were deleted."""
         check_name("namespace", namespace)
+        deleted: int
         deleted, _ = await self._writer.submit(partial(self._delete_namespace, namespace), self._sync)
         return deleted
 
     async def _delete_namespace(self, namespace: str, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
         params = {"namespace": namespace, "now": self._clock.now_ms()}
-        expired = await conn.execute_fetchall(
+        expired = await fetch_all(conn, 
             f"SELECT count(*) FROM entries WHERE namespace = :namespace AND NOT {_LIVE}", params
         )
         ids = [row[0] for row in
-               await conn.execute_fetchall("DELETE FROM entries WHERE namespace = :namespace RETURNING id", params)]
+               await fetch_all(conn, "DELETE FROM entries WHERE namespace = :namespace RETURNING id", params)]
         await self._count_expired(conn, expired[0][0])
         return len(ids) - expired[0][0], self._forget(ids)
 
     async def sweep_expired(self, batch_size: int) -> int:
         """Delete up to ``batch_size`` expired entries (oldest expiry first); return how many."""
+        deleted: int
         deleted, _ = await self._writer.submit(partial(self._sweep, batch_size), self._sync)
         return deleted
 
     async def _sweep(self, batch_size: int, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
-        rows = await conn.execute_fetchall(
+        rows = await fetch_all(conn, 
             "DELETE FROM entries WHERE id IN "
             "(SELECT id FROM entries WHERE expires_ms <= :now ORDER BY expires_ms LIMIT :limit) RETURNING id",
             {"now": self._clock.now_ms(), "limit": batch_size},
@@ -548,13 +548,13 @@ class MemoryStore:
         check_name("namespace", namespace)
         check_name("key", key)
         async with self._readers.connection() as conn:
-            rows = await conn.execute_fetchall(
+            rows = await fetch_all(conn, 
                 f"SELECT {_META_COLUMNS}, value FROM entries WHERE namespace = :namespace AND key = :key AND {_LIVE}",
                 {"namespace": namespace, "key": key, "now": self._clock.now_ms()},
             )
         return self._entry(rows[0]) if rows else None
 
-    async def list(self, namespace: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
+    async def list_page(self, namespace: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
         """Live entries of ``namespace`` in key order, without values, one page at a time."""
         check_name("namespace", namespace)
         self._check_limit(limit)
@@ -562,7 +562,7 @@ class MemoryStore:
             raise InvalidArgument("prefix must be a string of at most 256 characters")
         after = self._decode_cursor(cursor, namespace) if cursor else ""
         async with self._readers.connection() as conn:
-            rows = await conn.execute_fetchall(
+            rows = await fetch_all(conn, 
                 f"SELECT {_META_COLUMNS} FROM entries WHERE namespace = :namespace "
                 f"AND key >= :low AND key < :high AND key > :after AND {_LIVE} ORDER BY key LIMIT :limit",
                 {
@@ -598,7 +598,7 @@ class MemoryStore:
         self._check_limit(limit)
         wanted_tags = check_tags(tags)
         async with self._readers.connection() as conn, _snapshot(conn):
-            rows = await conn.execute_fetchall(
+            rows = await fetch_all(conn, 
                 _TEXT_MATCHES,
                 {
                     "namespace": namespace,
@@ -656,7 +656,7 @@ class MemoryStore:
         vectors: SemanticIndex,
         vector: np.ndarray,
         namespace: str | None,
-        tags: list[str],
+        tags: Sequence[str],
         min_score: float | None,
         k: int,
     ) -> list[tuple[float, Sequence[Any]]]:
@@ -690,7 +690,7 @@ class MemoryStore:
     ) -> list[tuple[float, Sequence[Any]]]:
         if not hits:
             return []
-        rows = await conn.execute_fetchall(
+        rows = await fetch_all(conn, 
             _LIVE_HITS,
             {
                 "ids": json.dumps([hit.id for hit in hits]),
@@ -721,29 +721,30 @@ class MemoryStore:
                 budget -= row[3]
         values: dict[int, str] = {}
         if chosen:
-            values = {row[0]: row[1] for row in await conn.execute_fetchall(
+            values = {row[0]: row[1] for row in await fetch_all(conn, 
                 "SELECT id, value FROM entries WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(chosen),)
             )}
         entries = []
         for row in rows:
-            meta = _meta(row)
+            tags = decode_tags(row[4])
             if row[8] in values:
-                entries.append(Entry(*_meta_fields(meta), value=json.loads(values[row[8]])))
+                value, preview = json.loads(values[row[8]]), None
             else:
-                entries.append(Entry(*_meta_fields(meta), preview=row[9]))
+                value, preview = None, row[9]
+            entries.append(Entry(row[0], row[1], row[2], row[3], tags, row[5], row[6], row[7], value, preview))
         return entries
 
     async def stats(self) -> MemoryStats:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""
         now = self._clock.now_ms()
         async with self._readers.connection() as conn, _snapshot(conn):
-            rows = await conn.execute_fetchall(
+            rows = await fetch_all(conn, 
                 "SELECT namespace, count(*), sum(size), min(created_ms), max(updated_ms), "
                 "sum(expires_ms IS NOT NULL AND expires_ms <= :soon) "
                 f"FROM entries WHERE {_LIVE} GROUP BY namespace ORDER BY namespace",
                 {"now": now, "soon": now + HOUR_MS},
             )
-            expired = await conn.execute_fetchall("SELECT value FROM counters WHERE name = 'expired_total'")
+            expired = await fetch_all(conn, "SELECT value FROM counters WHERE name = 'expired_total'")
         namespaces = [NamespaceStats(*row) for row in rows]
         return MemoryStats(
             namespaces=namespaces,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import aiosqlite
 
 from server.errors import Unavailable
+from server.memory.sql import fetch_all
 from server.vectors import SemanticIndex, text_to_embed
 from server.vectors.semantic import ALL_NAMESPACES
 
@@ -45,7 +46,7 @@ async def log_changes_of_this_process(conn: aiosqlite.Connection, writer: str) -
 
 
 async def log_position(conn: aiosqlite.Connection) -> int:
-    rows = await conn.execute_fetchall("SELECT coalesce(max(seq), 0) FROM vector_changes")
+    rows = await fetch_all(conn, "SELECT coalesce(max(seq), 0) FROM vector_changes")
     return int(rows[0][0])
 
 
@@ -53,7 +54,7 @@ async def changes_since(
     conn: aiosqlite.Connection, position: int, upto: int | None = None
 ) -> list[tuple[int, int, str]]:
     """(seq, entry_id, writer) of every vector change after ``position`` (up to ``upto``), oldest first."""
-    rows = await conn.execute_fetchall(
+    rows = await fetch_all(conn, 
         "SELECT seq, entry_id, writer FROM vector_changes WHERE seq > :after AND (:upto IS NULL OR seq <= :upto) "
         "ORDER BY seq",
         {"after": position, "upto": upto},
@@ -63,14 +64,14 @@ async def changes_since(
 
 async def vectors_of(conn: aiosqlite.Connection, ids: Sequence[int]) -> dict[int, bytes]:
     """The stored vector of each of these entries that has one."""
-    rows = await conn.execute_fetchall(
+    rows = await fetch_all(conn, 
         "SELECT entry_id, vector FROM vectors WHERE entry_id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
     )
     return {row[0]: row[1] for row in rows}
 
 
 async def all_vectors(conn: aiosqlite.Connection) -> tuple[list[int], list[bytes]]:
-    rows = await conn.execute_fetchall("SELECT entry_id, vector FROM vectors ORDER BY entry_id")
+    rows = await fetch_all(conn, "SELECT entry_id, vector FROM vectors ORDER BY entry_id")
     return [row[0] for row in rows], [row[1] for row in rows]
 
 
@@ -88,8 +89,8 @@ async def open_vectors(conn: aiosqlite.Connection, vectors: SemanticIndex, *, re
     when allowed), then hand them to the index to load or rebuild. Returns the change-log position
     the loaded vectors reflect at least (later changes may be in them too; applying those again is harmless)."""
     identity = vectors.identity
-    rows = await conn.execute_fetchall("SELECT embedder, dimensions FROM vector_space")
-    stored = await conn.execute_fetchall("SELECT count(*) FROM vectors")
+    rows = await fetch_all(conn, "SELECT embedder, dimensions FROM vector_space")
+    stored = await fetch_all(conn, "SELECT count(*) FROM vectors")
     recorded = (rows[0][0], rows[0][1]) if rows else None
     if recorded is not None and recorded != (identity.embedder, identity.dimensions) and stored[0][0]:
         if not reembed:
@@ -120,7 +121,7 @@ async def _index_unindexed(conn: aiosqlite.Connection, vectors: SemanticIndex) -
     namespaces = sorted(vectors.indexed_namespaces)
     every = ALL_NAMESPACES in namespaces
     after, indexed = 0, 0
-    while rows := await conn.execute_fetchall(
+    while rows := await fetch_all(conn, 
         "SELECT e.id, e.value FROM entries AS e LEFT JOIN vectors AS v ON v.entry_id = e.id "
         "WHERE e.id > :after AND v.entry_id IS NULL "
         "AND (:every OR e.namespace IN (SELECT value FROM json_each(:namespaces))) ORDER BY e.id LIMIT :chunk",
@@ -140,11 +141,11 @@ async def _index_unindexed(conn: aiosqlite.Connection, vectors: SemanticIndex) -
 async def _reembed(conn: aiosqlite.Connection, vectors: SemanticIndex, previous: str) -> None:
     """Re-embed every stored vector with the configured embedder, one chunk (and transaction) at a
     time. Vectors of two embedders never meet in a search: the server is not serving yet."""
-    count = await conn.execute_fetchall("SELECT count(*) FROM vectors")
+    count = await fetch_all(conn, "SELECT count(*) FROM vectors")
     logger.warning("re-embedding %d stored vectors made by %s with %s", count[0][0], previous,
                    vectors.identity.embedder)
     after = 0
-    while rows := await conn.execute_fetchall(
+    while rows := await fetch_all(conn, 
         "SELECT e.id, e.value FROM vectors AS v JOIN entries AS e ON e.id = v.entry_id WHERE e.id > ? "
         "ORDER BY e.id LIMIT ?",
         (after, START_CHUNK_ENTRIES),
@@ -162,7 +163,7 @@ async def indexed_positions(conn: aiosqlite.Connection, keys: Sequence[tuple[str
     """Positions in ``keys`` of live entries that have a vector (an overwrite keeps them indexed)."""
     if not keys:
         return []
-    rows = await conn.execute_fetchall(
+    rows = await fetch_all(conn, 
         "SELECT j.key FROM json_each(:keys) AS j "
         "JOIN entries AS e ON e.namespace = json_extract(j.value, '$[0]') AND e.key = json_extract(j.value, '$[1]') "
         f"JOIN vectors AS v ON v.entry_id = e.id WHERE {LIVE_ENTRY}",
@@ -182,7 +183,7 @@ async def drop(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
     """Delete the vectors of these entries; return the ids that had one."""
     if not ids:
         return []
-    rows = await conn.execute_fetchall(
+    rows = await fetch_all(conn, 
         "DELETE FROM vectors WHERE entry_id IN (SELECT value FROM json_each(:ids)) RETURNING entry_id",
         {"ids": json.dumps(list(ids))},
     )
@@ -191,7 +192,7 @@ async def drop(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
 
 async def candidate_ids(conn: aiosqlite.Connection, namespace: str | None, tags: Sequence[str], now: int) -> list[int]:
     """Ids of live, indexed entries in ``namespace`` (all if None) carrying every one of ``tags``."""
-    rows = await conn.execute_fetchall(
+    rows = await fetch_all(conn, 
         "SELECT v.entry_id FROM vectors AS v JOIN entries AS e ON e.id = v.entry_id "
         f"WHERE {LIVE_ENTRY} AND (:namespace IS NULL OR e.namespace = :namespace) AND {has_all_tags('e.tags')}",
         {"namespace": namespace, "now": now, "tags": json.dumps(list(tags), ensure_ascii=False), "tag_count": len(tags)},

@@ -28,7 +28,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 import anyio
@@ -46,7 +48,7 @@ SAVE_DELAY_SECONDS = 1.0
 # Combining more ids than this is worth a hop to a worker thread.
 _INLINE_COMBINE_MAX = 4096
 
-WriteResult = tuple[object, VectorChange | None]
+WriteResult = tuple[Any, VectorChange | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +121,12 @@ class VectorSync:
 
     # -- the writer's side ----------------------------------------------------------------
 
-    async def seal(self, conn: aiosqlite.Connection, results: list[WriteResult]) -> object:
+    async def seal(self, conn: aiosqlite.Connection, results: Sequence[WriteResult]) -> object:
         if not any(change for _, change in results):
             return None
         return await vector_rows.log_position(conn)
 
-    async def committed(self, results: list[WriteResult], sealed: object) -> None:
+    async def committed(self, results: Sequence[WriteResult], sealed: object) -> None:
         if not isinstance(sealed, int):
             return
         changes = [change for _, change in results if change]

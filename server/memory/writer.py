@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import aiosqlite
@@ -33,12 +33,12 @@ WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
 class CommitStep(Protocol[T_contra]):
     """Work that follows a group's writes, once per group for all the operations that named it."""
 
-    async def seal(self, conn: aiosqlite.Connection, results: list[T_contra]) -> object:
+    async def seal(self, conn: aiosqlite.Connection, results: Sequence[T_contra]) -> object:
         """Inside the group's transaction, after its operations: read what only the writer can see
         (the step's result goes to `committed`). Raising rolls the whole group back."""
         ...
 
-    async def committed(self, results: list[T_contra], sealed: object) -> None:
+    async def committed(self, results: Sequence[T_contra], sealed: object) -> None:
         """After the commit, before the callers are answered. Must not raise for a committed group."""
         ...
 
@@ -108,13 +108,13 @@ class GroupCommitWriter:
             for step, results in stepped.items():
                 sealed[step] = await step.seal(self._conn, results)
             await self._conn.commit()
-        except Exception as error:  # the database failed under us: nothing in this group is acknowledged
-            logger.error("memory write group of %d failed and was rolled back: %r", len(group), error)
+        except Exception as failed:  # the database failed under us: nothing in this group is acknowledged
+            logger.error("memory write group of %d failed and was rolled back: %r", len(group), failed)
             try:
                 await self._conn.rollback()
             except Exception as rollback_error:  # noqa: BLE001 - keep serving; the next BEGIN will tell
                 logger.error("rollback after failed write group also failed: %r", rollback_error)
-            failure = Unavailable(f"the memory database refused the write ({error}); nothing was changed")
+            failure = Unavailable(f"the memory database refused the write ({failed}); nothing was changed")
             for _, future, _ in group:
                 if not future.done():
                     future.set_exception(failure)
@@ -124,10 +124,10 @@ class GroupCommitWriter:
                 await step.committed(results, sealed[step])
             except Exception:  # committed is committed: report it, answer the callers anyway
                 logger.exception("a step after a committed memory write failed")
-        for future, result, error in outcomes:
+        for future, result, refusal in outcomes:
             if future.done():
                 continue
-            if error is not None:
-                future.set_exception(error)
+            if refusal is not None:
+                future.set_exception(refusal)
             else:
                 future.set_result(result)

@@ -34,8 +34,9 @@ def text_to_embed(value: Any) -> str:
     ``text`` field if it has a string one, else its canonical JSON."""
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and isinstance(value.get("text"), str):
-        return value["text"]
+    text = value.get("text") if isinstance(value, dict) else None
+    if isinstance(text, str):
+        return text
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -62,10 +63,10 @@ class VectorChange:
             for row, upserted in enumerate(change.upsert_ids):
                 assert change.upsert_vectors is not None
                 final[upserted] = change.upsert_vectors[row]
-        upserts = [id_ for id_, vector in final.items() if vector is not None]
+        kept = {id_: vector for id_, vector in final.items() if vector is not None}
         return cls(
-            upsert_ids=upserts,
-            upsert_vectors=np.stack([final[id_] for id_ in upserts]) if upserts else None,
+            upsert_ids=list(kept),
+            upsert_vectors=np.stack(list(kept.values())) if kept else None,
             delete_ids=[id_ for id_, vector in final.items() if vector is None],
         )
 

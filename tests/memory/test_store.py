@@ -52,7 +52,7 @@ async def test_expired_entry_is_never_returned_before_the_sweep(store: MemorySto
     await store.put("ns", "long", "v", ttl_seconds=100)
     clock.advance(10)  # expiry is exclusive: at expires_ms the entry is gone
     assert await store.get("ns", "short") is None
-    assert [e.key for e in (await store.list("ns")).entries] == ["long"]
+    assert [e.key for e in (await store.list_page("ns")).entries] == ["long"]
     assert [e.key for e in await store.search(key_glob="*")] == ["long"]
     stats = await store.stats()
     assert stats.total_entries == 1
@@ -154,24 +154,24 @@ async def test_list_pages_through_every_key_once_in_order(store: MemoryStore) ->
     await store.put("elsewhere", "task-999", 1)
     seen, cursor = [], None
     while True:
-        page = await store.list("ns", prefix="task-", limit=10, cursor=cursor)
+        page = await store.list_page("ns", prefix="task-", limit=10, cursor=cursor)
         seen += [e.key for e in page.entries]
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
     assert seen == sorted(k for k in keys if k.startswith("task-"))
-    assert len((await store.list("ns", limit=1000)).entries) == 27
+    assert len((await store.list_page("ns", limit=1000)).entries) == 27
 
 
 async def test_list_refuses_foreign_or_garbled_cursors(store: MemoryStore) -> None:
     await store.put_many([PutRequest("a", f"k{i}", i) for i in range(3)])
-    page = await store.list("a", limit=1)
+    page = await store.list_page("a", limit=1)
     with pytest.raises(InvalidArgument, match="belongs to a listing of namespace 'a'"):
-        await store.list("b", cursor=page.next_cursor)
+        await store.list_page("b", cursor=page.next_cursor)
     with pytest.raises(InvalidArgument, match="not one this server issued"):
-        await store.list("a", cursor="!!not-a-cursor")
+        await store.list_page("a", cursor="!!not-a-cursor")
     with pytest.raises(InvalidArgument, match="limit must be"):
-        await store.list("a", limit=1001)
+        await store.list_page("a", limit=1001)
 
 
 async def test_delete_one_key_and_compare_and_delete(store: MemoryStore) -> None:
@@ -366,7 +366,7 @@ async def test_a_batch_over_the_byte_cap_is_too_large_and_writes_nothing(tmp_pat
         with pytest.raises(TooLarge, match=r"more than 3145728 bytes \(SWITCHBOARD_MEMORY_MAX_BATCH_BYTES\) by "
                                            r"entry 3.*nothing was written"):
             await store.put_many([PutRequest("ns", f"new{i}", big) for i in range(10)])
-        assert [e.key for e in (await store.list("ns")).entries] == ["k0", "k1", "k2"]
+        assert [e.key for e in (await store.list_page("ns")).entries] == ["k0", "k1", "k2"]
     finally:
         await store.close()
 
@@ -419,4 +419,4 @@ def test_the_cost_of_preparing_a_batch_decides_where_it_is_prepared() -> None:
 async def test_a_cursor_decoding_to_anything_unusable_is_invalid_argument(store: MemoryStore, decoded: str) -> None:
     cursor = base64.urlsafe_b64encode(decoded.encode()).decode()
     with pytest.raises(InvalidArgument, match="cursor is not one this server issued"):
-        await store.list("ns", cursor=cursor)
+        await store.list_page("ns", cursor=cursor)
