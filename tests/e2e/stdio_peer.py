@@ -30,14 +30,14 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 class StdioPeer:
-    def __init__(self, data_dir: Path, stderr_path: Path) -> None:
+    def __init__(self, data_dir: Path, stderr_path: Path, **env: str) -> None:
         self._stderr = stderr_path.open("ab")
         self.process = subprocess.Popen(
             serve_command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=server_env(data_dir),
+            env=server_env(data_dir, **env),
             cwd=Path(__file__).resolve().parents[2],
         )
         self._selector = selectors.DefaultSelector()
@@ -54,8 +54,12 @@ class StdioPeer:
         return result
 
     def send(self, message: dict[str, Any]) -> None:
+        self.send_line(json.dumps(message).encode())
+
+    def send_line(self, line: bytes) -> None:
+        """Any bytes, as one line: for messages the server must refuse."""
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.write(line + b"\n")
         self.process.stdin.flush()
 
     def send_request(self, method: str, params: dict[str, Any]) -> int:

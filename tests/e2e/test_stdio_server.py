@@ -32,7 +32,8 @@ def test_every_acknowledged_store_survives_sigkill(tmp_path: Path) -> None:
     server.initialize()
     acknowledged: dict[str, int] = {}
     for i in range(50):  # one by one
-        result = server.call_tool("memory_usage", {"action": "store", "namespace": "durable", "key": f"seq-{i}", "value": i})
+        result = server.call_tool("memory_usage",
+                                  {"action": "store", "namespace": "durable", "key": f"seq-{i}", "value": i})
         acknowledged[result["structuredContent"]["entry"]["key"]] = i
     pipelined = {  # 200 in flight at once: these commit in groups
         server.send_request("tools/call", {"name": "memory_usage", "arguments": {
