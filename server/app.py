@@ -117,12 +117,15 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
         web = _UvicornLeavingSignalsToUs(config)
         tasks.start_soon(_stop_on_signal, web)
         url_host = f"[{host}]" if ":" in host else host
-        logger.info("serving streamable HTTP on http://%s:%d%s (auth: %s)", url_host, port, MCP_PATH,
+        logger.info("starting streamable HTTP at http://%s:%d%s (auth: %s)", url_host, port, MCP_PATH,
                     "bearer token" if settings.http_token else "none, loopback only")
-        await web.serve()
+        try:
+            await web.serve()
+        except SystemExit:  # how uvicorn gives up when it cannot listen; it has logged why
+            web.started = False
         tasks.cancel_scope.cancel()
         if not web.started:
-            raise Unavailable(f"the HTTP server did not start on {url_host}:{port}; see the log above")
+            raise Unavailable(f"cannot serve HTTP on {url_host}:{port}: see the error above")
 
 
 class _UvicornLeavingSignalsToUs(uvicorn.Server):

@@ -190,6 +190,18 @@ def test_without_a_token_a_foreign_host_header_is_refused_on_any_loopback_addres
         process.wait(30)
 
 
+def test_a_port_in_use_is_refused_in_one_line_after_closing_the_stores(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_http(tmp_path, port)
+        assert process.wait(30) == 1
+    log = (tmp_path / "stderr.log").read_text()
+    assert "address already in use" in log and f"cannot serve HTTP on 127.0.0.1:{port}" in log
+    assert "Traceback" not in log and "memory store closed" in log
+
+
 def test_an_empty_token_is_refused_at_start(tmp_path: Path) -> None:
     process = start_http(tmp_path, free_port(), host="0.0.0.0", SWITCHBOARD_HTTP_TOKEN="  ")
     assert process.wait(30) == 2
