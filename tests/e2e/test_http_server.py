@@ -124,6 +124,8 @@ async def test_a_body_that_is_not_one_valid_message_gets_the_jsonrpc_error_stdio
         assert (await client.call_tool("memory_usage", {"action": "stats"})).is_error is False
 
 
+# Semantic indexing off: embedding 5 MB of values takes seconds and is not what this test is about.
+@pytest.mark.parametrize("http_server", [{"SWITCHBOARD_VECTOR_INDEXED_NAMESPACES": ""}], indirect=True)
 async def test_a_store_batch_larger_than_the_sdk_default_4_mib_succeeds(http_server: str) -> None:
     # A 5.1 MB body, in few entries: the answer lists every entry, and the SDK's client refuses
     # a server-sent event over 1 MiB.
