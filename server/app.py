@@ -68,17 +68,20 @@ def build_server(
 
 def build_http_app(server: MCPServer[Services], settings: Settings, host: str) -> ASGIApp:
     """The streamable HTTP app at ``/mcp``, behind the body guard and (with a token) the bearer token guard."""
-    url_host = f"[{host}]" if ":" in host else host
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         host=host,
-        transport_security=_rebinding_protection(settings, url_host),
+        transport_security=_rebinding_protection(settings, _url_host(host)),
         max_request_body_size=settings.http_max_body_bytes,
     )
     app = RequestBodyGuard(app, max_body_bytes=settings.http_max_body_bytes, path=MCP_PATH)
     if settings.http_token is not None:
         app = BearerTokenGuard(app, settings.http_token.get_secret_value(), path=MCP_PATH)
     return app
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def is_loopback(host: str) -> bool:
@@ -116,7 +119,7 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
         web = _UvicornLeavingSignalsToUs(config)
         tasks.start_soon(_stop_on_signal, web)
-        url_host = f"[{host}]" if ":" in host else host
+        url_host = _url_host(host)
         logger.info("starting streamable HTTP at http://%s:%d%s (auth: %s)", url_host, port, MCP_PATH,
                     "bearer token" if settings.http_token else "none, loopback only")
         try:

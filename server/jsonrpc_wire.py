@@ -105,7 +105,7 @@ def _check_response(message: dict[str, Any], request_id: RequestId | None) -> di
         return _invalid(f'"id" must be a string, an integer or null, not {_json_type(message["id"])}')
     error = message["error"]
     code = error.get("code") if isinstance(error, dict) else None
-    if not (isinstance(error, dict) and _is_request_id(code) and isinstance(code, int)
+    if not (isinstance(error, dict) and isinstance(code, int) and not isinstance(code, bool)
             and isinstance(error.get("message"), str)):
         return _invalid('"error" must be an object with an integer "code" and a string "message"', request_id)
     return message

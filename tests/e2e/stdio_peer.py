@@ -40,8 +40,10 @@ class StdioPeer:
             env=server_env(data_dir, **env),
             cwd=Path(__file__).resolve().parents[2],
         )
+        assert self.process.stdout is not None
+        self._stdout_fd = self.process.stdout.fileno()
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self.process.stdout, selectors.EVENT_READ)
+        self._selector.register(self._stdout_fd, selectors.EVENT_READ)
         self._buffer = b""
         self._next_id = 0
 
@@ -73,12 +75,13 @@ class StdioPeer:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._selector.select(remaining):
                 raise TimeoutError("no message from the server within the deadline")
-            chunk = os.read(self.process.stdout.fileno(), 65536)
+            chunk = os.read(self._stdout_fd, 65536)
             if not chunk:
                 raise EOFError("the server closed stdout")
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)  # anything that is not JSON-RPC on stdout fails the test here
+        message: dict[str, Any] = json.loads(line)  # anything that is not JSON-RPC on stdout fails the test here
+        return message
 
     def read_response(self, request_id: int) -> dict[str, Any]:
         while True:
@@ -89,10 +92,16 @@ class StdioPeer:
     def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self.read_response(self.send_request(method, params))
         assert "error" not in response, response
-        return response["result"]
+        result: dict[str, Any] = response["result"]
+        return result
 
     def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         return self.request("tools/call", {"name": name, "arguments": arguments})
+
+    def close_stdin(self) -> None:
+        """End of input: the server answers what it has received, then shuts down."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_until_listening(process: subprocess.Popen[bytes], port: int) -> None:

@@ -56,7 +56,7 @@ def test_end_of_input_answers_every_request_received_then_shuts_down_cleanly(tmp
     last = restarted.call_tool("memory_usage", {"action": "retrieve", "namespace": "batch", "key": "entry-1999"})
     assert one["structuredContent"]["entry"]["value"] == "v"
     assert last["structuredContent"]["entry"]["value"] == {"i": 1999}
-    restarted.process.stdin.close()
+    restarted.close_stdin()
     assert restarted.wait() == 0
 
 
@@ -88,7 +88,7 @@ def test_every_unreadable_line_is_answered_and_the_server_keeps_serving(tmp_path
     # Nothing was half-written: the tool never saw the refused calls.
     stats = server.call_tool("memory_usage", {"action": "stats"})
     assert stats["structuredContent"]["stats"]["total_entries"] == 0
-    server.process.stdin.close()
+    server.close_stdin()
     assert server.wait() == 0
 
 
@@ -109,5 +109,5 @@ def test_a_line_over_the_limit_is_refused_naming_the_setting_and_the_next_line_i
     assert small["isError"] is False
     got = server.call_tool("memory_usage", {"action": "retrieve", "key": "big"})
     assert got["structuredContent"]["found"] is False
-    server.process.stdin.close()
+    server.close_stdin()
     assert server.wait() == 0

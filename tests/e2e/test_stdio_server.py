@@ -57,7 +57,7 @@ def test_every_acknowledged_store_survives_sigkill(tmp_path: Path) -> None:
     found = restarted.call_tool("memory_search", {"query": "i 199", "namespace": "durable", "k": 1})
     assert [hit["key"] for hit in found["structuredContent"]["results"]] == ["burst-199"]
     assert "vector index rebuilt from SQLite: 250 vectors" in (tmp_path / "stderr.log").read_text()
-    restarted.process.stdin.close()
+    restarted.close_stdin()
     assert restarted.wait() == 0
 
 
@@ -68,7 +68,7 @@ def test_shutdown_closes_sqlite_cleanly(tmp_path: Path, stop: str) -> None:
     server.initialize()
     server.call_tool("memory_usage", {"action": "store", "key": "k", "value": "v"})
     if stop == "stdin-eof":
-        server.process.stdin.close()
+        server.close_stdin()
     else:
         server.process.send_signal(signal.SIGTERM if stop == "sigterm" else signal.SIGINT)
     assert server.wait() == 0
