@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test bench bench-memory bench-vectors bench-uploads schemas clean
+.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio schemas clean
 
 $(BIN)/python:
 	@echo "creating $(VENV)" >&2
@@ -28,7 +28,7 @@ serve: $(VENV)/.serve-installed
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
 
-bench: bench-memory bench-vectors bench-uploads
+bench: bench-memory bench-vectors bench-uploads bench-stdio
 
 bench-memory: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/memory_bench.py
@@ -38,6 +38,9 @@ bench-vectors: $(VENV)/.test-installed
 
 bench-uploads: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/upload_bench.py
+
+bench-stdio: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/stdio_bench.py
 
 schemas: $(VENV)/.serve-installed
 	$(BIN)/switchboard schemas

@@ -1,33 +1,31 @@
 """Wires the engine to the MCP SDK: the server, its lifespan, its tools, and both transports.
 
-This is the only engine module that imports the SDK; everything under ``server/`` else
-is usable (and tested, and benchmarked) without MCP.
+Only this module and the stdio transport (``server/stdio_transport.py``) import the SDK;
+everything else under ``server/`` is usable (and tested, and benchmarked) without MCP.
 """
 
 from __future__ import annotations
 
-import hmac
+import contextlib
 import ipaddress
 import logging
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import uvicorn
-from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
-from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp
 
 from server import __version__
 from server.clock import Clock
 from server.config import Settings
-from server.errors import Forbidden
+from server.errors import Forbidden, Unavailable
+from server.http_guard import BearerTokenGuard, RequestBodyGuard
 from server.services import Services, open_services
-from server.stdin_lines import StdinLines
+from server.startup_errors import open_services_or_refuse
+from server.stdio_transport import stdio_transport
 from tools import register_tools
 
 logger = logging.getLogger(__name__)
@@ -40,33 +38,22 @@ INSTRUCTIONS = (
 )
 
 
-class StaticTokenVerifier:
-    """Accepts exactly one bearer token, compared in constant time."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token.encode("utf-8")
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        if hmac.compare_digest(token.encode("utf-8"), self._token):
-            return AccessToken(token=token, client_id="switchboard-client", scopes=[])
-        return None
+MCP_PATH = "/mcp"
 
 
-def build_server(settings: Settings, *, clock: Clock | None = None, http_url: str | None = None) -> MCPServer[Services]:
-    """The MCP server over a fresh set of services. ``http_url`` (with a configured token) turns on bearer auth."""
+def build_server(
+    settings: Settings, *, clock: Clock | None = None, services: Services | None = None
+) -> MCPServer[Services]:
+    """The MCP server. It opens (and at the end closes) its own services, unless it is given open ones."""
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
-        async with open_services(settings, clock) as services:
+        if services is not None:
             yield services
+            return
+        async with open_services(settings, clock) as opened:
+            yield opened
 
-    auth_options: dict[str, object] = {}
-    if http_url is not None and settings.http_token is not None:
-        auth_options = {
-            "token_verifier": StaticTokenVerifier(settings.http_token.get_secret_value()),
-            # The token is configured out of band, so this server is its own issuer.
-            "auth": AuthSettings(issuer_url=http_url, resource_server_url=f"{http_url}/mcp"),
-        }
     server: MCPServer[Services] = MCPServer(
         "switchboard",
         title="Switchboard",
@@ -74,10 +61,27 @@ def build_server(settings: Settings, *, clock: Clock | None = None, http_url: st
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=settings.log_level,
-        **auth_options,  # type: ignore[arg-type]
     )
     register_tools(server)
     return server
+
+
+def build_http_app(server: MCPServer[Services], settings: Settings, host: str) -> ASGIApp:
+    """The streamable HTTP app at ``/mcp``, behind the body guard and (with a token) the bearer token guard."""
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        host=host,
+        transport_security=_rebinding_protection(settings, _url_host(host)),
+        max_request_body_size=settings.http_max_body_bytes,
+    )
+    app = RequestBodyGuard(app, max_body_bytes=settings.http_max_body_bytes, path=MCP_PATH)
+    if settings.http_token is not None:
+        app = BearerTokenGuard(app, settings.http_token.get_secret_value(), path=MCP_PATH)
+    return app
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def is_loopback(host: str) -> bool:
@@ -90,14 +94,14 @@ def is_loopback(host: str) -> bool:
 
 
 async def serve_stdio(settings: Settings) -> None:
-    """Serve on stdin/stdout until stdin closes or SIGINT/SIGTERM arrives; then close the stores."""
-    server = build_server(settings)
-    lowlevel = server._lowlevel_server  # the SDK's run_stdio_async offers no way to pass our stdin reader
-    async with anyio.create_task_group() as tasks:
+    """Serve on stdin/stdout until stdin closes and every request received is answered, or until
+    SIGINT/SIGTERM arrives; then close the stores."""
+    async with open_services_or_refuse(settings) as services, anyio.create_task_group() as tasks:
         tasks.start_soon(_cancel_on_signal, tasks.cancel_scope)
-        async with stdio_server(stdin=StdinLines(sys.stdin.fileno())) as (read_stream, write_stream):  # type: ignore[arg-type]
+        # MCPServer.run_stdio_async has no way to take another transport: run its low-level server.
+        lowlevel = build_server(settings, services=services)._lowlevel_server
+        async with stdio_transport(settings.stdio_max_line_bytes) as (read_stream, write_stream):
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
-        logger.info("stdin closed; shutting down")
         tasks.cancel_scope.cancel()
 
 
@@ -108,14 +112,32 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
             f"refusing to serve HTTP on {host} without a token: set SWITCHBOARD_HTTP_TOKEN, "
             "or bind to 127.0.0.1"
         )
-    url_host = f"[{host}]" if ":" in host else host
-    server = build_server(settings, http_url=f"http://{url_host}:{port}")
-    app = server.streamable_http_app(host=host, transport_security=_rebinding_protection(settings, url_host))
-    config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
-    logger.info("serving streamable HTTP on http://%s:%d/mcp (auth: %s)", url_host, port,
-                "bearer token" if settings.http_token else "none, loopback only")
-    # uvicorn handles SIGINT/SIGTERM itself and runs the app's shutdown, which closes the stores.
-    await uvicorn.Server(config).serve()
+    # The stores open before the port does, so a start-up refusal is one clear error, and close
+    # after uvicorn has stopped serving.
+    async with open_services_or_refuse(settings) as services, anyio.create_task_group() as tasks:
+        app = build_http_app(build_server(settings, services=services), settings, host)
+        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
+        web = _UvicornLeavingSignalsToUs(config)
+        tasks.start_soon(_stop_on_signal, web)
+        url_host = _url_host(host)
+        logger.info("starting streamable HTTP at http://%s:%d%s (auth: %s)", url_host, port, MCP_PATH,
+                    "bearer token" if settings.http_token else "none, loopback only")
+        try:
+            await web.serve()
+        except SystemExit:  # how uvicorn gives up when it cannot listen; it has logged why
+            web.started = False
+        tasks.cancel_scope.cancel()
+        if not web.started:
+            raise Unavailable(f"cannot serve HTTP on {url_host}:{port}: see the error above")
+
+
+class _UvicornLeavingSignalsToUs(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM the moment it stops serving, which would kill the process
+    before the stores close; `serve_http` handles those signals itself (`_stop_on_signal`)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _rebinding_protection(settings: Settings, url_host: str) -> TransportSecuritySettings | None:
@@ -130,6 +152,16 @@ def _rebinding_protection(settings: Settings, url_host: str) -> TransportSecurit
         allowed_hosts=sorted(f"{name}:*" for name in hosts),
         allowed_origins=sorted(f"http://{name}:*" for name in hosts),
     )
+
+
+async def _stop_on_signal(web: uvicorn.Server) -> None:
+    """The first signal stops uvicorn gracefully (open requests finish); a second one stops it at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for received in signals:
+            logger.info("received %s; shutting down", signal.Signals(received).name)
+            if web.should_exit:
+                web.force_exit = True
+            web.should_exit = True
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                                       "anything but loopback requires SWITCHBOARD_HTTP_TOKEN")
     serve.add_argument("--port", type=int, help="HTTP port (default SWITCHBOARD_HTTP_PORT or 8765)")
     serve.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
-    serve.add_argument("--config", type=Path, help=f"TOML settings file (default ./switchboard.toml; env {CONFIG_FILE_ENV})")
+    serve.add_argument("--config", type=Path,
+                       help=f"TOML settings file (default ./switchboard.toml; env {CONFIG_FILE_ENV})")
 
     schemas = commands.add_parser("schemas", help="write the JSON Schema of every tool's input and output",
                                   description="Write schemas/<tool>.input.json and <tool>.output.json.")
@@ -88,11 +89,11 @@ def _serve(args: argparse.Namespace) -> int:
     except SwitchboardError as error:
         logging.getLogger("switchboard").error("%s", error)
         return 1
-    except BaseExceptionGroup as group:  # the stdio task group wraps what start-up raised
-        error = _first_domain_error(group)
-        if error is None:
+    except BaseExceptionGroup as group:  # a task group wraps what was raised while serving
+        found = _first_domain_error(group)
+        if found is None:
             raise
-        logging.getLogger("switchboard").error("%s", error)
+        logging.getLogger("switchboard").error("%s", found)
         return 1
     except KeyboardInterrupt:
         pass

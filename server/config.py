@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     http_token: SecretStr | None = Field(
         None, description="Bearer token HTTP clients must send; required unless bound to loopback."
     )
+    # Both message limits leave room for the largest documented call: a store_batch of up to
+    # 10,000 entries whose values may total 64 MiB, JSON-escaped (upload_batch inline content is
+    # at most 1 MiB per file).
+    http_max_body_bytes: int = Field(
+        128 * MiB, ge=1024, description="Largest HTTP request body; a larger one is refused with HTTP 413."
+    )
+    stdio_max_line_bytes: int = Field(
+        128 * MiB, ge=1024,
+        description="Longest message (one line) the stdio transport accepts; a longer one is refused and "
+        "discarded unread.",
+    )
 
     memory_max_value_bytes: int = Field(MiB, ge=1, description="Largest serialised value `store` accepts.")
     memory_max_ttl_seconds: int = Field(

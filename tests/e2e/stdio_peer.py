@@ -30,18 +30,20 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 class StdioPeer:
-    def __init__(self, data_dir: Path, stderr_path: Path) -> None:
+    def __init__(self, data_dir: Path, stderr_path: Path, **env: str) -> None:
         self._stderr = stderr_path.open("ab")
         self.process = subprocess.Popen(
             serve_command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=server_env(data_dir),
+            env=server_env(data_dir, **env),
             cwd=Path(__file__).resolve().parents[2],
         )
+        assert self.process.stdout is not None
+        self._stdout_fd = self.process.stdout.fileno()
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self.process.stdout, selectors.EVENT_READ)
+        self._selector.register(self._stdout_fd, selectors.EVENT_READ)
         self._buffer = b""
         self._next_id = 0
 
@@ -54,8 +56,12 @@ class StdioPeer:
         return result
 
     def send(self, message: dict[str, Any]) -> None:
+        self.send_line(json.dumps(message).encode())
+
+    def send_line(self, line: bytes) -> None:
+        """Any bytes, as one line: for messages the server must refuse."""
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.write(line + b"\n")
         self.process.stdin.flush()
 
     def send_request(self, method: str, params: dict[str, Any]) -> int:
@@ -69,12 +75,13 @@ class StdioPeer:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._selector.select(remaining):
                 raise TimeoutError("no message from the server within the deadline")
-            chunk = os.read(self.process.stdout.fileno(), 65536)
+            chunk = os.read(self._stdout_fd, 65536)
             if not chunk:
                 raise EOFError("the server closed stdout")
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)  # anything that is not JSON-RPC on stdout fails the test here
+        message: dict[str, Any] = json.loads(line)  # anything that is not JSON-RPC on stdout fails the test here
+        return message
 
     def read_response(self, request_id: int) -> dict[str, Any]:
         while True:
@@ -85,10 +92,16 @@ class StdioPeer:
     def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self.read_response(self.send_request(method, params))
         assert "error" not in response, response
-        return response["result"]
+        result: dict[str, Any] = response["result"]
+        return result
 
     def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         return self.request("tools/call", {"name": name, "arguments": arguments})
+
+    def close_stdin(self) -> None:
+        """End of input: the server answers what it has received, then shuts down."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

@@ -1,8 +1,8 @@
-"""The real ``switchboard serve --transport http``: streamable HTTP, bearer auth, loopback-only without a token."""
+"""The real ``switchboard serve --transport http``: streamable HTTP, bearer auth, loopback-only without a token,
+request bodies that are too large or not valid JSON-RPC."""
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import time
@@ -13,7 +13,9 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
+from tests.e2e.malformed import INVALID_REQUEST, MALFORMED
 from tests.e2e.stdio_peer import serve_command, server_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def wait_until_listening(process: subprocess.Popen[bytes], port: int) -> None:
@@ -49,16 +51,16 @@ def start_http(tmp_path: Path, port: int, host: str = "127.0.0.1", **env: str) -
 
 @pytest.fixture
 def http_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    token = getattr(request, "param", None)
+    """A server on a free loopback port; parametrise (indirect) with a dict of extra environment variables."""
     port = free_port()
-    process = start_http(tmp_path, port, **({"SWITCHBOARD_HTTP_TOKEN": token} if token else {}))
+    process = start_http(tmp_path, port, **getattr(request, "param", {}))
     try:
         wait_until_listening(process, port)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()
-        # uvicorn shuts the app down (closing the stores), then re-raises SIGTERM by convention.
-        assert process.wait(30) == -signal.SIGTERM
+        # uvicorn stops serving, then the stores close, then the process exits as on stdio.
+        assert process.wait(30) == 0
         assert "memory store closed" in (tmp_path / "stderr.log").read_text()
 
 
@@ -70,18 +72,90 @@ async def test_streamable_http_stores_and_retrieves(http_server: str) -> None:
         assert got.structured_content["entry"]["value"] == [1, 2]
 
 
-@pytest.mark.parametrize("http_server", ["s3cret-token"], indirect=True)
-async def test_a_configured_token_is_required(http_server: str) -> None:
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+LIST_TOOLS = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+TOKEN = "s3cret-token"
+
+
+@pytest.mark.parametrize("http_server", [{"SWITCHBOARD_HTTP_TOKEN": TOKEN,
+                                          "PYTHONWARNINGS": "error::DeprecationWarning"}], indirect=True)
+async def test_a_static_token_is_asked_for_plainly_and_sends_no_client_into_oauth(
+    http_server: str, tmp_path: Path
+) -> None:
+    base = http_server.removesuffix("/mcp")
     async with httpx2.AsyncClient() as plain:
-        response = await plain.post(http_server, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                                    headers={"Accept": "application/json, text/event-stream"})
-        assert response.status_code == 401
-        wrong = await plain.post(http_server, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                                 headers={"Authorization": "Bearer wrong", "Accept": "application/json, text/event-stream"})
-        assert wrong.status_code == 401
-    async with httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"}) as authorised:
-        async with Client(streamable_http_client(http_server, http_client=authorised)) as client:
-            assert "memory_usage" in [t.name for t in (await client.list_tools()).tools]
+        # Nothing advertises an authorization server: clients have no OAuth flow to start.
+        for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp",
+                     "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", "/register"):
+            assert (await plain.get(base + path)).status_code == 404, path
+        missing = await plain.post(http_server, json=LIST_TOOLS, headers=ACCEPT)
+        wrong = await plain.post(http_server, json=LIST_TOOLS, headers={**ACCEPT, "Authorization": "Bearer wrong"})
+    assert (missing.status_code, wrong.status_code) == (401, 401)
+    assert missing.headers["www-authenticate"] == 'Bearer realm="switchboard"'
+    assert wrong.headers["www-authenticate"] == 'Bearer realm="switchboard", error="invalid_token"'
+    for refused in (missing, wrong):
+        message = refused.json()["error"]["message"]
+        assert 'send "Authorization: Bearer <token>"' in message or '"Authorization: Bearer <token>"' in message
+        assert "SWITCHBOARD_HTTP_TOKEN" in message and TOKEN not in refused.text
+
+    # An MCP client without the token is told what to send, not "Server returned an error response".
+    with pytest.RaisesGroup(pytest.RaisesExc(MCPError, match="SWITCHBOARD_HTTP_TOKEN"), flatten_subgroups=True):
+        async with Client(http_server) as client:
+            await client.list_tools()
+    async with (httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as authorised,
+                Client(streamable_http_client(http_server, http_client=authorised)) as client):
+        assert "memory_usage" in [t.name for t in (await client.list_tools()).tools]
+    # No deprecated SDK auth settings (MCPDeprecationWarning names validate_token_resource).
+    assert "DeprecationWarning" not in (tmp_path / "stderr.log").read_text()
+
+
+async def test_a_body_that_is_not_one_valid_message_gets_the_jsonrpc_error_stdio_gives(http_server: str) -> None:
+    wrong: list[str] = []
+    async with httpx2.AsyncClient() as http:
+        for case in MALFORMED:
+            response = await http.post(http_server, content=case.raw, headers=ACCEPT)
+            reply = response.json()
+            error = reply.get("error", {})
+            if ((response.status_code, reply.get("id"), error.get("code")) != (400, case.request_id, case.code)
+                    or case.says not in error.get("message", "")):
+                wrong.append(f"{case.name}: HTTP {response.status_code} {reply}")
+    assert not wrong, "\n".join(wrong)
+    async with Client(http_server) as client:  # and the server serves on
+        assert (await client.call_tool("memory_usage", {"action": "stats"})).is_error is False
+
+
+# Semantic indexing off: embedding 5 MB of values takes seconds and is not what this test is about.
+@pytest.mark.parametrize("http_server", [{"SWITCHBOARD_VECTOR_INDEXED_NAMESPACES": ""}], indirect=True)
+async def test_a_store_batch_larger_than_the_sdk_default_4_mib_succeeds(http_server: str) -> None:
+    # A 5.1 MB body, in few entries: the answer lists every entry, and the SDK's client refuses
+    # a server-sent event over 1 MiB.
+    entries = [{"key": f"entry-{i}", "value": f"{i:06d}" + "x" * 9994} for i in range(500)]
+    async with Client(http_server) as client:
+        stored = await client.call_tool("memory_usage", {"action": "store_batch", "namespace": "big",
+                                                         "entries": entries})
+        assert stored.is_error is False, stored.content
+        got = await client.call_tool("memory_usage", {"action": "retrieve", "namespace": "big", "key": "entry-499"})
+        assert got.structured_content["entry"]["value"] == entries[-1]["value"]
+
+
+@pytest.mark.parametrize("http_server", [{"SWITCHBOARD_HTTP_MAX_BODY_BYTES": "65536"}], indirect=True)
+async def test_a_body_over_the_configured_cap_gets_413_with_a_jsonrpc_error_naming_the_setting(
+    http_server: str,
+) -> None:
+    big = {"action": "store", "key": "big", "value": "x" * 100_000}
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(http_server, headers=ACCEPT, json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "memory_usage", "arguments": big}})
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == INVALID_REQUEST
+    assert error["data"] == {"limit_bytes": 65536, "setting": "http_max_body_bytes"}
+    assert "65,536 bytes" in error["message"] and "SWITCHBOARD_HTTP_MAX_BODY_BYTES" in error["message"]
+    async with Client(http_server) as client:
+        with pytest.raises(MCPError, match="http_max_body_bytes"):  # what the client shows its user
+            await client.call_tool("memory_usage", big)
+        small = await client.call_tool("memory_usage", {"action": "store", "key": "small", "value": "x" * 1000})
+        assert small.is_error is False
 
 
 def test_refuses_to_serve_beyond_loopback_without_a_token(tmp_path: Path) -> None:
@@ -116,6 +190,18 @@ def test_without_a_token_a_foreign_host_header_is_refused_on_any_loopback_addres
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_a_port_in_use_is_refused_in_one_line_after_closing_the_stores(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_http(tmp_path, port)
+        assert process.wait(30) == 1
+    log = (tmp_path / "stderr.log").read_text()
+    assert "address already in use" in log and f"cannot serve HTTP on 127.0.0.1:{port}" in log
+    assert "Traceback" not in log and "memory store closed" in log
 
 
 def test_an_empty_token_is_refused_at_start(tmp_path: Path) -> None:
