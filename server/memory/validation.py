@@ -78,9 +78,20 @@ def encode_value(value: Any, max_bytes: int) -> tuple[str, int]:
     """Canonical JSON text of ``value`` and its size in bytes; refuses what JSON cannot carry."""
     try:
         text = _COMPACT_JSON.encode(value)
+    except RecursionError:
+        raise InvalidArgument("value is nested too deeply to store; flatten it (a few hundred levels at most)") from None
     except (TypeError, ValueError) as error:
-        raise InvalidArgument(f"value must be a JSON value (string, number, bool, null, list, object): {error}")
-    size = len(text.encode("utf-8"))
+        raise InvalidArgument(
+            f"value must be a JSON value (string, number, bool, null, list, object): {error}"
+        ) from None
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        bad = text[error.start:error.end].encode("unicode_escape").decode("ascii")
+        raise InvalidArgument(
+            f"value holds a lone surrogate ({bad}), which is not Unicode text; send the character whole "
+            "(both halves of a surrogate pair) or base64-encode binary data"
+        ) from None
     if size > max_bytes:
         raise TooLarge(f"value is {size} bytes serialised; the limit is {max_bytes} bytes")
     return text, size

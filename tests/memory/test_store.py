@@ -420,3 +420,21 @@ async def test_a_cursor_decoding_to_anything_unusable_is_invalid_argument(store:
     cursor = base64.urlsafe_b64encode(decoded.encode()).decode()
     with pytest.raises(InvalidArgument, match="cursor is not one this server issued"):
         await store.list_page("ns", cursor=cursor)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("ok \ud800 broken", r"lone surrogate \(\\ud800\)"), ({"deep": "x\udfff"}, r"lone surrogate \(\\udfff\)")],
+)
+async def test_a_value_that_is_not_unicode_text_is_invalid_and_writes_nothing(store: MemoryStore, value, message) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        await store.put("ns", "k", value)
+    assert await snapshot(store) == []
+
+
+async def test_a_value_nested_too_deeply_is_invalid_argument(store: MemoryStore) -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(InvalidArgument, match="nested too deeply"):
+        await store.put("ns", "k", deep)
