@@ -23,13 +23,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mcp import Client  # noqa: E402
+from mcp import Client
 
-from server.app import build_server  # noqa: E402
-from server.config import Settings  # noqa: E402
-from server.vectors import HnswIndex, IndexIdentity  # noqa: E402
-from server.vectors.hnsw import available_cores  # noqa: E402
-from server.vectors.quantization import blob_bytes  # noqa: E402
+from server.app import build_server
+from server.config import Settings
+from server.vectors import HnswIndex, IndexIdentity
+from server.vectors.hnsw import available_cores
+from server.vectors.quantization import blob_bytes
 
 DIMENSIONS = 384
 K = 10
@@ -37,8 +37,9 @@ SEED = 20261121
 # Points scatter around one of N / 200 topic centres; with a spread this wide a topic's
 # neighbourhoods overlap, as real text embeddings do, so recall is not trivially perfect.
 SPREAD = 2.0
-WORDS = ("agent cache login deploy billing queue worker retry timeout index vector memory shard "
-         "token schema backup replica latency throughput migration rollback alert metric trace").split()
+WORDS = ["agent", "cache", "login", "deploy", "billing", "queue", "worker", "retry", "timeout", "index", "vector", "memory",
+         "shard", "token", "schema", "backup", "replica", "latency", "throughput", "migration", "rollback", "alert",
+         "metric", "trace"]
 
 
 def clustered(count: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:

@@ -14,6 +14,8 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.errors import Unavailable
 from server.memory import ExpirySweeper, MemoryStore
+from server.objects import BatchUploader, ObjectStore
+from server.objects.from_settings import build_uploader, open_object_store
 from server.vectors import (
     Embedder,
     HashingEmbedder,
@@ -23,8 +25,6 @@ from server.vectors import (
     SentenceTransformerEmbedder,
     VectorIndex,
 )
-from server.objects import BatchUploader, ObjectStore
-from server.objects.from_settings import build_uploader, open_object_store
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ def test_unknown_or_invalid_settings_are_refused(tmp_path: Path, monkeypatch: py
     with pytest.raises(ValidationError, match="memory_max_value_byte"):
         Settings()
     monkeypatch.setenv("SWITCHBOARD_CONFIG", str(tmp_path / "missing.toml"))
-    with pytest.raises(FileNotFoundError, match="missing.toml"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.toml"):
         Settings()
 
 

@@ -36,11 +36,10 @@ import numpy as np
 from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, TooLarge, Unavailable
 from server.memory import vector_rows
-from server.memory.sql import fetch_all
 from server.memory.models import Entry, EntryMeta, MemoryStats, NamespaceStats, Page, PutRequest, ScoredEntry
 from server.memory.readers import ReaderPool, open_reader
 from server.memory.schema import migrate
-from server.memory.vector_sync import VectorSync
+from server.memory.sql import fetch_all
 from server.memory.validation import (
     check_name,
     check_tags,
@@ -50,6 +49,7 @@ from server.memory.validation import (
     encode_tags,
     encode_value,
 )
+from server.memory.vector_sync import VectorSync
 from server.memory.writer import GroupCommitWriter
 from server.vectors import Hit, SemanticIndex, VectorChange, text_to_embed
 
@@ -510,7 +510,7 @@ class MemoryStore:
 
     async def _delete_namespace(self, namespace: str, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
         params = {"namespace": namespace, "now": self._clock.now_ms()}
-        expired = await fetch_all(conn, 
+        expired = await fetch_all(conn,
             f"SELECT count(*) FROM entries WHERE namespace = :namespace AND NOT {_LIVE}", params
         )
         ids = [row[0] for row in
@@ -525,7 +525,7 @@ class MemoryStore:
         return deleted
 
     async def _sweep(self, batch_size: int, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
-        rows = await fetch_all(conn, 
+        rows = await fetch_all(conn,
             "DELETE FROM entries WHERE id IN "
             "(SELECT id FROM entries WHERE expires_ms <= :now ORDER BY expires_ms LIMIT :limit) RETURNING id",
             {"now": self._clock.now_ms(), "limit": batch_size},
@@ -548,7 +548,7 @@ class MemoryStore:
         check_name("namespace", namespace)
         check_name("key", key)
         async with self._readers.connection() as conn:
-            rows = await fetch_all(conn, 
+            rows = await fetch_all(conn,
                 f"SELECT {_META_COLUMNS}, value FROM entries WHERE namespace = :namespace AND key = :key AND {_LIVE}",
                 {"namespace": namespace, "key": key, "now": self._clock.now_ms()},
             )
@@ -562,7 +562,7 @@ class MemoryStore:
             raise InvalidArgument("prefix must be a string of at most 256 characters")
         after = self._decode_cursor(cursor, namespace) if cursor else ""
         async with self._readers.connection() as conn:
-            rows = await fetch_all(conn, 
+            rows = await fetch_all(conn,
                 f"SELECT {_META_COLUMNS} FROM entries WHERE namespace = :namespace "
                 f"AND key >= :low AND key < :high AND key > :after AND {_LIVE} ORDER BY key LIMIT :limit",
                 {
@@ -598,7 +598,7 @@ class MemoryStore:
         self._check_limit(limit)
         wanted_tags = check_tags(tags)
         async with self._readers.connection() as conn, _snapshot(conn):
-            rows = await fetch_all(conn, 
+            rows = await fetch_all(conn,
                 _TEXT_MATCHES,
                 {
                     "namespace": namespace,
@@ -624,9 +624,10 @@ class MemoryStore:
     ) -> list[ScoredEntry]:
         """The ``k`` live indexed entries closest in meaning to ``query``, best first, in one
         namespace or all of them, optionally only those with every one of ``tags``, scoring at
-        least ``min_score`` (default: the embedder's floor for unrelated texts; -1 for every hit). Every hit of the vector index is checked against SQLite, so
-        an expired or deleted entry never comes back. Values as in `search`: within
-        ``max_answer_bytes``, previews beyond."""
+        least ``min_score`` (default: the embedder's floor for unrelated texts; -1 for every
+        hit). Every hit of the vector index is checked against SQLite, so an expired or deleted
+        entry never comes back. Values as in `search`: within ``max_answer_bytes``, previews
+        beyond."""
         vectors = self._vectors
         if vectors is None or self._sync is None:
             raise Unavailable("semantic search is not enabled on this memory store")
@@ -690,7 +691,7 @@ class MemoryStore:
     ) -> list[tuple[float, Sequence[Any]]]:
         if not hits:
             return []
-        rows = await fetch_all(conn, 
+        rows = await fetch_all(conn,
             _LIVE_HITS,
             {
                 "ids": json.dumps([hit.id for hit in hits]),
@@ -721,7 +722,7 @@ class MemoryStore:
                 budget -= row[3]
         values: dict[int, str] = {}
         if chosen:
-            values = {row[0]: row[1] for row in await fetch_all(conn, 
+            values = {row[0]: row[1] for row in await fetch_all(conn,
                 "SELECT id, value FROM entries WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(chosen),)
             )}
         entries = []
@@ -738,7 +739,7 @@ class MemoryStore:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""
         now = self._clock.now_ms()
         async with self._readers.connection() as conn, _snapshot(conn):
-            rows = await fetch_all(conn, 
+            rows = await fetch_all(conn,
                 "SELECT namespace, count(*), sum(size), min(created_ms), max(updated_ms), "
                 "sum(expires_ms IS NOT NULL AND expires_ms <= :soon) "
                 f"FROM entries WHERE {_LIVE} GROUP BY namespace ORDER BY namespace",
@@ -759,10 +760,8 @@ class MemoryStore:
     def _database_bytes(self) -> int:
         total = 0
         for suffix in ("", "-wal"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 total += os.stat(f"{self.path}{suffix}").st_size
-            except FileNotFoundError:
-                pass
         return total
 
     @staticmethod

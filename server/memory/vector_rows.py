@@ -54,7 +54,7 @@ async def changes_since(
     conn: aiosqlite.Connection, position: int, upto: int | None = None
 ) -> list[tuple[int, int, str]]:
     """(seq, entry_id, writer) of every vector change after ``position`` (up to ``upto``), oldest first."""
-    rows = await fetch_all(conn, 
+    rows = await fetch_all(conn,
         "SELECT seq, entry_id, writer FROM vector_changes WHERE seq > :after AND (:upto IS NULL OR seq <= :upto) "
         "ORDER BY seq",
         {"after": position, "upto": upto},
@@ -64,7 +64,7 @@ async def changes_since(
 
 async def vectors_of(conn: aiosqlite.Connection, ids: Sequence[int]) -> dict[int, bytes]:
     """The stored vector of each of these entries that has one."""
-    rows = await fetch_all(conn, 
+    rows = await fetch_all(conn,
         "SELECT entry_id, vector FROM vectors WHERE entry_id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
     )
     return {row[0]: row[1] for row in rows}
@@ -121,7 +121,7 @@ async def _index_unindexed(conn: aiosqlite.Connection, vectors: SemanticIndex) -
     namespaces = sorted(vectors.indexed_namespaces)
     every = ALL_NAMESPACES in namespaces
     after, indexed = 0, 0
-    while rows := await fetch_all(conn, 
+    while rows := await fetch_all(conn,
         "SELECT e.id, e.value FROM entries AS e LEFT JOIN vectors AS v ON v.entry_id = e.id "
         "WHERE e.id > :after AND v.entry_id IS NULL "
         "AND (:every OR e.namespace IN (SELECT value FROM json_each(:namespaces))) ORDER BY e.id LIMIT :chunk",
@@ -145,7 +145,7 @@ async def _reembed(conn: aiosqlite.Connection, vectors: SemanticIndex, previous:
     logger.warning("re-embedding %d stored vectors made by %s with %s", count[0][0], previous,
                    vectors.identity.embedder)
     after = 0
-    while rows := await fetch_all(conn, 
+    while rows := await fetch_all(conn,
         "SELECT e.id, e.value FROM vectors AS v JOIN entries AS e ON e.id = v.entry_id WHERE e.id > ? "
         "ORDER BY e.id LIMIT ?",
         (after, START_CHUNK_ENTRIES),
@@ -163,7 +163,7 @@ async def indexed_positions(conn: aiosqlite.Connection, keys: Sequence[tuple[str
     """Positions in ``keys`` of live entries that have a vector (an overwrite keeps them indexed)."""
     if not keys:
         return []
-    rows = await fetch_all(conn, 
+    rows = await fetch_all(conn,
         "SELECT j.key FROM json_each(:keys) AS j "
         "JOIN entries AS e ON e.namespace = json_extract(j.value, '$[0]') AND e.key = json_extract(j.value, '$[1]') "
         f"JOIN vectors AS v ON v.entry_id = e.id WHERE {LIVE_ENTRY}",
@@ -183,7 +183,7 @@ async def drop(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
     """Delete the vectors of these entries; return the ids that had one."""
     if not ids:
         return []
-    rows = await fetch_all(conn, 
+    rows = await fetch_all(conn,
         "DELETE FROM vectors WHERE entry_id IN (SELECT value FROM json_each(:ids)) RETURNING entry_id",
         {"ids": json.dumps(list(ids))},
     )
@@ -192,7 +192,7 @@ async def drop(conn: aiosqlite.Connection, ids: Sequence[int]) -> list[int]:
 
 async def candidate_ids(conn: aiosqlite.Connection, namespace: str | None, tags: Sequence[str], now: int) -> list[int]:
     """Ids of live, indexed entries in ``namespace`` (all if None) carrying every one of ``tags``."""
-    rows = await fetch_all(conn, 
+    rows = await fetch_all(conn,
         "SELECT v.entry_id FROM vectors AS v JOIN entries AS e ON e.id = v.entry_id "
         f"WHERE {LIVE_ENTRY} AND (:namespace IS NULL OR e.namespace = :namespace) AND {has_all_tags('e.tags')}",
         {"namespace": namespace, "now": now, "tags": json.dumps(list(tags), ensure_ascii=False), "tag_count": len(tags)},

@@ -112,7 +112,7 @@ class GroupCommitWriter:
             logger.error("memory write group of %d failed and was rolled back: %r", len(group), failed)
             try:
                 await self._conn.rollback()
-            except Exception as rollback_error:  # noqa: BLE001 - keep serving; the next BEGIN will tell
+            except Exception as rollback_error:
                 logger.error("rollback after failed write group also failed: %r", rollback_error)
             failure = Unavailable(f"the memory database refused the write ({failed}); nothing was changed")
             for _, future, _ in group:

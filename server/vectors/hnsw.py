@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Collection, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -263,9 +264,8 @@ class HnswIndex:
             chunk = slice(start, start + UPSERT_CHUNK)
             async with self._graph_lock:  # fair: searches queued meanwhile go before the next chunk
                 await anyio.to_thread.run_sync(
-                    lambda: self._index.add_items(
-                        matrix[chunk], labels[chunk], num_threads=self._threads, replace_deleted=replace_deleted
-                    )
+                    partial(self._index.add_items, matrix[chunk], labels[chunk], num_threads=self._threads,
+                            replace_deleted=replace_deleted)
                 )
 
     # -- reads ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from server.memory import MemoryStore, PutRequest
 from server.vectors import HashingEmbedder, HnswIndex, IndexIdentity, SemanticIndex
 from server.vectors.qdrant import QdrantIndex
 
+
 @pytest.fixture
 def open_store(tmp_path: Path, clock: ManualClock):
     @asynccontextmanager
@@ -243,7 +244,7 @@ async def test_two_servers_on_one_database_see_each_others_vectors(open_store, c
         assert (await keys(second, "login bug auth"))[0] == "login"
         # An overwrite elsewhere re-ranks here; a delete elsewhere removes it here.
         await first.put("notes", "sailing", "fixed another login bug in auth")
-        assert set((await keys(second, "login bug auth", k=2))) == {"login", "sailing"}
+        assert set(await keys(second, "login bug auth", k=2)) == {"login", "sailing"}
         await first.delete("notes", "login")
         assert "login" not in await keys(second, "login bug auth")
         # And the other way round, while both keep writing.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path

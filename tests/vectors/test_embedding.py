@@ -49,7 +49,7 @@ def test_related_texts_score_higher_than_unrelated_ones() -> None:
 
 def test_dimension_is_part_of_the_name_and_checked() -> None:
     assert HashingEmbedder(128).name == "hashing-v1/128"
-    with pytest.raises(InvalidArgument, match="16..4096"):
+    with pytest.raises(InvalidArgument, match=r"16\.\.4096"):
         HashingEmbedder(8)
 
 
