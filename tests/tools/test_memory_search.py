@@ -111,7 +111,7 @@ async def test_store_batch_names_every_bad_entry_and_writes_nothing(connect: Con
         assert "invalid_argument: 2 of 3 entries are invalid: entry 1: key must be 1..256" in text
         assert "entry 2: key must be 1..256 characters long; got 300" in text and "nothing was written" in text
         missing = await call_error(client, "memory_usage", action="store_batch", entries=[{"key": "a"}, {"value": 1}])
-        assert "entries.0.value" in missing and "entries.1.key" in missing
+        assert "entries[0].value is required" in missing and "entries[1].key is required: a string" in missing
         assert "store_batch needs entries" in await call_error(client, "memory_usage", action="store_batch")
         assert await everything(client) == before
 
@@ -121,13 +121,13 @@ async def test_store_batch_names_every_bad_entry_and_writes_nothing(connect: Con
     [
         ({}, "query (or pattern) must be a non-empty text"),
         ({"query": "   "}, "non-empty"),
-        ({"query": "x", "k": 0}, "greater than or equal to 1"),
-        ({"query": "x", "k": 101}, "less than or equal to 100"),
-        ({"query": "x", "limit": 500}, "less than or equal to 100"),
-        ({"query": "x", "min_score": 2}, "less than or equal to 1"),
+        ({"query": "x", "k": 0}, "invalid_argument: k must be an integer from 1 to 100; got 0"),
+        ({"query": "x", "k": 101}, "k must be an integer from 1 to 100; got 101"),
+        ({"query": "x", "limit": 500}, "limit must be an integer from 1 to 100; got 500"),
+        ({"query": "x", "min_score": 2}, "min_score must be a number from -1 to 1; got 2"),
         ({"query": "a", "pattern": "b"}, "query and pattern are the same argument"),
         ({"query": "x", "k": 3, "limit": 4}, "k and limit are the same argument"),
-        ({"query": "x", "mode": "fuzzy"}, "'semantic' or 'text'"),
+        ({"query": "x", "mode": "fuzzy"}, "mode must be one of 'semantic', 'text'; got 'fuzzy'"),
         ({"query": "x", "namespace": "a\nb"}, "non-printable"),
         ({"query": "x", "tags": [""]}, "tag '' is not accepted"),
     ],

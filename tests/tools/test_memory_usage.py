@@ -132,18 +132,21 @@ async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({"action": "explode", "key": "k"}, "'store', 'store_batch', 'retrieve', 'list', 'delete', 'search' or 'stats'"),
+        ({"action": "explode", "key": "k"},
+         "invalid_argument: action must be one of 'store', 'store_batch', 'retrieve', 'list', 'delete', 'search', "
+         "'stats'; got 'explode'"),
         ({"action": "store", "value": "v"}, "store needs a key"),
         ({"action": "store", "key": "k"}, "store needs a value"),
         ({"action": "retrieve"}, "retrieve needs a key"),
-        ({"action": "store", "key": "k", "value": "v", "ttl": -5}, "greater than or equal to 0"),
-        ({"action": "store", "key": "k", "value": "v", "ttl": "soon"}, "valid integer"),
+        ({"action": "store", "key": "k", "value": "v", "ttl": -5}, "ttl must be an integer >= 0; got -5"),
+        ({"action": "store", "key": "k", "value": "v", "ttl": "soon"}, "ttl must be an integer >= 0; got 'soon'"),
         ({"action": "store", "key": "", "value": "v"}, "invalid_argument: store needs a key"),
         ({"action": "store", "key": "k" * 300, "value": "v"}, "key must be 1..256 characters long; got 300"),
         ({"action": "store", "namespace": "a\nb", "key": "k", "value": "v"}, "non-printable"),
         ({"action": "store", "key": "k", "value": "x" * 70000}, "too_large: value is 70002 bytes"),
-        ({"action": "store", "key": "k", "value": "v", "tags": "not-a-list"}, "valid list"),
-        ({"action": "list", "limit": 5000}, "less than or equal to 1000"),
+        ({"action": "store", "key": "k", "value": "v", "tags": "not-a-list"},
+         "tags must be a list of strings; got 'not-a-list'"),
+        ({"action": "list", "limit": 5000}, "limit must be an integer from 1 to 1000; got 5000"),
         ({"action": "list", "cursor": "garbage"}, "not one this server issued"),
         ({"action": "search"}, "pattern"),
         ({"action": "delete", "key": "k", "if_version": 7}, "at version 1, not if_version 7"),
@@ -226,8 +229,8 @@ async def test_store_batch_honours_per_entry_if_version_and_call_level_defaults(
         assert "conflict: " in text and "at version 2" in text
         assert (await call(client, action="retrieve", key="counter"))["entry"]["value"] == 2
         assert (await call(client, action="retrieve", key="new"))["found"] is False
-        misspelt = await call_error(client, action="store_batch", entries=[{"key": "x", "value": 1, "ifVersion": 1}])
-        assert "ifVersion" in misspelt
+        misspelt = await call_error(client, action="store_batch", entries=[{"key": "x", "value": 1, "ifversion": 1}])
+        assert misspelt == "invalid_argument: unknown field 'ifversion' in entries[0]; did you mean if_version?"
         stored = await call(client, action="store_batch", ttl=60, tags=["run-1"], entries=[
             {"key": "a", "value": 1}, {"key": "b", "value": 2, "ttl": 0, "tags": []}])
         a, b = stored["entries"]

@@ -111,8 +111,10 @@ async def test_progress_notifications_count_up_to_the_total(connect: Connect, up
         ({"files": []}, "invalid_argument: files must hold 1..1000 entries"),
         ({"files": [{"content": "x", "key": "k"}], "bucket": "UPPER"}, "not a valid bucket name"),
         ({"files": [{"content": "x", "key": "k"}], "max_concurrency": 65}, "max_concurrency must be 1..64"),
-        ({"files": [{"content": "x", "key": "k"}], "max_concurrency": 0}, "greater than or equal to 1"),
-        ({"files": "not-a-list"}, "valid list"),
+        ({"files": [{"content": "x", "key": "k"}], "max_concurrency": 0},
+         "invalid_argument: max_concurrency must be an integer >= 1; got 0"),
+        ({"files": "not-a-list"}, "files must be a list of objects {path?, content?, content_base64?, key?, "
+                                  "content_type?, metadata?}; got 'not-a-list'"),
     ],
 )
 async def test_an_invalid_call_is_a_tool_error_and_uploads_nothing(
