@@ -23,7 +23,7 @@ from pydantic import AliasChoices, BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from server.errors import InvalidArgument
-from tools.wording import explain, shown
+from tools.wording import booleans_for_numbers, explain, shown, summary
 
 # More unknown fields than this are summarised by count.
 MOST_UNKNOWN = 3
@@ -154,6 +154,9 @@ class ToolArguments:
         # do) into the list or object, so nested objects are checked in either form.
         parsed = self._metadata.pre_parse_json(dict(arguments))
         canonical = self._shape.canonical(parsed)
+        misread = booleans_for_numbers(canonical, self._schema)
+        if misread:
+            raise InvalidArgument(summary(misread))
         try:
             model = self._metadata.arg_model.model_validate(canonical)
         except ValidationError as error:

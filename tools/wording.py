@@ -35,10 +35,41 @@ def explain(error: ValidationError, schema: Schema) -> str:
             continue
         paths.add(path)
         problems.append(_problem(detail, path, node, definitions))
+    return summary(problems)
+
+
+def summary(problems: Sequence[str]) -> str:
+    """The first problems joined into one message, the rest counted."""
     text = "; ".join(problems[:MOST_PROBLEMS])
     if len(problems) > MOST_PROBLEMS:
         text += f"; and {len(problems) - MOST_PROBLEMS} more"
     return text
+
+
+def booleans_for_numbers(arguments: Mapping[str, Any], schema: Schema) -> list[str]:
+    """A line for each ``true``/``false`` sent where a number is expected.
+
+    pydantic reads ``true`` as 1 for an integer argument; a client that sends ``"limit": true``
+    has confused two arguments, and silently listing one entry would hide that."""
+    definitions: Schema = schema.get("$defs", {})
+    problems: list[str] = []
+
+    def visit(value: Any, node: Schema, path: str) -> None:
+        # Descends only where the schema describes the structure, never into free-form JSON values.
+        node = _resolve(node, definitions)
+        if isinstance(value, bool):
+            if node.get("type") in ("integer", "number"):
+                problems.append(f"{path} must be {accepted(node, definitions)}; got {shown(value)}")
+        elif isinstance(value, dict) and "properties" in node:
+            for key, item in value.items():
+                if key in node["properties"]:
+                    visit(item, node["properties"][key], f"{path}.{key}" if path else key)
+        elif isinstance(value, list) and node.get("type") == "array" and "items" in node:
+            for index, item in enumerate(value):
+                visit(item, node["items"], f"{path}[{index}]")
+
+    visit(arguments, schema, "")
+    return problems
 
 
 def accepted(node: Schema, definitions: Schema) -> str:

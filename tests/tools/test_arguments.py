@@ -156,6 +156,10 @@ async def test_upload_batch_takes_claude_flow_spellings_but_not_two_different_va
         ("memory_usage", {}, "invalid_argument: action is required: one of 'store', 'store_batch', "),
         ("memory_usage", {"action": "list", "limit": 0}, "invalid_argument: limit must be an integer from 1 to 1000; "
                                                          "got 0"),
+        ("memory_usage", {"action": "list", "limit": True},
+         "invalid_argument: limit must be an integer from 1 to 1000; got true"),
+        ("memory_usage", {"action": "store_batch", "entries": [{"key": "a", "value": 1, "if_version": False}]},
+         "invalid_argument: entries[0].if_version must be an integer >= 0; got false"),
         ("memory_usage", {"action": "list", "limit": "many"},
          "invalid_argument: limit must be an integer from 1 to 1000; got 'many'"),
         ("memory_usage", {"action": "delete", "namespace": "n", "confirm": "yes please"},
@@ -172,6 +176,7 @@ async def test_upload_batch_takes_claude_flow_spellings_but_not_two_different_va
          "invalid_argument: mode must be one of 'text', 'semantic'; got 'fuzzy'"),
         ("memory_search", {"query": "x", "min_score": "high"},
          "invalid_argument: min_score must be a number from -1 to 1; got 'high'"),
+        ("memory_search", {"query": "x", "k": True}, "invalid_argument: k must be an integer from 1 to 100; got true"),
         ("memory_search", {"query": "x", "tags": {"a": 1}}, "invalid_argument: tags must be a list of strings; got an "
                                                           "object"),
         ("upload_batch", {}, "invalid_argument: files is required: a list of objects {path?, content?, "),
