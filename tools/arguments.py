@@ -23,6 +23,7 @@ from pydantic import AliasChoices, BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from server.errors import InvalidArgument
+from tools.unicode import lone_surrogate
 from tools.wording import booleans_for_numbers, explain, shown, summary
 
 # More unknown fields than this are summarised by count.
@@ -150,7 +151,11 @@ class ToolArguments:
         self._schema = input_schema
 
     def keyword_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        # The SDK's pre-parsing first: it turns a list or object sent as JSON text (as some clients
+        # Checked as sent: memory_usage stores a string value exactly as it came (see its _as_sent).
+        broken_text = lone_surrogate(arguments)
+        if broken_text is not None:
+            raise InvalidArgument(broken_text)
+        # The SDK's pre-parsing next: it turns a list or object sent as JSON text (as some clients
         # do) into the list or object, so nested objects are checked in either form.
         parsed = self._metadata.pre_parse_json(dict(arguments))
         canonical = self._shape.canonical(parsed)
