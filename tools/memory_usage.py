@@ -159,7 +159,8 @@ async def memory_usage(
     limit: Annotated[int, Field(ge=1, le=1000, description="list/search: most entries returned (semantic: k).")] = 100,
     cursor: Annotated[str, Field(description="list: next_cursor from the previous page.")] = "",
     confirm: Annotated[bool, Field(description="delete without key: must be true to delete the namespace.")] = False,
-    pattern: Annotated[str, Field(description="search: glob over keys, e.g. 'agent-*'.")] = "",
+    # Bounded well below SQLite's 50,000-byte limit on GLOB patterns (beyond it the query fails).
+    pattern: Annotated[str, Field(max_length=4096, description="search: glob over keys, e.g. 'agent-*'.")] = "",
     query: Annotated[
         str, Field(description="search: text the value must contain (text mode) or mean (semantic mode).")
     ] = "",
