@@ -172,6 +172,8 @@ async def test_upload_batch_takes_claude_flow_spellings_but_not_two_different_va
         ("memory_usage", {"action": "store_batch", "entries": ["a"]},
          "invalid_argument: entries[0] must be an object {key, value, namespace?, ttl?, tags?, index?, if_version?}; "
          "got 'a'"),
+        ("memory_usage", {"action": "search", "pattern": "h" * 50_001},
+         "invalid_argument: pattern must be a string of at most 4096 characters; got 'hhhhh"),
         ("memory_usage", {"action": "search", "pattern": "*", "mode": "fuzzy"},
          "invalid_argument: mode must be one of 'text', 'semantic'; got 'fuzzy'"),
         ("memory_search", {"query": "x", "min_score": "high"},
@@ -195,6 +197,29 @@ async def test_every_bad_argument_is_coded_and_says_what_is_accepted(
         text = await refusal(client, tool, arguments)
         assert text.startswith(expected)
         assert "pydantic" not in text and "http" not in text and "Error executing" not in text
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("memory_usage", {"action": "search", "pattern": "*", "query": "ok \ud800"},
+         "invalid_argument: query contains a lone surrogate (U+D800) at character 3; text must be valid Unicode"),
+        ("memory_usage", {"action": "store", "key": "k", "value": {"notes": ["fine", "cut \udfff"]}},
+         "invalid_argument: value.notes[1] contains a lone surrogate (U+DFFF) at character 4"),
+        ("memory_usage", {"action": "store_batch", "entries": [{"key": "k", "value": 1, "tags": ["\udc80"]}]},
+         "invalid_argument: entries[0].tags[0] contains a lone surrogate (U+DC80) at character 0"),
+        ("memory_search", {"query": "\ud83d"}, "invalid_argument: query contains a lone surrogate (U+D83D)"),
+        ("upload_batch", {"files": [{"content": "\ud800", "key": "a.txt"}]},
+         "invalid_argument: files[0].content contains a lone surrogate (U+D800) at character 0"),
+    ],
+)
+async def test_text_that_is_not_valid_unicode_is_refused_by_argument(
+    connect: Connect, tool: str, arguments: dict[str, Any], expected: str
+) -> None:
+    async with connect() as client:
+        before = await everything(client)
+        assert (await refusal(client, tool, arguments)).startswith(expected)
+        assert await everything(client) == before
 
 
 async def test_a_refusal_shows_long_values_by_their_start(connect: Connect) -> None:
