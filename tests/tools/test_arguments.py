@@ -13,26 +13,23 @@ import pytest
 from mcp import Client
 
 from server.config import Settings
+from tests.tools.answers import error_text, structured_of
 
 Connect = Callable[[], Client]
 
 
 @pytest.fixture
 def settings(tmp_path: Path, upload_root: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", memory_max_value_bytes=64 * 1024, upload_roots=[upload_root])
+    return Settings.model_validate({"data_dir": tmp_path / "data", "memory_max_value_bytes": 64 * 1024,
+                                    "upload_roots": [upload_root]})
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    return structured_of(await client.call_tool(tool, arguments))
 
 
 async def refusal(client: Client, tool: str, arguments: dict[str, Any]) -> str:
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
+    return error_text(await client.call_tool(tool, arguments))
 
 
 async def everything(client: Client) -> list[tuple[str, str, int]]:

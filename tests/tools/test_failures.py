@@ -14,6 +14,7 @@ import pytest
 from mcp import Client
 
 from server.config import Settings
+from tests.tools.answers import error_text, structured_of
 
 Connect = Callable[[], Client]
 
@@ -35,8 +36,7 @@ async def test_an_unexpected_failure_answers_internal_logs_its_traceback_and_the
             other.commit()
         with caplog.at_level(logging.ERROR):
             result = await client.call_tool("memory_usage", {"action": "retrieve", "key": "k"})
-        assert result.is_error
-        assert result.content[0].text == (
+        assert error_text(result) == (
             "internal: memory_usage failed with an unexpected OperationalError; the server logged the details. "
             "Retrying the same call will likely fail the same way."
         )
@@ -45,7 +45,7 @@ async def test_an_unexpected_failure_answers_internal_logs_its_traceback_and_the
         assert record.exc_info is not None and isinstance(record.exc_info[1], sqlite3.OperationalError)
         assert {tool.name for tool in (await client.list_tools()).tools} >= {"memory_usage", "upload_batch"}
         upload = await client.call_tool("upload_batch", {"files": "nope"})
-        assert upload.content[0].text.startswith("invalid_argument: files must be a list")
+        assert error_text(upload).startswith("invalid_argument: files must be a list")
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,6 @@ async def test_a_forged_cursor_is_an_invalid_argument(connect: Connect, raw: byt
         for key in ("a", "b"):
             await client.call_tool("memory_usage", {"action": "store", "key": key, "value": 1})
         result = await client.call_tool("memory_usage", {"action": "list", "cursor": cursor_of(raw)})
-        assert result.is_error
-        assert result.content[0].text.startswith("invalid_argument: cursor ")
-        listing = await client.call_tool("memory_usage", {"action": "list"})
-        assert [e["key"] for e in (listing.structured_content or {})["entries"]] == ["a", "b"]
+        assert error_text(result).startswith("invalid_argument: cursor ")
+        listing = structured_of(await client.call_tool("memory_usage", {"action": "list"}))
+        assert [e["key"] for e in listing["entries"]] == ["a", "b"]

@@ -9,21 +9,17 @@ import pytest
 from mcp import Client
 
 from server.clock import ManualClock
+from tests.tools.answers import error_text, structured_of
 
 Connect = Callable[[], Client]
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    return structured_of(await client.call_tool(tool, arguments))
 
 
 async def call_error(client: Client, tool: str, **arguments: Any) -> str:
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
+    return error_text(await client.call_tool(tool, arguments))
 
 
 async def store_notes(client: Client) -> None:
@@ -55,7 +51,7 @@ async def test_query_k_namespace_tags_and_min_score(connect: Connect) -> None:
     async with connect() as client:
         await store_notes(client)
         found = await call(client, "memory_search", query="sailing islands", namespace="agent-9", k=5)
-        assert [hit["key"] for hit in found["results"]][0] == "trip"
+        assert found["results"][0]["key"] == "trip"
         assert all(hit["namespace"] == "agent-9" for hit in found["results"])
         tagged = await call(client, "memory_search", query="sailing islands", tags=["auth"])
         assert [hit["key"] for hit in tagged["results"]] == ["auth-fix"]
@@ -91,7 +87,9 @@ async def test_an_expired_or_deleted_entry_never_comes_back(connect: Connect, cl
 
 async def test_store_batch_then_semantic_search_through_memory_usage(connect: Connect) -> None:
     async with connect() as client:
-        entries = [{"key": f"note-{i}", "value": f"observation {i} about cache eviction"} for i in range(50)]
+        entries: list[dict[str, Any]] = [
+            {"key": f"note-{i}", "value": f"observation {i} about cache eviction"} for i in range(50)
+        ]
         entries.append({"key": "odd", "value": {"text": "rotating the TLS certificates"}, "namespace": "ops",
                         "tags": ["security"], "ttl": 60})
         stored = await call(client, "memory_usage", action="store_batch", namespace="research", entries=entries)
@@ -132,7 +130,9 @@ async def test_store_batch_names_every_bad_entry_and_writes_nothing(connect: Con
         ({"query": "x", "tags": [""]}, "tag '' is not accepted"),
     ],
 )
-async def test_bad_input_is_a_clear_tool_error_that_changes_nothing(connect: Connect, arguments, expected) -> None:
+async def test_bad_input_is_a_clear_tool_error_that_changes_nothing(
+    connect: Connect, arguments: dict[str, Any], expected: str
+) -> None:
     async with connect() as client:
         await store_notes(client)
         before = await everything(client)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 
-from collections.abc import Callable
-
 from server.clock import ManualClock
+from tests.tools.answers import error_text, structured_of, text_of
 from tools.schemas import render, tool_schemas
 
 Connect = Callable[[], Client]
@@ -19,21 +19,17 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
 async def call(client: Client, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool("memory_usage", arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    return structured_of(await client.call_tool("memory_usage", arguments))
 
 
 async def call_error(client: Client, **arguments: Any) -> str:
-    result = await client.call_tool("memory_usage", arguments)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
+    return error_text(await client.call_tool("memory_usage", arguments))
 
 
 async def everything(client: Client) -> list[dict[str, Any]]:
     """All live entries with values: the state "nothing changed" is checked against."""
-    return (await call(client, action="search", pattern="*", limit=1000))["entries"]
+    entries: list[dict[str, Any]] = (await call(client, action="search", pattern="*", limit=1000))["entries"]
+    return entries
 
 
 async def test_claude_flow_store_call_works_unchanged_and_string_comes_back_identical(connect: Connect) -> None:
@@ -64,7 +60,8 @@ async def test_json_values_round_trip_and_namespace_defaults(connect: Connect) -
 
 async def test_retrieve_of_missing_or_expired_says_not_found(connect: Connect, clock: ManualClock) -> None:
     async with connect() as client:
-        assert await call(client, action="retrieve", key="never") == {"action": "retrieve", "success": True, "found": False}
+        never = await call(client, action="retrieve", key="never")
+        assert never == {"action": "retrieve", "success": True, "found": False}
         await call(client, action="store", key="brief", value="x", ttl=30)
         clock.advance(30)
         assert (await call(client, action="retrieve", key="brief"))["found"] is False
@@ -111,9 +108,8 @@ async def test_search_by_glob_and_text_in_all_namespaces(connect: Connect) -> No
         found = await call(client, action="search", query="login")
         assert [(e["namespace"], e["key"]) for e in found["entries"]] == [("n1", "agent-1"), ("n2", "agent-2")]
         assert found["entries"][0]["value"] == "fixed the login bug"
-        assert [e["key"] for e in (await call(client, action="search", pattern="agent-*", namespace="n2"))["entries"]] == [
-            "agent-2"
-        ]
+        agents = await call(client, action="search", pattern="agent-*", namespace="n2")
+        assert [e["key"] for e in agents["entries"]] == ["agent-2"]
 
 
 async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
@@ -121,10 +117,8 @@ async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
         await call(client, action="store", namespace="a", key="k", value="xx", ttl=60)
         await call(client, action="store", namespace="b", key="k", value=[1, 2])
         stats = (await call(client, action="stats"))["stats"]
-        assert [(ns["namespace"], ns["entries"], ns["bytes"], ns["expiring_within_hour"]) for ns in stats["namespaces"]] == [
-            ("a", 1, 4, 1),
-            ("b", 1, 5, 0),
-        ]
+        assert [(ns["namespace"], ns["entries"], ns["bytes"], ns["expiring_within_hour"])
+                for ns in stats["namespaces"]] == [("a", 1, 4, 1), ("b", 1, 5, 0)]
         assert (stats["total_entries"], stats["total_bytes"], stats["expired_total"]) == (2, 9, 0)
         assert stats["database_bytes"] > 0
 
@@ -152,7 +146,9 @@ async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
         ({"action": "delete", "key": "k", "if_version": 7}, "at version 1, not if_version 7"),
     ],
 )
-async def test_bad_input_is_a_tool_error_that_changes_nothing(connect: Connect, arguments, expected) -> None:
+async def test_bad_input_is_a_tool_error_that_changes_nothing(
+    connect: Connect, arguments: dict[str, Any], expected: str
+) -> None:
     async with connect() as client:
         await call(client, action="store", key="k", value="original")
         before = await everything(client)
@@ -194,7 +190,7 @@ async def test_hundreds_of_concurrent_compare_and_set_calls_lose_no_update(conne
                     "value": entry["value"] + 1, "if_version": entry["version"]})
                 if not result.is_error:
                     return
-                assert "conflict:" in result.content[0].text
+                assert "conflict:" in text_of(result)
 
         async with anyio.create_task_group() as tasks:
             for i in range(counters * tasks_per_counter):
@@ -206,7 +202,7 @@ async def test_hundreds_of_concurrent_compare_and_set_calls_lose_no_update(conne
 async def test_text_content_is_the_structured_result_as_compact_json(connect: Connect) -> None:
     async with connect() as client:
         result = await client.call_tool("memory_usage", {"action": "store", "key": "k", "value": {"a": [1, 2]}})
-        text = result.content[0].text
+        text = text_of(result)
         assert json.loads(text) == result.structured_content
         assert "\n" not in text and ", " not in text
 

@@ -19,31 +19,31 @@ from server.app import build_server
 from server.clock import ManualClock
 from server.config import Settings
 from tests.objects.loopback_proxy import LoopbackProxy
+from tests.tools.answers import error_text, structured_of
 
 Connect = Callable[[], Client]
 
 
 @pytest.fixture
 def settings(tmp_path: Path, upload_root: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", memory_max_value_bytes=64 * 1024, upload_roots=[upload_root],
-                    upload_multipart_threshold_bytes=5 * 1024 * 1024, upload_part_size_bytes=5 * 1024 * 1024)
+    return Settings.model_validate({
+        "data_dir": tmp_path / "data", "memory_max_value_bytes": 64 * 1024, "upload_roots": [upload_root],
+        "upload_multipart_threshold_bytes": 5 * 1024 * 1024, "upload_part_size_bytes": 5 * 1024 * 1024,
+    })
 
 
 def s3_settings(tmp_path: Path, upload_root: Path, endpoint_url: str, bucket: str) -> Settings:
     """A server whose uploads go to S3 at ``endpoint_url`` (moto, through the proxy)."""
-    return Settings(
-        data_dir=tmp_path / "data", upload_roots=[upload_root], s3_endpoint_url=endpoint_url, s3_bucket=bucket,
-        s3_region="us-east-1", s3_addressing_style="path", s3_access_key_id="testing",
-        s3_secret_access_key="testing", upload_retry_initial_seconds=0.01,
-        upload_multipart_threshold_bytes=5 * 1024 * 1024, upload_part_size_bytes=5 * 1024 * 1024,
-    )
+    return Settings.model_validate({
+        "data_dir": tmp_path / "data", "upload_roots": [upload_root], "s3_endpoint_url": endpoint_url,
+        "s3_bucket": bucket, "s3_region": "us-east-1", "s3_addressing_style": "path",
+        "s3_access_key_id": "testing", "s3_secret_access_key": "testing", "upload_retry_initial_seconds": 0.01,
+        "upload_multipart_threshold_bytes": 5 * 1024 * 1024, "upload_part_size_bytes": 5 * 1024 * 1024,
+    })
 
 
 async def call(client: Client, arguments: dict[str, Any], **options: Any) -> dict[str, Any]:
-    result = await client.call_tool("upload_batch", arguments, **options)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    return structured_of(await client.call_tool("upload_batch", arguments, **options))
 
 
 async def test_uploads_files_and_inline_content_to_the_local_store(connect: Connect, upload_root: Path) -> None:
@@ -101,7 +101,9 @@ async def test_progress_notifications_count_up_to_the_total(connect: Connect, up
         answer = await call(client, {"files": [{"path": f"f{i}.bin"} for i in range(3)]},
                             progress_callback=on_progress)
     assert answer["status"] == "ok"
-    assert updates[-1][:2] == (sum(sizes), sum(sizes)) and updates[-1][2].startswith("3/3 files")
+    last_progress, last_total, last_message = updates[-1]
+    assert (last_progress, last_total) == (sum(sizes), sum(sizes))
+    assert last_message is not None and last_message.startswith("3/3 files")
     assert [u[0] for u in updates] == sorted(u[0] for u in updates)
 
 
@@ -122,7 +124,7 @@ async def test_an_invalid_call_is_a_tool_error_and_uploads_nothing(
 ) -> None:
     async with connect() as client:
         result = await client.call_tool("upload_batch", arguments)
-    assert result.is_error and expected in result.content[0].text
+    assert expected in error_text(result)
     assert not (settings.local_objects_dir / "local").exists()
 
 
