@@ -59,13 +59,9 @@ class ObjectShape:
     def of(cls, model: type[BaseModel]) -> ObjectShape:
         shapes = []
         for field_name, info in model.model_fields.items():
+            spellings = _spellings(field_name, info)
             nested, many = _nested_model(info.annotation)
-            shapes.append(FieldShape(
-                name=_spellings(field_name, info)[0],
-                spellings=_spellings(field_name, info),
-                nested=None if nested is None else cls.of(nested),
-                many=many,
-            ))
+            shapes.append(FieldShape(spellings[0], spellings, None if nested is None else cls.of(nested), many))
         return cls(tuple(shapes))
 
     def canonical(self, data: Mapping[str, Any], where: str = "") -> dict[str, Any]:

@@ -19,6 +19,5 @@ def error_result(text: str) -> CallToolResult:
 def internal_error_result(tool: str, error: Exception) -> CallToolResult:
     # Only the exception's type reaches the client: its message may carry stored data or paths.
     return error_result(
-        f"{INTERNAL}: {tool} failed with an unexpected {type(error).__name__}; "
-        "the server logged the details. Retrying the same call will likely fail the same way."
+        f"{INTERNAL}: {tool} failed unexpectedly ({type(error).__name__}); the details are in the server log"
     )

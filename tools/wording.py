@@ -24,7 +24,7 @@ Schema = Mapping[str, Any]
 
 
 def explain(error: ValidationError, schema: Schema) -> str:
-    """One line per argument in error (without the ``invalid_argument:`` code), e.g.
+    """One problem per argument in error, joined (without the ``invalid_argument:`` code), e.g.
     ``limit must be an integer from 1 to 1000; got 5000``."""
     definitions: Schema = schema.get("$defs", {})
     problems: list[str] = []
