@@ -6,20 +6,23 @@ claude-flow's ``{"pattern": "...", "namespace": "...", "limit": 5}`` works as we
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field, JsonValue
 
-from server.memory import Entry
+from server.errors import InvalidArgument
+from server.memory import Entry, ScoredEntry
 from server.services import Services
 from server.vectors import text_to_embed
+from tools.arguments import aliases
+from tools.checked import add_checked_tool
 from tools.compact import CompactModel
-from tools.errors import tool_errors
 from tools.results import structured
 from tools.timestamps import iso_utc
+from tools.wording import shown
 
 DEFAULT_K = 10
 # A value larger than this (serialised) comes back as a text preview of this many characters.
@@ -32,8 +35,10 @@ class SearchHit(CompactModel):
     namespace: str
     key: str
     score: float = Field(description="semantic: cosine similarity to the query (-1..1); text: 1.")
-    value: JsonValue = Field(None, description="The stored value, unless it is large (then see preview).")
-    preview: str | None = Field(None, description="The start of a large value's text; retrieve it for all of it.")
+    value: JsonValue = Field(default=None, description="The stored value, unless it is large (then see preview).")
+    preview: str | None = Field(
+        default=None, description="The start of a large value's text; retrieve it for all of it."
+    )
     tags: list[str]
     updated_at: str
 
@@ -52,17 +57,22 @@ class SearchHit(CompactModel):
 
 class MemorySearchResult(CompactModel):
     mode: Mode
-    embedder: str | None = Field(None, description="semantic: the embedder that made the vectors.")
+    embedder: str | None = Field(default=None, description="semantic: the embedder that made the vectors.")
     results: list[SearchHit] = Field(description="Best first.")
 
 
 # Text arguments are annotated exactly `str` (empty = absent) so the SDK does not JSON-parse them.
 async def memory_search(
-    ctx: Context,
+    ctx: Context[Services, Any],
     query: Annotated[str, Field(description="What to look for, in words.")] = "",
     namespace: Annotated[str, Field(description="Only this namespace; absent = all namespaces.")] = "",
     k: Annotated[int | None, Field(ge=1, le=100, description="Most results (default 10).")] = None,
-    min_score: Annotated[float | None, Field(ge=-1, le=1, description="semantic: drop results scoring lower.")] = None,
+    # threshold: claude-flow's name for the same cut-off.
+    min_score: Annotated[
+        float | None,
+        Field(ge=-1, le=1, validation_alias=aliases("min_score", "minScore", "threshold"),
+              description="semantic: drop results scoring lower."),
+    ] = None,
     tags: Annotated[list[str] | None, Field(description="Only entries carrying all these tags.")] = None,
     mode: Annotated[Mode, Field(description="semantic: by meaning; text: value contains the query.")] = "semantic",
     pattern: Annotated[str, Field(description="Same as query (claude-flow).")] = "",
@@ -79,35 +89,41 @@ async def memory_search(
     text = _one_of("query", query, "pattern", pattern) or ""
     count = _one_of("k", k, "limit", limit) or DEFAULT_K
     if not text.strip():
-        raise ToolError("invalid_argument: query (or pattern) must be a non-empty text to search for")
-    with tool_errors():
-        if mode == "text":
-            matches = await memory.search(namespace=namespace or None, text=text, limit=count, tags=tags or ())
-            return structured(
-                MemorySearchResult(mode=mode, results=[SearchHit.from_engine(1.0, entry) for entry in matches])
-            )
-        scored = await memory.search_semantic(
-            text, namespace=namespace or None, tags=tags or (), k=count, min_score=min_score
+        raise InvalidArgument("query (or pattern) must be a non-empty text to search for")
+    if mode == "text":
+        matches: Sequence[Entry] = await memory.search(
+            namespace=namespace or None, text=text, limit=count, tags=tags or ()
         )
         return structured(
-            MemorySearchResult(
-                mode=mode,
-                embedder=memory.vectors.embedder_name if memory.vectors else None,
-                results=[SearchHit.from_engine(hit.score, hit.entry) for hit in scored],
-            )
+            MemorySearchResult(mode=mode, results=[SearchHit.from_engine(1.0, entry) for entry in matches])
         )
+    scored: Sequence[ScoredEntry] = await memory.search_semantic(
+        text, namespace=namespace or None, tags=tags or (), k=count, min_score=min_score
+    )
+    return structured(
+        MemorySearchResult(
+            mode=mode,
+            embedder=memory.vectors.embedder_name if memory.vectors else None,
+            results=[SearchHit.from_engine(hit.score, hit.entry) for hit in scored],
+        )
+    )
 
 
 def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> Any:
     """The argument given under its own name or its claude-flow alias; both must agree if both are given."""
     if value and alias_value and value != alias_value:
-        raise ToolError(f"invalid_argument: {name} and {alias} are the same argument; give one (got {value!r} and {alias_value!r})")
+        raise InvalidArgument(
+            f"{name} and {alias} are the same argument; give it once (got {shown(value)} and {shown(alias_value)})"
+        )
     return value or alias_value
 
 
 def register(server: MCPServer[Any]) -> None:
-    server.add_tool(
+    add_checked_tool(
+        server,
         memory_search,
         title="Search memory by meaning",
-        annotations=ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False),
+        annotations=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
     )

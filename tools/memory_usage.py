@@ -7,17 +7,19 @@ back as the very same string.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
+from server.errors import InvalidArgument
 from server.memory import Entry, EntryMeta, MemoryStats, PutRequest, ScoredEntry
 from server.services import Services
+from tools.arguments import aliases
+from tools.checked import add_checked_tool
 from tools.compact import CompactModel
-from tools.errors import tool_errors
 from tools.results import structured
 from tools.timestamps import iso_utc, iso_utc_or_none
 
@@ -29,16 +31,16 @@ Action = Literal["store", "store_batch", "retrieve", "list", "delete", "search",
 class MemoryEntry(CompactModel):
     namespace: str
     key: str
-    value: JsonValue = Field(None, description="The stored value (retrieve and search only).")
+    value: JsonValue = Field(default=None, description="The stored value (retrieve and search only).")
     version: int = Field(description="Grows by one on every write; pass it as if_version for compare-and-set.")
     size: int = Field(description="Bytes of the value serialised as JSON.")
     tags: list[str]
     created_at: str
     updated_at: str
     expires_at: str | None = Field(description="ISO-8601 UTC; null means it never expires.")
-    score: float | None = Field(None, description="Semantic search: cosine similarity to the query, -1..1.")
+    score: float | None = Field(default=None, description="Semantic search: cosine similarity to the query, -1..1.")
     preview: str | None = Field(
-        None, description="search: the value's start when the answer had no room left for it; retrieve it for all."
+        default=None, description="search: the value's start when the answer had no room left for it; retrieve it for all."
     )
 
     @classmethod
@@ -107,27 +109,29 @@ class MemoryUsageStats(BaseModel):
 class BatchEntry(BaseModel):
     """One entry of store_batch; absent fields take the call's namespace, ttl, tags and index."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt if_version must not pass as a plain overwrite
-
+    # Unknown fields (a misspelt if_version would turn into a plain overwrite) are refused by
+    # tools.arguments, which also accepts the camelCase spelling; the schema shows only ours.
     key: str
     value: JsonValue
     namespace: str | None = None
-    ttl: int | None = Field(None, ge=0)
+    ttl: int | None = Field(default=None, ge=0)
     tags: list[str] | None = None
     index: bool | None = None
-    if_version: int | None = Field(None, ge=0)
+    if_version: int | None = Field(default=None, ge=0, validation_alias=aliases("if_version", "ifVersion"))
 
 
 class MemoryUsageResult(CompactModel):
     action: Action
     success: bool = True
-    found: bool | None = Field(None, description="retrieve: whether a live entry exists.")
-    entry: MemoryEntry | None = Field(None, description="store: what was written; retrieve: the entry.")
+    found: bool | None = Field(default=None, description="retrieve: whether a live entry exists.")
+    entry: MemoryEntry | None = Field(default=None, description="store: what was written; retrieve: the entry.")
     entries: list[MemoryEntry] | None = Field(
-        None, description="list and store_batch (no values), search (with values; semantic: with score)."
+        default=None, description="list and store_batch (no values), search (with values; semantic: with score)."
     )
-    next_cursor: str | None = Field(None, description="list: pass back as cursor for the next page; absent at the end.")
-    deleted: int | None = Field(None, description="delete: how many entries were deleted.")
+    next_cursor: str | None = Field(
+        default=None, description="list: pass back as cursor for the next page; absent at the end."
+    )
+    deleted: int | None = Field(default=None, description="delete: how many entries were deleted.")
     stats: MemoryUsageStats | None = None
 
 
@@ -135,28 +139,34 @@ class MemoryUsageResult(CompactModel):
 # string argument, which would turn a key named "null" or a query "[1, 2]" into something else.
 async def memory_usage(
     action: Annotated[Action, Field(description="What to do.")],
-    ctx: Context,
+    ctx: Context[Services, Any],
     key: Annotated[str, Field(description="Entry key, 1..256 printable characters.")] = "",
     value: Annotated[JsonValue, Field(description="store: any JSON value; a string comes back unchanged.")] = None,
     namespace: Annotated[
         str, Field(description="Namespace (default 'default'); search without it covers all namespaces.")
     ] = "",
     ttl: Annotated[int | None, Field(ge=0, description="store: seconds to live; 0 or absent = never expires.")] = None,
-    tags: Annotated[list[str] | None, Field(description="store: up to 32 labels; search: only entries with all.")] = None,
+    tags: Annotated[
+        list[str] | None, Field(description="store: up to 32 labels; search: only entries with all.")
+    ] = None,
     index: Annotated[
         bool | None, Field(description="store/store_batch: also index for semantic search (default: by namespace).")
     ] = None,
     entries: Annotated[
-        list[BatchEntry] | None, Field(description="store_batch: up to 10,000 {key, value, namespace?, ttl?, tags?, index?}.")
+        list[BatchEntry] | None,
+        Field(description="store_batch: up to 10,000 {key, value, namespace?, ttl?, tags?, index?}."),
     ] = None,
     if_version: Annotated[
-        int | None, Field(ge=0, description="store/delete: act only if the entry is at this version (0 = absent).")
+        int | None,
+        Field(ge=0, validation_alias=aliases("if_version", "ifVersion"),
+              description="store/delete: act only if the entry is at this version (0 = absent)."),
     ] = None,
     prefix: Annotated[str, Field(description="list: only keys starting with this.")] = "",
     limit: Annotated[int, Field(ge=1, le=1000, description="list/search: most entries returned (semantic: k).")] = 100,
     cursor: Annotated[str, Field(description="list: next_cursor from the previous page.")] = "",
     confirm: Annotated[bool, Field(description="delete without key: must be true to delete the namespace.")] = False,
-    pattern: Annotated[str, Field(description="search: glob over keys, e.g. 'agent-*'.")] = "",
+    # Bounded well below SQLite's 50,000-byte limit on GLOB patterns (beyond it the query fails).
+    pattern: Annotated[str, Field(max_length=4096, description="search: glob over keys, e.g. 'agent-*'.")] = "",
     query: Annotated[
         str, Field(description="search: text the value must contain (text mode) or mean (semantic mode).")
     ] = "",
@@ -181,79 +191,81 @@ async def memory_usage(
     services: Services = ctx.request_context.lifespan_context
     memory = services.memory
     arguments = _wire_arguments(ctx)
-    with tool_errors():
-        match action:
-            case "store":
-                if "value" not in arguments:
-                    raise ToolError("invalid_argument: store needs a value (any JSON value)")
-                meta = await memory.put(
-                    namespace or DEFAULT_NAMESPACE,
-                    _require_key(key, action),
-                    _as_sent(value, arguments),
-                    ttl_seconds=ttl,
-                    tags=tags or (),
-                    if_version=if_version,
-                    index=bool(index),
+    match action:
+        case "store":
+            if "value" not in arguments:
+                raise InvalidArgument("store needs a value (any JSON value)")
+            meta = await memory.put(
+                namespace or DEFAULT_NAMESPACE,
+                _require_key(key, action),
+                _as_sent(value, arguments),
+                ttl_seconds=ttl,
+                tags=tags or (),
+                if_version=if_version,
+                index=bool(index),
+            )
+            return structured(MemoryUsageResult(action=action, entry=MemoryEntry.from_engine(meta)))
+        case "store_batch":
+            if not entries:
+                raise InvalidArgument("store_batch needs entries: a list of {key, value, ...}")
+            if if_version is not None:
+                raise InvalidArgument("in store_batch, if_version goes on each entry it guards")
+            requests = [
+                PutRequest(
+                    item.namespace or namespace or DEFAULT_NAMESPACE,
+                    item.key,
+                    item.value,
+                    item.ttl if item.ttl is not None else ttl,
+                    tuple(item.tags if item.tags is not None else tags or ()),
+                    if_version=item.if_version,
+                    index=bool(item.index if item.index is not None else index),
                 )
-                return structured(MemoryUsageResult(action=action, entry=MemoryEntry.from_engine(meta)))
-            case "store_batch":
-                if not entries:
-                    raise ToolError("invalid_argument: store_batch needs entries: a list of {key, value, ...}")
-                if if_version is not None:
-                    raise ToolError("invalid_argument: in store_batch, if_version goes on each entry it guards")
-                requests = [
-                    PutRequest(
-                        item.namespace or namespace or DEFAULT_NAMESPACE,
-                        item.key,
-                        item.value,
-                        item.ttl if item.ttl is not None else ttl,
-                        tuple(item.tags if item.tags is not None else tags or ()),
-                        if_version=item.if_version,
-                        index=bool(item.index if item.index is not None else index),
-                    )
-                    for item in entries
-                ]
-                metas = await memory.put_many(requests)
-                return structured(
-                    MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(m) for m in metas])
+                for item in entries
+            ]
+            metas = await memory.put_many(requests)
+            return structured(
+                MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(m) for m in metas])
+            )
+        case "retrieve":
+            entry = await memory.get(namespace or DEFAULT_NAMESPACE, _require_key(key, action))
+            if entry is None:
+                return structured(MemoryUsageResult(action=action, found=False))
+            return structured(MemoryUsageResult(action=action, found=True, entry=MemoryEntry.from_engine(entry)))
+        case "list":
+            page = await memory.list_page(namespace or DEFAULT_NAMESPACE, prefix=prefix, limit=limit, cursor=cursor or None)
+            result = MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in page.entries])
+            if page.next_cursor is not None:
+                result.next_cursor = page.next_cursor
+            return structured(result)
+        case "delete":
+            if key:
+                deleted = await memory.delete(namespace or DEFAULT_NAMESPACE, key, if_version=if_version)
+            elif namespace and confirm:
+                deleted = await memory.delete_namespace(namespace)
+            else:
+                raise InvalidArgument(
+                    "delete needs a key, or a namespace with confirm: true "
+                    "to delete the whole namespace"
                 )
-            case "retrieve":
-                entry = await memory.get(namespace or DEFAULT_NAMESPACE, _require_key(key, action))
-                if entry is None:
-                    return structured(MemoryUsageResult(action=action, found=False))
-                return structured(MemoryUsageResult(action=action, found=True, entry=MemoryEntry.from_engine(entry)))
-            case "list":
-                page = await memory.list_page(namespace or DEFAULT_NAMESPACE, prefix=prefix, limit=limit, cursor=cursor or None)
-                result = MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in page.entries])
-                if page.next_cursor is not None:
-                    result.next_cursor = page.next_cursor
-                return structured(result)
-            case "delete":
-                if key:
-                    deleted = await memory.delete(namespace or DEFAULT_NAMESPACE, key, if_version=if_version)
-                elif namespace and confirm:
-                    deleted = await memory.delete_namespace(namespace)
-                else:
-                    raise ToolError(
-                        "invalid_argument: delete needs a key, or a namespace with confirm: true "
-                        "to delete the whole namespace"
-                    )
-                return structured(MemoryUsageResult(action=action, deleted=deleted))
-            case "search" if mode == "semantic":
-                scored = await memory.search_semantic(query, namespace=namespace or None, tags=tags or (), k=limit)
-                return structured(
-                    MemoryUsageResult(action=action, entries=[MemoryEntry.from_scored(s) for s in scored])
-                )
-            case "search":
-                matches = await memory.search(
-                    namespace=namespace or None, key_glob=pattern, text=query, limit=limit, tags=tags or ()
-                )
-                return structured(MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in matches]))
-            case "stats":
-                return structured(MemoryUsageResult(action=action, stats=MemoryUsageStats.from_engine(await memory.stats())))
+            return structured(MemoryUsageResult(action=action, deleted=deleted))
+        case "search" if mode == "semantic":
+            scored: Sequence[ScoredEntry] = await memory.search_semantic(
+                query, namespace=namespace or None, tags=tags or (), k=limit
+            )
+            return structured(
+                MemoryUsageResult(action=action, entries=[MemoryEntry.from_scored(s) for s in scored])
+            )
+        case "search":
+            matches: Sequence[Entry] = await memory.search(
+                namespace=namespace or None, key_glob=pattern, text=query, limit=limit, tags=tags or ()
+            )
+            return structured(MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(e) for e in matches]))
+        case "stats":
+            stats = MemoryUsageStats.from_engine(await memory.stats())
+            return structured(MemoryUsageResult(action=action, stats=stats))
 
 
-def _wire_arguments(ctx: Context) -> dict[str, Any]:
+def _wire_arguments(ctx: Context[Services, Any]) -> dict[str, Any]:
     """The arguments exactly as the client sent them, before the SDK pre-parsed JSON-looking strings."""
     params = ctx.request_context.params or {}
     arguments = params.get("arguments")
@@ -269,13 +281,16 @@ def _as_sent(value: JsonValue, arguments: dict[str, Any]) -> JsonValue:
 
 def _require_key(key: str, action: str) -> str:
     if not key:
-        raise ToolError(f"invalid_argument: {action} needs a key (1..256 printable characters)")
+        raise InvalidArgument(f"{action} needs a key (1..256 printable characters)")
     return key
 
 
 def register(server: MCPServer[Any]) -> None:
-    server.add_tool(
+    add_checked_tool(
+        server,
         memory_usage,
         title="Shared memory",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        ),
     )

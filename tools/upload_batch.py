@@ -10,29 +10,29 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from server.objects import BatchProgress, BatchRequest, BatchResult, FileSpec
 from server.services import Services
-from tools.errors import tool_errors
+from tools.arguments import aliases
+from tools.checked import add_checked_tool
 from tools.results import structured
 
 
-def _alias(name: str, camel: str) -> AliasChoices:
-    return AliasChoices(name, camel)
-
-
 class UploadFile(BaseModel):
-    path: str | None = Field(None, description="File under the upload roots; relative paths start at the first root.")
-    content: str | None = Field(None, description="Inline text (UTF-8) instead of a path.")
+    path: str | None = Field(
+        default=None, description="File under the upload roots; relative paths start at the first root."
+    )
+    content: str | None = Field(default=None, description="Inline text (UTF-8) instead of a path.")
     content_base64: str | None = Field(
-        None, validation_alias=_alias("content_base64", "contentBase64"), description="Inline bytes, base64."
+        default=None, validation_alias=aliases("content_base64", "contentBase64"), description="Inline bytes, base64."
     )
-    key: str | None = Field(None, description="Object key; default: the path relative to its upload root.")
+    key: str | None = Field(default=None, description="Object key; default: the path relative to its upload root.")
     content_type: str | None = Field(
-        None, validation_alias=_alias("content_type", "contentType"), description="Default: guessed from the key."
+        default=None, validation_alias=aliases("content_type", "contentType"),
+        description="Default: guessed from the key.",
     )
-    metadata: dict[str, str] | None = Field(None, description="S3 user metadata (ASCII, 2 KiB in all).")
+    metadata: dict[str, str] | None = Field(default=None, description="S3 user metadata (ASCII, 2 KiB in all).")
 
 
 class UploadedItem(BaseModel):
@@ -98,14 +98,14 @@ class UploadBatchResult(BaseModel):
 async def upload_batch(
     files: Annotated[list[UploadFile], Field(description="Each: path, content or content_base64; key? "
                                                          "content_type? metadata?")],
-    ctx: Context,
+    ctx: Context[Services, Any],
     # Plain `str`, not `str | None`: the SDK would turn a prefix such as "2026" or "null" into JSON values.
     bucket: Annotated[str, Field(description="Default (empty): the server's configured bucket.")] = "",
     prefix: Annotated[str, Field(description="Folder for every key: 'run-42' gives 'run-42/<key>'.")] = "",
-    max_concurrency: Annotated[int, Field(ge=1, validation_alias=_alias("max_concurrency", "maxConcurrency"),
+    max_concurrency: Annotated[int, Field(ge=1, validation_alias=aliases("max_concurrency", "maxConcurrency"),
                                           description="Requests in flight (server limit 64 by default).")] = 16,
     overwrite: Annotated[bool, Field(description="false: never replace an existing object.")] = True,
-    all_or_nothing: Annotated[bool, Field(validation_alias=_alias("all_or_nothing", "allOrNothing"),
+    all_or_nothing: Annotated[bool, Field(validation_alias=aliases("all_or_nothing", "allOrNothing"),
                                           description="Upload nothing if any file is invalid.")] = False,
 ) -> Annotated[CallToolResult, UploadBatchResult]:
     """Upload many files to object storage (S3/MinIO/R2, or a local directory store) in parallel.
@@ -138,14 +138,16 @@ async def upload_batch(
         else:
             await ctx.report_progress(progress.files_done, progress.files_total, message)
 
-    with tool_errors():
-        result = await services.uploader.upload(request, report)
+    result = await services.uploader.upload(request, report)
     return structured(UploadBatchResult.from_engine(result))
 
 
 def register(server: MCPServer[Any]) -> None:
-    server.add_tool(
+    add_checked_tool(
+        server,
         upload_batch,
         title="Batch upload",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+        ),
     )

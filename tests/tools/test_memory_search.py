@@ -9,21 +9,17 @@ import pytest
 from mcp import Client
 
 from server.clock import ManualClock
+from tests.tools.answers import error_text, structured_of
 
 Connect = Callable[[], Client]
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    return structured_of(await client.call_tool(tool, arguments))
 
 
 async def call_error(client: Client, tool: str, **arguments: Any) -> str:
-    result = await client.call_tool(tool, arguments)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
+    return error_text(await client.call_tool(tool, arguments))
 
 
 async def store_notes(client: Client) -> None:
@@ -55,7 +51,7 @@ async def test_query_k_namespace_tags_and_min_score(connect: Connect) -> None:
     async with connect() as client:
         await store_notes(client)
         found = await call(client, "memory_search", query="sailing islands", namespace="agent-9", k=5)
-        assert [hit["key"] for hit in found["results"]][0] == "trip"
+        assert found["results"][0]["key"] == "trip"
         assert all(hit["namespace"] == "agent-9" for hit in found["results"])
         tagged = await call(client, "memory_search", query="sailing islands", tags=["auth"], min_score=-1)
         assert [hit["key"] for hit in tagged["results"]] == ["auth-fix"]
@@ -93,7 +89,9 @@ async def test_an_expired_or_deleted_entry_never_comes_back(connect: Connect, cl
 
 async def test_store_batch_then_semantic_search_through_memory_usage(connect: Connect) -> None:
     async with connect() as client:
-        entries = [{"key": f"note-{i}", "value": f"observation {i} about cache eviction"} for i in range(50)]
+        entries: list[dict[str, Any]] = [
+            {"key": f"note-{i}", "value": f"observation {i} about cache eviction"} for i in range(50)
+        ]
         entries.append({"key": "odd", "value": {"text": "rotating the TLS certificates"}, "namespace": "ops",
                         "tags": ["security"], "ttl": 60})
         stored = await call(client, "memory_usage", action="store_batch", namespace="research", entries=entries)
@@ -113,7 +111,7 @@ async def test_store_batch_names_every_bad_entry_and_writes_nothing(connect: Con
         assert "invalid_argument: 2 of 3 entries are invalid: entry 1: key must be 1..256" in text
         assert "entry 2: key must be 1..256 characters long; got 300" in text and "nothing was written" in text
         missing = await call_error(client, "memory_usage", action="store_batch", entries=[{"key": "a"}, {"value": 1}])
-        assert "entries.0.value" in missing and "entries.1.key" in missing
+        assert "entries[0].value is required" in missing and "entries[1].key is required: a string" in missing
         assert "store_batch needs entries" in await call_error(client, "memory_usage", action="store_batch")
         assert await everything(client) == before
 
@@ -123,18 +121,20 @@ async def test_store_batch_names_every_bad_entry_and_writes_nothing(connect: Con
     [
         ({}, "query (or pattern) must be a non-empty text"),
         ({"query": "   "}, "non-empty"),
-        ({"query": "x", "k": 0}, "greater than or equal to 1"),
-        ({"query": "x", "k": 101}, "less than or equal to 100"),
-        ({"query": "x", "limit": 500}, "less than or equal to 100"),
-        ({"query": "x", "min_score": 2}, "less than or equal to 1"),
+        ({"query": "x", "k": 0}, "invalid_argument: k must be an integer from 1 to 100; got 0"),
+        ({"query": "x", "k": 101}, "k must be an integer from 1 to 100; got 101"),
+        ({"query": "x", "limit": 500}, "limit must be an integer from 1 to 100; got 500"),
+        ({"query": "x", "min_score": 2}, "min_score must be a number from -1 to 1; got 2"),
         ({"query": "a", "pattern": "b"}, "query and pattern are the same argument"),
         ({"query": "x", "k": 3, "limit": 4}, "k and limit are the same argument"),
-        ({"query": "x", "mode": "fuzzy"}, "'semantic' or 'text'"),
+        ({"query": "x", "mode": "fuzzy"}, "mode must be one of 'semantic', 'text'; got 'fuzzy'"),
         ({"query": "x", "namespace": "a\nb"}, "non-printable"),
         ({"query": "x", "tags": [""]}, "tag '' is not accepted"),
     ],
 )
-async def test_bad_input_is_a_clear_tool_error_that_changes_nothing(connect: Connect, arguments, expected) -> None:
+async def test_bad_input_is_a_clear_tool_error_that_changes_nothing(
+    connect: Connect, arguments: dict[str, Any], expected: str
+) -> None:
     async with connect() as client:
         await store_notes(client)
         before = await everything(client)

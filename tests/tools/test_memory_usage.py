@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 
-from collections.abc import Callable
-
 from server.clock import ManualClock
+from tests.tools.answers import error_text, structured_of, text_of
 from tools.schemas import render, tool_schemas
 
 Connect = Callable[[], Client]
@@ -19,21 +19,17 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
 async def call(client: Client, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool("memory_usage", arguments)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    return structured_of(await client.call_tool("memory_usage", arguments))
 
 
 async def call_error(client: Client, **arguments: Any) -> str:
-    result = await client.call_tool("memory_usage", arguments)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
+    return error_text(await client.call_tool("memory_usage", arguments))
 
 
 async def everything(client: Client) -> list[dict[str, Any]]:
     """All live entries with values: the state "nothing changed" is checked against."""
-    return (await call(client, action="search", pattern="*", limit=1000))["entries"]
+    entries: list[dict[str, Any]] = (await call(client, action="search", pattern="*", limit=1000))["entries"]
+    return entries
 
 
 async def test_claude_flow_store_call_works_unchanged_and_string_comes_back_identical(connect: Connect) -> None:
@@ -64,7 +60,8 @@ async def test_json_values_round_trip_and_namespace_defaults(connect: Connect) -
 
 async def test_retrieve_of_missing_or_expired_says_not_found(connect: Connect, clock: ManualClock) -> None:
     async with connect() as client:
-        assert await call(client, action="retrieve", key="never") == {"action": "retrieve", "success": True, "found": False}
+        never = await call(client, action="retrieve", key="never")
+        assert never == {"action": "retrieve", "success": True, "found": False}
         await call(client, action="store", key="brief", value="x", ttl=30)
         clock.advance(30)
         assert (await call(client, action="retrieve", key="brief"))["found"] is False
@@ -111,9 +108,8 @@ async def test_search_by_glob_and_text_in_all_namespaces(connect: Connect) -> No
         found = await call(client, action="search", query="login")
         assert [(e["namespace"], e["key"]) for e in found["entries"]] == [("n1", "agent-1"), ("n2", "agent-2")]
         assert found["entries"][0]["value"] == "fixed the login bug"
-        assert [e["key"] for e in (await call(client, action="search", pattern="agent-*", namespace="n2"))["entries"]] == [
-            "agent-2"
-        ]
+        agents = await call(client, action="search", pattern="agent-*", namespace="n2")
+        assert [e["key"] for e in agents["entries"]] == ["agent-2"]
 
 
 async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
@@ -121,10 +117,8 @@ async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
         await call(client, action="store", namespace="a", key="k", value="xx", ttl=60)
         await call(client, action="store", namespace="b", key="k", value=[1, 2])
         stats = (await call(client, action="stats"))["stats"]
-        assert [(ns["namespace"], ns["entries"], ns["bytes"], ns["expiring_within_hour"]) for ns in stats["namespaces"]] == [
-            ("a", 1, 4, 1),
-            ("b", 1, 5, 0),
-        ]
+        assert [(ns["namespace"], ns["entries"], ns["bytes"], ns["expiring_within_hour"])
+                for ns in stats["namespaces"]] == [("a", 1, 4, 1), ("b", 1, 5, 0)]
         assert (stats["total_entries"], stats["total_bytes"], stats["expired_total"]) == (2, 9, 0)
         assert stats["database_bytes"] > 0
 
@@ -132,24 +126,29 @@ async def test_stats_reports_namespaces_and_totals(connect: Connect) -> None:
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({"action": "explode", "key": "k"}, "'store', 'store_batch', 'retrieve', 'list', 'delete', 'search' or 'stats'"),
+        ({"action": "explode", "key": "k"},
+         "invalid_argument: action must be one of 'store', 'store_batch', 'retrieve', 'list', 'delete', 'search', "
+         "'stats'; got 'explode'"),
         ({"action": "store", "value": "v"}, "store needs a key"),
         ({"action": "store", "key": "k"}, "store needs a value"),
         ({"action": "retrieve"}, "retrieve needs a key"),
-        ({"action": "store", "key": "k", "value": "v", "ttl": -5}, "greater than or equal to 0"),
-        ({"action": "store", "key": "k", "value": "v", "ttl": "soon"}, "valid integer"),
+        ({"action": "store", "key": "k", "value": "v", "ttl": -5}, "ttl must be an integer >= 0; got -5"),
+        ({"action": "store", "key": "k", "value": "v", "ttl": "soon"}, "ttl must be an integer >= 0; got 'soon'"),
         ({"action": "store", "key": "", "value": "v"}, "invalid_argument: store needs a key"),
         ({"action": "store", "key": "k" * 300, "value": "v"}, "key must be 1..256 characters long; got 300"),
         ({"action": "store", "namespace": "a\nb", "key": "k", "value": "v"}, "non-printable"),
         ({"action": "store", "key": "k", "value": "x" * 70000}, "too_large: value is 70002 bytes"),
-        ({"action": "store", "key": "k", "value": "v", "tags": "not-a-list"}, "valid list"),
-        ({"action": "list", "limit": 5000}, "less than or equal to 1000"),
+        ({"action": "store", "key": "k", "value": "v", "tags": "not-a-list"},
+         "tags must be a list of strings; got 'not-a-list'"),
+        ({"action": "list", "limit": 5000}, "limit must be an integer from 1 to 1000; got 5000"),
         ({"action": "list", "cursor": "garbage"}, "not one this server issued"),
         ({"action": "search"}, "pattern"),
         ({"action": "delete", "key": "k", "if_version": 7}, "at version 1, not if_version 7"),
     ],
 )
-async def test_bad_input_is_a_tool_error_that_changes_nothing(connect: Connect, arguments, expected) -> None:
+async def test_bad_input_is_a_tool_error_that_changes_nothing(
+    connect: Connect, arguments: dict[str, Any], expected: str
+) -> None:
     async with connect() as client:
         await call(client, action="store", key="k", value="original")
         before = await everything(client)
@@ -191,7 +190,7 @@ async def test_hundreds_of_concurrent_compare_and_set_calls_lose_no_update(conne
                     "value": entry["value"] + 1, "if_version": entry["version"]})
                 if not result.is_error:
                     return
-                assert "conflict:" in result.content[0].text
+                assert "conflict:" in text_of(result)
 
         async with anyio.create_task_group() as tasks:
             for i in range(counters * tasks_per_counter):
@@ -203,7 +202,7 @@ async def test_hundreds_of_concurrent_compare_and_set_calls_lose_no_update(conne
 async def test_text_content_is_the_structured_result_as_compact_json(connect: Connect) -> None:
     async with connect() as client:
         result = await client.call_tool("memory_usage", {"action": "store", "key": "k", "value": {"a": [1, 2]}})
-        text = result.content[0].text
+        text = text_of(result)
         assert json.loads(text) == result.structured_content
         assert "\n" not in text and ", " not in text
 
@@ -226,8 +225,8 @@ async def test_store_batch_honours_per_entry_if_version_and_call_level_defaults(
         assert "conflict: " in text and "at version 2" in text
         assert (await call(client, action="retrieve", key="counter"))["entry"]["value"] == 2
         assert (await call(client, action="retrieve", key="new"))["found"] is False
-        misspelt = await call_error(client, action="store_batch", entries=[{"key": "x", "value": 1, "ifVersion": 1}])
-        assert "ifVersion" in misspelt
+        misspelt = await call_error(client, action="store_batch", entries=[{"key": "x", "value": 1, "ifversion": 1}])
+        assert misspelt == "invalid_argument: unknown field 'ifversion' in entries[0]; did you mean if_version?"
         stored = await call(client, action="store_batch", ttl=60, tags=["run-1"], entries=[
             {"key": "a", "value": 1}, {"key": "b", "value": 2, "ttl": 0, "tags": []}])
         a, b = stored["entries"]

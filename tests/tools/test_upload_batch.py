@@ -14,39 +14,36 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp.types import TextContent
-from pydantic import SecretStr
 
 from server.app import build_server
 from server.clock import ManualClock
 from server.config import Settings
 from tests.objects.loopback_proxy import LoopbackProxy
+from tests.tools.answers import error_text, structured_of
 
 Connect = Callable[[], Client]
 
 
 @pytest.fixture
 def settings(tmp_path: Path, upload_root: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", memory_max_value_bytes=64 * 1024, upload_roots=[upload_root],
-                    upload_multipart_threshold_bytes=5 * 1024 * 1024, upload_part_size_bytes=5 * 1024 * 1024)
+    return Settings.model_validate({
+        "data_dir": tmp_path / "data", "memory_max_value_bytes": 64 * 1024, "upload_roots": [upload_root],
+        "upload_multipart_threshold_bytes": 5 * 1024 * 1024, "upload_part_size_bytes": 5 * 1024 * 1024,
+    })
 
 
 def s3_settings(tmp_path: Path, upload_root: Path, endpoint_url: str, bucket: str) -> Settings:
     """A server whose uploads go to S3 at ``endpoint_url`` (moto, through the proxy)."""
-    return Settings(
-        data_dir=tmp_path / "data", upload_roots=[upload_root], s3_endpoint_url=endpoint_url, s3_bucket=bucket,
-        s3_region="us-east-1", s3_addressing_style="path", s3_access_key_id="testing",
-        s3_secret_access_key=SecretStr("testing"), upload_retry_initial_seconds=0.01,
-        upload_multipart_threshold_bytes=5 * 1024 * 1024, upload_part_size_bytes=5 * 1024 * 1024,
-    )
+    return Settings.model_validate({
+        "data_dir": tmp_path / "data", "upload_roots": [upload_root], "s3_endpoint_url": endpoint_url,
+        "s3_bucket": bucket, "s3_region": "us-east-1", "s3_addressing_style": "path",
+        "s3_access_key_id": "testing", "s3_secret_access_key": "testing", "upload_retry_initial_seconds": 0.01,
+        "upload_multipart_threshold_bytes": 5 * 1024 * 1024, "upload_part_size_bytes": 5 * 1024 * 1024,
+    })
 
 
 async def call(client: Client, arguments: dict[str, Any], **options: Any) -> dict[str, Any]:
-    result = await client.call_tool("upload_batch", arguments, **options)
-    assert not result.is_error, result.content
-    answer: dict[str, Any] | None = result.structured_content
-    assert answer is not None
-    return answer
+    return structured_of(await client.call_tool("upload_batch", arguments, **options))
 
 
 async def test_uploads_files_and_inline_content_to_the_local_store(connect: Connect, upload_root: Path) -> None:
@@ -104,8 +101,9 @@ async def test_progress_notifications_count_up_to_the_total(connect: Connect, up
         answer = await call(client, {"files": [{"path": f"f{i}.bin"} for i in range(3)]},
                             progress_callback=on_progress)
     assert answer["status"] == "ok"
-    last_message = updates[-1][2]
-    assert updates[-1][:2] == (sum(sizes), sum(sizes)) and last_message and last_message.startswith("3/3 files")
+    last_progress, last_total, last_message = updates[-1]
+    assert (last_progress, last_total) == (sum(sizes), sum(sizes))
+    assert last_message is not None and last_message.startswith("3/3 files")
     assert [u[0] for u in updates] == sorted(u[0] for u in updates)
 
 
@@ -115,8 +113,10 @@ async def test_progress_notifications_count_up_to_the_total(connect: Connect, up
         ({"files": []}, "invalid_argument: files must hold 1..1000 entries"),
         ({"files": [{"content": "x", "key": "k"}], "bucket": "UPPER"}, "not a valid bucket name"),
         ({"files": [{"content": "x", "key": "k"}], "max_concurrency": 65}, "max_concurrency must be 1..64"),
-        ({"files": [{"content": "x", "key": "k"}], "max_concurrency": 0}, "greater than or equal to 1"),
-        ({"files": "not-a-list"}, "valid list"),
+        ({"files": [{"content": "x", "key": "k"}], "max_concurrency": 0},
+         "invalid_argument: max_concurrency must be an integer >= 1; got 0"),
+        ({"files": "not-a-list"}, "files must be a list of objects {path?, content?, content_base64?, key?, "
+                                  "content_type?, metadata?}; got 'not-a-list'"),
     ],
 )
 async def test_an_invalid_call_is_a_tool_error_and_uploads_nothing(
@@ -124,7 +124,7 @@ async def test_an_invalid_call_is_a_tool_error_and_uploads_nothing(
 ) -> None:
     async with connect() as client:
         result = await client.call_tool("upload_batch", arguments)
-    assert result.is_error and isinstance(result.content[0], TextContent) and expected in result.content[0].text
+    assert expected in error_text(result)
     assert not (settings.local_objects_dir / "local").exists()
 
 
@@ -202,30 +202,3 @@ async def test_a_cancelled_call_aborts_its_multipart_upload_and_records_what_lan
                                                            "pattern": "batch-*"})).structured_content["entries"]
     assert entry["value"]["status"] == "cancelled" and entry["value"]["uploaded"] == ["small.txt"]
     assert [o["Key"] for o in s3_admin.list_objects_v2(Bucket=bucket)["Contents"]] == ["small.txt"]
-
-
-@pytest.mark.parametrize("config_name", ["switchboard.toml", "conf/prod.toml"])
-async def test_by_default_neither_the_config_file_nor_hidden_files_are_uploaded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: ManualClock, config_name: str
-) -> None:
-    # The defaults a laptop gets: the working directory is the upload root, and the config file
-    # (./switchboard.toml, or $SWITCHBOARD_CONFIG) lies inside it, holding the HTTP token.
-    workdir = tmp_path / "project"
-    (workdir / "conf").mkdir(parents=True)
-    (workdir / config_name).write_text('http_token = "do-not-upload"\n')
-    (workdir / ".env").write_text("AWS_SECRET_ACCESS_KEY=do-not-upload\n")
-    (workdir / "report.md").write_text("# report\n")
-    monkeypatch.chdir(workdir)
-    monkeypatch.delenv("SWITCHBOARD_UPLOAD_ROOTS", raising=False)
-    if config_name != "switchboard.toml":
-        monkeypatch.setenv("SWITCHBOARD_CONFIG", config_name)
-    settings = Settings(data_dir=tmp_path / "data")
-    async with Client(build_server(settings, clock=clock)) as client:
-        answer = await call(client, {"files": [{"path": config_name}, {"path": str(workdir / config_name)},
-                                               {"path": ".env"}, {"path": "report.md"}]})
-    assert [u["key"] for u in answer["uploaded"]] == ["report.md"]
-    assert [(f["source"], f["error"]) for f in answer["failed"]] == [
-        (config_name, "forbidden"), (str(workdir / config_name), "forbidden"), (".env", "forbidden"),
-    ]
-    assert "configuration file" in answer["failed"][0]["message"]
-    assert "SWITCHBOARD_UPLOAD_ALLOW_HIDDEN" in answer["failed"][2]["message"]

@@ -1,0 +1,63 @@
+"""`CheckedTool`: the SDK's tool, with our argument checks and our error answers.
+
+The SDK's `Tool.run` validates arguments itself (ignoring unknown fields, answering in
+pydantic's words with a documentation URL) and prefixes every failure with
+``Error executing tool <name>``; an unexpected exception answers that and nothing else.
+A `CheckedTool` keeps the SDK's schema, context injection and output validation, but:
+
+- arguments go through `tools.arguments.ToolArguments` (unknown fields refused, aliases
+  accepted, errors that say what is accepted);
+- a `SwitchboardError` answers its own text, which starts with its code;
+- anything else is logged with its traceback and answers ``internal: ...``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools import Tool
+from mcp.shared.exceptions import MCPError
+from mcp.types import ToolAnnotations
+
+from server.errors import SwitchboardError
+from tools.arguments import ToolArguments
+from tools.errors import error_result, internal_error_result
+
+logger = logging.getLogger(__name__)
+
+
+class CheckedTool(Tool):
+    """A tool whose every answer is a result or a tool error starting with a stable code."""
+
+    @cached_property
+    def arguments(self) -> ToolArguments:
+        return ToolArguments(self.fn_metadata, self.parameters)
+
+    async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
+        try:
+            keyword_arguments = self.arguments.keyword_arguments(arguments)
+            injected = {self.context_kwarg: context} if self.context_kwarg is not None else {}
+            result = await self.fn_metadata.call_fn(self.fn, self.is_async, keyword_arguments, injected)
+            return self.fn_metadata.convert_result(result) if convert_result else result
+        except MCPError:
+            raise  # a protocol-level error (JSON-RPC), not a tool failure: the SDK answers it as such
+        except SwitchboardError as error:
+            logger.info("Tool %r refused: %r", self.name, str(error))
+            return error_result(str(error))
+        except Exception as error:
+            logger.exception("Tool %r raised an unexpected exception", self.name)
+            return internal_error_result(self.name, error)
+
+
+def add_checked_tool(
+    server: MCPServer[Any], fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations
+) -> None:
+    tool = CheckedTool.from_function(fn, title=title, annotations=annotations)
+    # MCPServer.add_tool builds a plain Tool from a function; the only public way to give it a
+    # Tool object is its constructor (MCPServer(tools=...)), and server/app.py builds the server
+    # before the tools are registered. So the tool goes straight into the server's tool table.
+    server._tool_manager._tools[tool.name] = tool
