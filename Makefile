@@ -26,6 +26,8 @@ serve: $(VENV)/.serve-installed
 	@$(BIN)/switchboard serve
 
 test: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: bench-memory bench-vectors bench-uploads bench-stdio

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "schemas":
         from tools.schemas import write_schemas
 
-        for path in anyio.run(write_schemas, args.out):
+        for path in write_schemas(args.out):
             print(path)
         return 0
     if args.command == "objects":

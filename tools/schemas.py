@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 
 from tools import register_tools
@@ -31,10 +32,12 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-async def write_schemas(directory: Path) -> list[Path]:
+def write_schemas(directory: Path) -> list[Path]:
+    """Write every tool's schemas under ``directory``; returns the paths written."""
+    schemas = anyio.run(tool_schemas)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, schema in (await tool_schemas()).items():
+    for name, schema in schemas.items():
         path = directory / name
         path.write_text(render(schema), encoding="utf-8")
         written.append(path)

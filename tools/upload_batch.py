@@ -79,7 +79,7 @@ class UploadBatchResult(BaseModel):
         return cls(
             batch_id=result.batch_id,
             status=result.status,
-            http_status=result.http_status,  # type: ignore[arg-type]
+            http_status=result.http_status,
             bucket=result.bucket,
             uploaded=[
                 UploadedItem(source=u.source, bucket=u.bucket, key=u.key, size=u.size, etag=u.etag,

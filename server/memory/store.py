@@ -42,6 +42,8 @@ from server.memory.schema import migrate
 from server.memory.sql import fetch_all
 from server.memory.validation import (
     check_name,
+    check_search_text,
+    check_unicode,
     check_tags,
     check_ttl,
     check_version,
@@ -595,6 +597,8 @@ class MemoryStore:
             check_name("namespace", namespace)
         if not key_glob and not text:
             raise InvalidArgument("search needs a key glob (pattern, e.g. 'agent-*') or a text to look for (query)")
+        check_search_text("pattern", key_glob)
+        check_search_text("query", text)
         self._check_limit(limit)
         wanted_tags = check_tags(tags)
         async with self._readers.connection() as conn, _snapshot(conn):
@@ -635,6 +639,7 @@ class MemoryStore:
             raise InvalidArgument("query must be a non-empty text to search for by meaning")
         if len(query) > QUERY_MAX_CHARS:
             raise InvalidArgument(f"query must be at most {QUERY_MAX_CHARS} characters; got {len(query)}")
+        check_unicode("query", query)
         if namespace is not None:
             check_name("namespace", namespace)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= SEARCH_K_MAX:

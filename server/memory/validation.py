@@ -25,6 +25,29 @@ def check_name(field: str, value: object) -> str:
     return value
 
 
+SEARCH_TEXT_MAX_CHARS = 4096
+
+
+def check_search_text(field: str, text: object) -> None:
+    """A key glob or text to look for: at most 4,096 characters of Unicode text (SQLite refuses far
+    longer patterns as too complex, and cannot take a lone surrogate)."""
+    if text is None or text == "":
+        return
+    if not isinstance(text, str):
+        raise InvalidArgument(f"{field} must be a string")
+    if len(text) > SEARCH_TEXT_MAX_CHARS:
+        raise InvalidArgument(f"{field} must be at most {SEARCH_TEXT_MAX_CHARS} characters; got {len(text)}")
+    check_unicode(field, text)
+
+
+def check_unicode(field: str, text: str) -> None:
+    """Text SQLite and the embedder can take: no lone surrogate (half of a UTF-16 pair)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{field} holds a lone surrogate, which is not Unicode text") from None
+
+
 def check_tags(tags: Iterable[object]) -> tuple[str, ...]:
     """Up to 32 distinct tags, each 1..64 printable characters; order kept, duplicates dropped."""
     if not tags:

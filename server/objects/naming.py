@@ -28,11 +28,11 @@ def check_key(key: str) -> str:
     """An object key: 1..1024 UTF-8 bytes of printable characters, no leading '/', no '..' segment."""
     if not key:
         raise InvalidArgument("key must not be empty")
+    if not key.isprintable():  # first: a lone surrogate is not printable, and cannot be encoded below
+        raise InvalidArgument(f"key {key!r} contains a non-printable character (control, newline, tab...)")
     size = len(key.encode("utf-8"))
     if size > KEY_MAX_BYTES:
         raise InvalidArgument(f"key is {size} bytes in UTF-8; the limit is {KEY_MAX_BYTES}")
-    if not key.isprintable():
-        raise InvalidArgument(f"key {key!r} contains a non-printable character (control, newline, tab...)")
     if key.startswith("/"):
         raise InvalidArgument(f"key {key!r} starts with '/'; keys are relative, e.g. 'reports/summary.md'")
     if ".." in key.split("/"):

@@ -168,7 +168,13 @@ def _source(spec: FileSpec, index: int, places: _Places, limits: UploadLimits) -
     if spec.path is not None:
         return _file_source(spec.path, places, limits.max_file_bytes)
     if spec.text is not None:
-        data = spec.text.encode("utf-8")
+        try:
+            data = spec.text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(
+                f"files[{index}] content holds a lone surrogate, which is not Unicode text; send binary data as "
+                "content_base64"
+            ) from None
     else:
         try:
             data = base64.b64decode(spec.base64 or "", validate=True)

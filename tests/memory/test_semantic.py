@@ -270,3 +270,9 @@ async def test_unrelated_entries_are_left_out_by_default_and_kept_on_request(ope
         await store.put("notes", "work", "the coder agent finished the parser refactor")
         assert await keys(store, "coder", min_score=None) == ["work"]  # 'again' shares nothing with it: no padding at score 0
         assert set(await keys(store, "coder", min_score=-1)) == {"work", "chatter"}
+
+
+async def test_a_query_with_a_lone_surrogate_is_invalid_argument(open_store) -> None:
+    async with open_store() as store:
+        with pytest.raises(InvalidArgument, match="query holds a lone surrogate"):
+            await store.search_semantic("login \udc00 bug")

@@ -437,3 +437,13 @@ async def test_a_value_nested_too_deeply_is_invalid_argument(store: MemoryStore)
         deep = [deep]
     with pytest.raises(InvalidArgument, match="nested too deeply"):
         await store.put("ns", "k", deep)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"key_glob": "h" * 50_001}, "pattern must be at most 4096"), ({"text": "x\ud800"}, "query holds a lone surrogate"),
+     ({"key_glob": "*", "text": "q" * 4097}, "query must be at most 4096")],
+)
+async def test_search_refuses_patterns_sqlite_cannot_take(store: MemoryStore, options, message) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        await store.search(**options)

@@ -83,3 +83,16 @@ async def test_a_hidden_directory_the_operator_chose_as_a_root_does_not_count(tm
     ))
     assert [item.key for item in result.uploaded] == ["report.md", ".cache/out/result.csv"]
     assert [(f.source, f.code) for f in result.failed] == [(str(outer / ".cache" / "token"), "forbidden")]
+
+
+async def test_text_that_is_not_unicode_is_refused_by_the_engine_itself(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    uploader = make_uploader(local_target(tmp_path), [root])
+    result = await uploader.upload(BatchRequest(
+        [FileSpec(text="half \ud800 pair", key="a.txt"), FileSpec(text="fine", key="b\udc00.txt"),
+         FileSpec(text="fine", key="c.txt")], bucket="local",
+    ))
+    assert [item.key for item in result.uploaded] == ["c.txt"]
+    assert [f.code for f in result.failed] == ["invalid_argument", "invalid_argument"]
+    assert "lone surrogate" in result.failed[0].message and "non-printable" in result.failed[1].message

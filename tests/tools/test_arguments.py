@@ -94,7 +94,8 @@ async def test_min_score_is_honoured_under_every_spelling(connect: Connect) -> N
         for key, value in [("auth", "fixed the login bug in the auth service"), ("trip", "sailing trip to islands")]:
             await call(client, "memory_usage", {"action": "store", "namespace": "notes", "key": key, "value": value,
                                                 "index": True})
-        unfiltered = await call(client, "memory_search", {"query": "login bug auth service", "namespace": "notes"})
+        unfiltered = await call(client, "memory_search", {"query": "login bug auth service", "namespace": "notes",
+                                                         "min_score": -1})
         scores = {hit["key"]: hit["score"] for hit in unfiltered["results"]}
         cut = (scores["auth"] + scores["trip"]) / 2
         assert scores["auth"] > cut > scores["trip"]
