@@ -71,7 +71,8 @@ async def memory_search(
     min_score: Annotated[
         float | None,
         Field(ge=-1, le=1, validation_alias=aliases("min_score", "minScore", "threshold"),
-              description="semantic: drop results scoring lower (default: the server floor, 0.2 for the built-in embedder; -1 keeps all)."),
+              description="semantic: drop results scoring lower (default: the server's floor, 0.2 for the "
+                          "built-in embedder; -1 keeps all)."),
     ] = None,
     tags: Annotated[list[str] | None, Field(description="Only entries carrying all these tags.")] = None,
     mode: Annotated[Mode, Field(description="semantic: by meaning; text: value contains the query.")] = "semantic",

@@ -43,9 +43,9 @@ from server.memory.sql import fetch_all
 from server.memory.validation import (
     check_name,
     check_search_text,
-    check_unicode,
     check_tags,
     check_ttl,
+    check_unicode,
     check_version,
     decode_tags,
     encode_tags,
