@@ -126,7 +126,11 @@ class MemoryUsageResult(CompactModel):
     found: bool | None = Field(default=None, description="retrieve: whether a live entry exists.")
     entry: MemoryEntry | None = Field(default=None, description="store: what was written; retrieve: the entry.")
     entries: list[MemoryEntry] | None = Field(
-        default=None, description="list and store_batch (no values), search (with values; semantic: with score)."
+        default=None, description="list (no values), search (with values; semantic: with score)."
+    )
+    stored: int | None = Field(default=None, description="store_batch: how many entries were written.")
+    versions: list[int] | None = Field(
+        default=None, description="store_batch: each entry's new version, in the order sent (compact at any size)."
     )
     next_cursor: str | None = Field(
         default=None, description="list: pass back as cursor for the next page; absent at the end."
@@ -179,7 +183,8 @@ async def memory_usage(
     Actions:
     - store {key, value, namespace?, ttl?, tags?, if_version?, index?}: create or replace; returns the version.
     - store_batch {entries: [{key, value, namespace?, ttl?, tags?, if_version?}], namespace?, ttl?, tags?}:
-      up to 10,000 in one transaction, all or none; call-level fields are defaults for entries.
+      up to 10,000 in one transaction, all or none; call-level fields are defaults for entries;
+      answers stored and each entry's new version, in order.
     - retrieve {key, namespace?}: value and metadata; found=false when absent or expired.
     - list {namespace?, prefix?, limit?, cursor?}: keys and metadata, paged by next_cursor.
     - delete {key, namespace?, if_version?} or {namespace, confirm: true} for a whole namespace.
@@ -223,8 +228,9 @@ async def memory_usage(
                 for item in entries
             ]
             metas = await memory.put_many(requests)
+            # Versions only: 10,000 full entries would make an answer some clients refuse (over 1 MiB).
             return structured(
-                MemoryUsageResult(action=action, entries=[MemoryEntry.from_engine(m) for m in metas])
+                MemoryUsageResult(action=action, stored=len(metas), versions=[meta.version for meta in metas])
             )
         case "retrieve":
             entry = await memory.get(namespace or DEFAULT_NAMESPACE, _require_key(key, action))

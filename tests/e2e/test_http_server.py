@@ -127,14 +127,15 @@ async def test_a_body_that_is_not_one_valid_message_gets_the_jsonrpc_error_stdio
 # Semantic indexing off: embedding 5 MB of values takes seconds and is not what this test is about.
 @pytest.mark.parametrize("http_server", [{"SWITCHBOARD_VECTOR_INDEXED_NAMESPACES": ""}], indirect=True)
 async def test_a_store_batch_larger_than_the_sdk_default_4_mib_succeeds(http_server: str) -> None:
-    # A 5.1 MB body, in few entries: the answer lists every entry, and the SDK's client refuses
-    # a server-sent event over 1 MiB.
-    entries = [{"key": f"entry-{i}", "value": f"{i:06d}" + "x" * 9994} for i in range(500)]
+    # The documented maximum, 10,000 entries, in a 5.6 MB body; the answer (their versions) stays far
+    # under the 1 MiB the SDK's client takes in one server-sent event.
+    entries = [{"key": f"entry-{i}", "value": f"{i:06d}" + "x" * 494} for i in range(10_000)]
     async with Client(http_server) as client:
         stored = await client.call_tool("memory_usage", {"action": "store_batch", "namespace": "big",
                                                          "entries": entries})
         assert stored.is_error is False, stored.content
-        got = await client.call_tool("memory_usage", {"action": "retrieve", "namespace": "big", "key": "entry-499"})
+        assert stored.structured_content["stored"] == 10_000
+        got = await client.call_tool("memory_usage", {"action": "retrieve", "namespace": "big", "key": "entry-9999"})
         assert got.structured_content["entry"]["value"] == entries[-1]["value"]
 
 

@@ -95,7 +95,7 @@ async def test_store_batch_then_semantic_search_through_memory_usage(connect: Co
         entries.append({"key": "odd", "value": {"text": "rotating the TLS certificates"}, "namespace": "ops",
                         "tags": ["security"], "ttl": 60})
         stored = await call(client, "memory_usage", action="store_batch", namespace="research", entries=entries)
-        assert len(stored["entries"]) == 51 and stored["entries"][-1]["namespace"] == "ops"
+        assert stored["stored"] == 51 and stored["versions"] == [1] * 51
         found = await call(client, "memory_usage", action="search", mode="semantic", query="TLS certificate rotation",
                            limit=3)
         assert [entry["key"] for entry in found["entries"]] == ["odd"]  # cache notes score below the floor

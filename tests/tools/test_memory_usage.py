@@ -229,7 +229,9 @@ async def test_store_batch_honours_per_entry_if_version_and_call_level_defaults(
         assert misspelt == "invalid_argument: unknown field 'ifversion' in entries[0]; did you mean if_version?"
         stored = await call(client, action="store_batch", ttl=60, tags=["run-1"], entries=[
             {"key": "a", "value": 1}, {"key": "b", "value": 2, "ttl": 0, "tags": []}])
-        a, b = stored["entries"]
+        assert (stored["stored"], stored["versions"]) == (2, [1, 1]) and "entries" not in stored
+        a = (await call(client, action="retrieve", key="a"))["entry"]
+        b = (await call(client, action="retrieve", key="b"))["entry"]
         assert a["expires_at"] is not None and a["tags"] == ["run-1"]
         assert b["expires_at"] is None and b["tags"] == []
         assert "goes on each entry" in await call_error(

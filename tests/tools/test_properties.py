@@ -241,12 +241,16 @@ class Observer:
             assert len(changed) <= 1, changed
             assert all(namespace == UPLOADS and entry not in before and after[entry][0] == 1
                        for entry in changed for namespace in [entry[0]]), changed
-        elif action in ("store", "store_batch"):
-            written = [answer["entry"]] if action == "store" else answer["entries"]
-            acknowledged = {(e["namespace"], e["key"]): e["version"] for e in written}
-            assert changed == set(acknowledged), (answer, changed)
-            for entry, version in acknowledged.items():
-                assert after[entry][0] == version == before.get(entry, (0, 0))[0] + 1, (entry, before.get(entry))
+        elif action == "store":
+            written = answer["entry"]
+            entry = (written["namespace"], written["key"])
+            assert changed == {entry}, (answer, changed)
+            assert after[entry][0] == written["version"] == before.get(entry, (0, 0))[0] + 1, (entry, before.get(entry))
+        elif action == "store_batch":
+            assert answer["stored"] == len(answer["versions"]) == len(changed), (answer, changed)
+            assert sorted(answer["versions"]) == sorted(after[entry][0] for entry in changed), (answer, changed)
+            for entry in changed:
+                assert after[entry][0] == before.get(entry, (0, 0))[0] + 1, (entry, before.get(entry))
         else:
             assert not changed, (answer, changed)
 
