@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 # Start-up work (indexing, re-embedding) reads, embeds and writes this many entries at a time,
 # so memory stays bounded whatever the database holds.
 START_CHUNK_ENTRIES = 1000
+# Rows of the vectors table fetched per call when all of them are read.
+READ_CHUNK_ROWS = 4096
 
 LIVE_ENTRY = "(e.expires_ms IS NULL OR e.expires_ms > :now)"
 
@@ -71,8 +73,19 @@ async def vectors_of(conn: aiosqlite.Connection, ids: Sequence[int]) -> dict[int
 
 
 async def all_vectors(conn: aiosqlite.Connection) -> tuple[list[int], list[bytes]]:
-    rows = await fetch_all(conn, "SELECT entry_id, vector FROM vectors ORDER BY entry_id")
-    return [row[0] for row in rows], [row[1] for row in rows]
+    """Every stored vector, read a chunk at a time: fetching 100,000 rows in one call holds the GIL
+    for the whole fetch (sqlite3 builds the rows in C), which would stall the event loop meanwhile."""
+    ids: list[int] = []
+    blobs: list[bytes] = []
+    after = -1
+    while rows := await fetch_all(
+        conn, "SELECT entry_id, vector FROM vectors WHERE entry_id > ? ORDER BY entry_id LIMIT ?",
+        (after, READ_CHUNK_ROWS),
+    ):
+        ids.extend(row[0] for row in rows)
+        blobs.extend(row[1] for row in rows)
+        after = ids[-1]
+    return ids, blobs
 
 
 async def trim_changes(conn: aiosqlite.Connection, keep: int, applied_here: int) -> None:

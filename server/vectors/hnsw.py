@@ -168,19 +168,19 @@ class HnswIndex:
         return None
 
     async def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        matrix = check_matrix(ids.tolist(), vectors, self._identity.dimensions)
-        async with self._write_lock:
-            index = await anyio.to_thread.run_sync(self._build_blocking, ids, matrix)
-            self._index, self._live, self._deleted = index, set(ids.tolist()), set()
+        async with self._write_lock:  # checking and building both take long: a worker thread does them
+            index, live = await anyio.to_thread.run_sync(self._build_blocking, ids, vectors)
+            self._index, self._live, self._deleted = index, live, set()
 
-    def _build_blocking(self, ids: np.ndarray, matrix: np.ndarray) -> Any:
+    def _build_blocking(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[Any, set[int]]:
+        matrix = check_matrix(ids.tolist(), vectors, self._identity.dimensions)
         capacity = self._initial_capacity
         while capacity < len(ids):
             capacity *= 2
         index = self._empty(capacity)
         if len(ids):
             index.add_items(matrix, ids, num_threads=self._threads)
-        return index
+        return index, set(ids.tolist())
 
     async def close(self) -> None:
         """Nothing to release; the caller saves first if it wants the state kept."""

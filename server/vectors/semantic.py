@@ -141,6 +141,9 @@ class SemanticIndex:
     def decode(self, blobs: Sequence[bytes]) -> np.ndarray:
         return dequantize(list(blobs), self.identity.dimensions)
 
+    def _decode_all(self, blobs: Sequence[bytes]) -> np.ndarray:
+        return self.decode(blobs) if len(blobs) else np.zeros((0, self.identity.dimensions), dtype=np.float32)
+
     # -- keeping the index in step --------------------------------------------------------
 
     async def start(self, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
@@ -165,7 +168,8 @@ class SemanticIndex:
 
     async def replace_all(self, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
         """Rebuild the index from these vectors (SQLite's), when changes cannot be replayed one by one."""
-        vectors = self.decode(blobs) if len(blobs) else np.zeros((0, self.identity.dimensions), dtype=np.float32)
+        # Decoding a whole index takes long enough to stall every other call: a worker thread does it.
+        vectors = await anyio.to_thread.run_sync(self._decode_all, blobs)
         await self._index.rebuild(np.asarray(ids, dtype=np.int64), vectors)
         self._out_of_step = False
         self._unsaved = True
