@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import anyio
-from pydantic import ValidationError
 
 from server import __version__
-from server.config import CONFIG_FILE_ENV, Settings
+from server.config import CONFIG_FILE_ENV, settings_for_command
 from server.errors import SwitchboardError
 from server.objects import command as objects_command
 
@@ -72,11 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     if args.config is not None:
         os.environ[CONFIG_FILE_ENV] = str(args.config)
-    overrides = {"data_dir": args.data_dir} if args.data_dir is not None else {}
-    try:
-        settings = Settings(**overrides)
-    except (ValidationError, FileNotFoundError) as error:
-        print(f"switchboard: invalid settings: {error}", file=sys.stderr)
+    settings = settings_for_command(args.data_dir)
+    if settings is None:
         return 2
     _configure_logging(settings.log_level)
     from server.app import serve_http, serve_stdio

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -265,3 +266,13 @@ class Settings(BaseSettings):
     @property
     def qdrant_state_path(self) -> Path:
         return self.data_dir / "qdrant-state.json"
+
+
+def settings_for_command(data_dir: Path | None) -> Settings | None:
+    """The settings a ``switchboard`` command runs with (``--data-dir`` over the environment and the
+    TOML file), or None once stderr says why they are invalid (naming the setting, never its value)."""
+    try:
+        return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    except (ValidationError, FileNotFoundError) as error:
+        print(f"switchboard: invalid settings: {error}", file=sys.stderr)
+        return None

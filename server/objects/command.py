@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import anyio
-from pydantic import ValidationError
 
-from server.config import Settings
+from server.config import Settings, settings_for_command
 from server.errors import InvalidArgument, NotFound, SwitchboardError
 from server.objects.from_settings import open_object_store
 from server.objects.naming import check_bucket
@@ -57,11 +56,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run ``objects list`` or ``objects get``; 0 on success, 1 if it failed, 2 for invalid settings."""
-    overrides = {"data_dir": args.data_dir} if args.data_dir is not None else {}
-    try:
-        settings = Settings(**overrides)
-    except (ValidationError, FileNotFoundError) as error:
-        print(f"switchboard: invalid settings: {error}", file=sys.stderr)
+    settings = settings_for_command(args.data_dir)
+    if settings is None:
         return 2
     try:
         anyio.run(_run, settings, args, sys.stdout.buffer)
