@@ -51,7 +51,7 @@ class FailedItem(BaseModel):
     source: str
     key: str | None
     error: str = Field(description="Code: invalid_argument, not_found, forbidden, too_large, conflict, "
-                                   "unavailable (gave up retrying) or aborted.")
+                                   "unavailable (gave up retrying), aborted or internal.")
     message: str
     attempts: int = Field(description="0: refused before sending anything.")
 

@@ -83,3 +83,29 @@ def test_settings_pick_the_embedder(tmp_path: Path) -> None:
     except ImportError:
         with pytest.raises(Unavailable, match="optional package"):
             build_semantic_index(Settings(data_dir=tmp_path, vector_model="all-MiniLM-L6-v2"))
+
+
+async def test_a_model_embeds_in_a_worker_thread_however_short_the_text() -> None:
+    import threading
+
+    from server.vectors import HnswIndex, IndexIdentity, SemanticIndex
+
+    class ThreadNoting:
+        """The hashing embedder, recording the thread each call ran on, and as costly as a model."""
+
+        def __init__(self, inline_chars: int) -> None:
+            self._inner = HashingEmbedder(16)
+            self.name, self.dimensions, self.inline_chars = self._inner.name, 16, inline_chars
+            self.default_min_score = None
+            self.threads: list[str] = []
+
+        def embed(self, texts: list[str]):  # type: ignore[no-untyped-def]
+            self.threads.append(threading.current_thread().name)
+            return self._inner.embed(texts)
+
+    for inline_chars, on_loop in ((0, False), (2048, True)):
+        embedder = ThreadNoting(inline_chars)
+        index = HnswIndex(Path("/nonexistent/unused.hnsw"), IndexIdentity(embedder.name, 16))
+        semantic = SemanticIndex(embedder, index, indexed_namespaces=["*"], save_every=10)
+        await semantic.embed(["hi"])
+        assert (embedder.threads == [threading.current_thread().name]) is on_loop
