@@ -20,6 +20,8 @@ taken before the call.
 
 from __future__ import annotations
 
+import os
+
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,7 +48,7 @@ KNOWN_CODES = {"invalid_argument", "not_found", "conflict", "too_large", "forbid
 NAMESPACES = ["default", "n1", "agents"]
 UPLOADS = "uploads"  # where upload_batch keeps its batch summaries
 # 120 examples of up to 6 calls each: about ten seconds for both handshake modes together.
-EXAMPLES = 120
+EXAMPLES = int(os.environ.get("SWITCHBOARD_PROPERTY_EXAMPLES", "120"))  # more in a soak run
 CALLS_PER_EXAMPLE = 6
 
 
