@@ -26,7 +26,7 @@ from server.http_guard import BearerTokenGuard, RequestBodyGuard
 from server.services import Services, open_services
 from server.startup_errors import open_services_or_refuse
 from server.stdio_transport import stdio_transport
-from tools import register_tools
+from tools import all_tools
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=settings.log_level,
+        tools=list(all_tools()),
     )
-    register_tools(server)
     return server
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 
 from tools import memory_search, memory_usage, upload_batch
 
 TOOL_MODULES = (memory_usage, memory_search, upload_batch)
 
 
-def register_tools(server: MCPServer[Any]) -> None:
-    for module in TOOL_MODULES:
-        module.register(server)
+def all_tools() -> list[Tool]:
+    """Every tool (each a `CheckedTool`), for ``MCPServer(tools=...)``."""
+    return [module.tool() for module in TOOL_MODULES]

@@ -14,14 +14,12 @@ A `CheckedTool` keeps the SDK's schema, context injection and output validation,
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
-from mcp.types import ToolAnnotations
 
 from server.errors import SwitchboardError
 from tools.arguments import ToolArguments
@@ -51,13 +49,3 @@ class CheckedTool(Tool):
         except Exception as error:
             logger.exception("Tool %r raised an unexpected exception", self.name)
             return internal_error_result(self.name, error)
-
-
-def add_checked_tool(
-    server: MCPServer[Any], fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations
-) -> None:
-    tool = CheckedTool.from_function(fn, title=title, annotations=annotations)
-    # MCPServer.add_tool builds a plain Tool from a function; the only public way to give it a
-    # Tool object is its constructor (MCPServer(tools=...)), and server/app.py builds the server
-    # before the tools are registered. So the tool goes straight into the server's tool table.
-    server._tool_manager._tools[tool.name] = tool

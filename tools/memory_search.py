@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field, JsonValue
 
@@ -18,7 +19,7 @@ from server.memory import Entry, ScoredEntry
 from server.services import Services
 from server.vectors import text_to_embed
 from tools.arguments import aliases
-from tools.checked import add_checked_tool
+from tools.checked import CheckedTool
 from tools.compact import CompactModel
 from tools.results import structured
 from tools.timestamps import iso_utc
@@ -119,9 +120,8 @@ def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> Any:
     return value or alias_value
 
 
-def register(server: MCPServer[Any]) -> None:
-    add_checked_tool(
-        server,
+def tool() -> Tool:
+    return CheckedTool.from_function(
         memory_search,
         title="Search memory by meaning",
         annotations=ToolAnnotations(

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field, JsonValue
 
@@ -18,7 +19,7 @@ from server.errors import InvalidArgument
 from server.memory import Entry, EntryMeta, MemoryStats, PutRequest, ScoredEntry
 from server.services import Services
 from tools.arguments import aliases
-from tools.checked import add_checked_tool
+from tools.checked import CheckedTool
 from tools.compact import CompactModel
 from tools.results import structured
 from tools.timestamps import iso_utc, iso_utc_or_none
@@ -291,9 +292,8 @@ def _require_key(key: str, action: str) -> str:
     return key
 
 
-def register(server: MCPServer[Any]) -> None:
-    add_checked_tool(
-        server,
+def tool() -> Tool:
+    return CheckedTool.from_function(
         memory_usage,
         title="Shared memory",
         annotations=ToolAnnotations(

@@ -13,13 +13,12 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from tools import register_tools
+from tools import all_tools
 
 
 async def tool_schemas() -> dict[str, dict[str, Any]]:
     """File name -> schema, for the input and output of every tool."""
-    server: MCPServer[Any] = MCPServer("switchboard")
-    register_tools(server)
+    server: MCPServer[Any] = MCPServer("switchboard", tools=list(all_tools()))
     files: dict[str, dict[str, Any]] = {}
     for tool in await server.list_tools():
         files[f"{tool.name}.input.json"] = tool.input_schema

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.objects import BatchProgress, BatchRequest, BatchResult, FileSpec
 from server.services import Services
 from tools.arguments import aliases
-from tools.checked import add_checked_tool
+from tools.checked import CheckedTool
 from tools.results import structured
 
 
@@ -142,9 +143,8 @@ async def upload_batch(
     return structured(UploadBatchResult.from_engine(result))
 
 
-def register(server: MCPServer[Any]) -> None:
-    add_checked_tool(
-        server,
+def tool() -> Tool:
+    return CheckedTool.from_function(
         upload_batch,
         title="Batch upload",
         annotations=ToolAnnotations(

@@ -21,7 +21,6 @@ taken before the call.
 from __future__ import annotations
 
 import os
-
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
