@@ -85,8 +85,9 @@ class Settings(BaseSettings):
         64 * MiB, ge=1, description="Most bytes of serialised values one store_batch call may write."
     )
     memory_max_answer_bytes: int = Field(
-        MiB, ge=1024,
-        description="Most bytes of values one search answer carries; further matches come with a preview.",
+        256 * 1024, ge=1024,
+        description="Most bytes of values one search answer carries; further matches come with a preview "
+        "(an answer lands in the caller's context, as text and again as structured content).",
     )
     memory_readers: int = Field(
         4, ge=1, le=64, description="SQLite read connections, so a quick read never waits behind a long scan."

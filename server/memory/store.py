@@ -61,7 +61,7 @@ LIST_LIMIT_MAX = 1000
 BATCH_MAX = 10_000
 MiB = 1024 * 1024
 DEFAULT_BATCH_MAX_BYTES = 64 * MiB
-DEFAULT_ANSWER_MAX_BYTES = MiB
+DEFAULT_ANSWER_MAX_BYTES = 256 * 1024
 # Characters of a value's text shown in place of a value that does not fit in a search answer.
 PREVIEW_CHARS = 200
 # Vector changes kept for other servers on the same database to replay; one further behind reloads all.
