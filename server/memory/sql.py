@@ -1,4 +1,4 @@
-"""Typed reads over aiosqlite: every row of a statement as a list of tuples, or its single value."""
+"""Typed reads over aiosqlite: every row of a statement as a list of tuples."""
 
 from __future__ import annotations
 
@@ -13,8 +13,3 @@ Params = Iterable[Any] | Mapping[str, Any]
 async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in await conn.execute_fetchall(sql, params)]
 
-
-async def fetch_value(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> Any:
-    """The first column of the first row (the statement must return one)."""
-    rows = await fetch_all(conn, sql, params)
-    return rows[0][0]

@@ -576,7 +576,7 @@ class MemoryStore:
                     "limit": limit + 1,
                 },
             )
-        entries = [_meta(row) for row in list(rows)[:limit]]
+        entries = [_meta(row) for row in rows[:limit]]
         next_cursor = self._encode_cursor(namespace, entries[-1].key) if len(rows) > limit else None
         return Page(entries, next_cursor)
 
@@ -615,7 +615,7 @@ class MemoryStore:
                     "preview_chars": PREVIEW_CHARS,
                 },
             )
-            return await self._with_values(conn, list(rows))
+            return await self._with_values(conn, rows)
 
     async def search_semantic(
         self,
@@ -716,7 +716,7 @@ class MemoryStore:
                 found.append((hit.score, rows_by_id[hit.id]))
         return found
 
-    async def _with_values(self, conn: aiosqlite.Connection, rows: list[Sequence[Any]]) -> list[Entry]:
+    async def _with_values(self, conn: aiosqlite.Connection, rows: Sequence[Sequence[Any]]) -> list[Entry]:
         """Entries for these search rows, in order: each with its value while the values so far fit in
         ``max_answer_bytes``, else with its preview. Call inside the snapshot the rows came from."""
         budget = self.limits.max_answer_bytes
@@ -757,7 +757,7 @@ class MemoryStore:
             total_entries=sum(ns.entries for ns in namespaces),
             total_bytes=sum(ns.bytes for ns in namespaces),
             database_bytes=self._database_bytes(),
-            expired_total=next(iter(expired))[0],
+            expired_total=expired[0][0],
         )
 
     # -- helpers --------------------------------------------------------------------------

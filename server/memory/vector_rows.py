@@ -141,7 +141,6 @@ async def _index_unindexed(conn: aiosqlite.Connection, vectors: SemanticIndex) -
         {"after": after, "every": every, "namespaces": json.dumps(namespaces, ensure_ascii=False),
          "chunk": START_CHUNK_ENTRIES},
     ):
-        rows = list(rows)
         embedded = await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows])
         await conn.execute("BEGIN IMMEDIATE")
         await write(conn, [row[0] for row in rows], vectors.encode(embedded))
@@ -163,7 +162,6 @@ async def _reembed(conn: aiosqlite.Connection, vectors: SemanticIndex, previous:
         "ORDER BY e.id LIMIT ?",
         (after, START_CHUNK_ENTRIES),
     ):
-        rows = list(rows)
         blobs = vectors.encode(await vectors.embed([text_to_embed(json.loads(row[1])) for row in rows]))
         await conn.execute("BEGIN IMMEDIATE")
         await conn.executemany("UPDATE vectors SET vector = ? WHERE entry_id = ?",

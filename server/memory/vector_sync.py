@@ -53,7 +53,7 @@ WriteResult = tuple[Any, VectorChange | None]
 
 @dataclass(frozen=True, slots=True)
 class _Committed:
-    change: VectorChange
+    changes: list[VectorChange]  # combined only when applied: off the write path
     seq: int  # the log's seq of the group's last vector change
     nbytes: int
 
@@ -88,7 +88,6 @@ class VectorSync:
         self._applier: asyncio.Task[None] | None = None
         self._saver: asyncio.Task[None] | None = None
         self._closing = False
-        self._catch_up_first = False
 
     @property
     def position(self) -> int:
@@ -98,9 +97,7 @@ class VectorSync:
     def start(self) -> None:
         """Start applying; the first round catches up with whatever other servers wrote while this
         one was loading (and restores, in a shared Qdrant collection, what its start-up repair missed)."""
-        self._catch_up_first = True
         self._applier = asyncio.create_task(self._apply_forever(), name="vector-sync")
-        self._work.set()
 
     async def close(self) -> None:
         """Apply what is queued and stop; a save in progress finishes, a pending one is dropped
@@ -130,12 +127,12 @@ class VectorSync:
         if not isinstance(sealed, int):
             return
         changes = [change for _, change in results if change]
-        change = changes[0] if len(changes) == 1 else VectorChange.combine(changes)
-        nbytes = change.upsert_vectors.nbytes if change.upsert_vectors is not None else 0
-        nbytes += 8 * (len(change.upsert_ids) + len(change.delete_ids))
+        nbytes = sum(8 * (len(change.upsert_ids) + len(change.delete_ids))
+                     + (change.upsert_vectors.nbytes if change.upsert_vectors is not None else 0)
+                     for change in changes)
         async with self._room:  # backpressure only when the index is far behind
             await self._room.wait_for(lambda: self._queued_bytes < self._backlog_max_bytes or self._closing)
-        self._queue.append(_Committed(change, sealed, nbytes))
+        self._queue.append(_Committed(changes, sealed, nbytes))
         self._queued_bytes += nbytes
         self._work.set()
 
@@ -148,15 +145,16 @@ class VectorSync:
             await self._apply_log(upto=None)
 
     async def _apply_forever(self) -> None:
+        try:
+            await self.catch_up()
+        except Exception:
+            logger.exception("catching up with the change log at start failed; searches will retry")
         while True:
             await self._work.wait()
             self._work.clear()
             try:
                 async with self._lock:
                     await self._apply_queued()
-                    if self._catch_up_first:
-                        self._catch_up_first = False
-                        await self._apply_log(upto=None)
             except Exception:  # keep applying later changes; SQLite has them and searches check every hit
                 logger.exception("applying committed vector changes to the index failed")
             if self._closing and not self._queue:
@@ -174,7 +172,7 @@ class VectorSync:
         fresh = [item for item in batch if item.seq > self._position]  # the rest: a catch-up read newer state
         if not fresh:
             return
-        changes = [item.change for item in fresh]
+        changes = [change for item in fresh for change in item.changes]
         if len(changes) == 1:
             change = changes[0]
         elif sum(len(c.upsert_ids) + len(c.delete_ids) for c in changes) <= _INLINE_COMBINE_MAX:
