@@ -236,3 +236,17 @@ async def test_store_batch_honours_per_entry_if_version_and_call_level_defaults(
         assert b["expires_at"] is None and b["tags"] == []
         assert "goes on each entry" in await call_error(
             client, action="store_batch", if_version=1, entries=[{"key": "a", "value": 1}])
+
+
+async def test_a_search_over_many_large_values_stays_within_the_answer_budget(connect: Connect) -> None:
+    # 40 values of 60 KB: in full, the answer (text and structured) would be ~4.8 MB, all of it
+    # landing in the caller's context; the answer budget carries what fits and previews the rest.
+    entries = [{"key": f"doc-{i:02d}", "value": f"document {i} " + "z" * 60_000} for i in range(40)]
+    async with connect() as client:
+        await call(client, action="store_batch", namespace="docs", index=False, entries=entries)
+        hits = (await call(client, action="search", namespace="docs", pattern="doc-*", limit=100))["entries"]
+    assert [hit["key"] for hit in hits] == [entry["key"] for entry in entries]
+    whole = [hit for hit in hits if "value" in hit]
+    assert whole and sum(hit["size"] for hit in whole) <= 256 * 1024 < sum(hit["size"] for hit in hits)
+    assert all(hit["preview"].startswith("document ") and len(hit["preview"]) == 200
+               for hit in hits if "value" not in hit)
