@@ -26,7 +26,8 @@ def lone_surrogate(arguments: Mapping[str, Any]) -> str | None:
     while pending:
         path, value = pending.pop()
         if isinstance(value, str):
-            if found := _SURROGATE.search(value):
+            # isascii() reads a flag CPython keeps on every string: most text is skipped at no cost.
+            if not value.isascii() and (found := _SURROGATE.search(value)):
                 return _problem(path, found)
         elif isinstance(value, list):
             pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
