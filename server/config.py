@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from server.agents.types import AgentType
+
 CONFIG_FILE_ENV = "SWITCHBOARD_CONFIG"
 DEFAULT_CONFIG_FILE = "switchboard.toml"
 
@@ -189,6 +191,65 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Connect and read timeout of one S3 request; a timeout is retried."
     )
 
+    # -- agents ----------------------------------------------------------------------------------
+    agent_types: dict[str, AgentType] = Field(
+        default_factory=dict,
+        description="Agent types by name, over the built-in ones ([agent_types.<name>] in the TOML file, or a JSON "
+        "object): runtime, command, model, permission_mode, system_prompt, allowed_tools, disallowed_tools, env, "
+        "max_running, pool_size.",
+    )
+    agent_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path.cwd()],
+        description="Directories an agent's cwd may be in (os.pathsep-separated or a JSON list); default: the "
+        "working directory. Without a cwd an agent works in <data_dir>/agents/<agent_id>/.",
+    )
+    agent_allow_adhoc_commands: bool = Field(
+        False, description="Let a spawn request carry its own exec command instead of a configured type's."
+    )
+    agent_max_per_call: int = Field(50, ge=1, le=1000, description="Most agents one agents_spawn_parallel call starts.")
+    agent_claude_cli: str | None = Field(
+        None, description="The claude executable for claude agents; unset: the CLI bundled with claude-agent-sdk."
+    )
+    agent_shared_memory: bool = Field(
+        True, description="Give claude agents this server's memory as an MCP server (loopback HTTP, a token per agent)."
+    )
+    agent_spawn_timeout_s: float = Field(
+        30.0, gt=0, description="How long a claude agent may take to start and answer initialize (then retried)."
+    )
+    agent_spawn_attempts: int = Field(
+        3, ge=1, le=10, description="Tries per agent on transient spawn failures (EAGAIN, EMFILE, initialize timeout)."
+    )
+    agent_terminate_grace_s: float = Field(
+        5.0, ge=0, description="At shutdown: how long agents get after SIGTERM before SIGKILL."
+    )
+    agent_watchdog_grace_s: float = Field(
+        2.0, ge=0, description="After the server dies without a shutdown: SIGTERM-to-SIGKILL wait of the watchdog."
+    )
+    agent_output_tail_bytes: int = Field(
+        64 * 1024, ge=1024, description="Output of each agent kept in memory (all of it goes to its log file)."
+    )
+    agent_metrics_interval_s: float = Field(
+        10.0, gt=0, description="How often each running agent's CPU and RSS are sampled into agent-metrics."
+    )
+    agent_activity_namespace: str = Field("agent-activities", min_length=1, description="Spawn and completion records.")
+    agent_activity_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="TTL of activity records.")
+    agent_results_namespace: str = Field("agent-results", min_length=1, description="Each task's result.")
+    agent_results_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="TTL of result records.")
+    agent_metrics_namespace: str = Field("agent-metrics", min_length=1, description="CPU, RSS and uptime samples.")
+    agent_metrics_ttl_s: int = Field(3600, ge=1, description="TTL of metrics samples.")
+
+    @field_validator("agent_roots", mode="before")
+    @classmethod
+    def _split_agent_roots(cls, value: object) -> object:
+        return _split_paths(value)
+
+    @field_validator("agent_roots")
+    @classmethod
+    def _check_agent_roots(cls, roots: list[Path]) -> list[Path]:
+        if not roots:
+            raise ValueError("agent_roots needs at least one directory")
+        return [root.expanduser().absolute() for root in roots]
+
     @field_validator("http_token")
     @classmethod
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
@@ -204,13 +265,7 @@ class Settings(BaseSettings):
     @field_validator("upload_roots", mode="before")
     @classmethod
     def _split_upload_roots(cls, value: object) -> object:
-        # From the environment the roots arrive as one string: a JSON list, or paths joined like PATH.
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part for part in text.split(os.pathsep) if part]
-        return value
+        return _split_paths(value)
 
     @field_validator("upload_roots")
     @classmethod
@@ -252,6 +307,10 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
 
     @property
+    def agents_database_path(self) -> Path:
+        return self.data_dir / "agents.sqlite3"
+
+    @property
     def database_path(self) -> Path:
         return self.data_dir / "memory.sqlite3"
 
@@ -267,6 +326,16 @@ class Settings(BaseSettings):
     @property
     def qdrant_state_path(self) -> Path:
         return self.data_dir / "qdrant-state.json"
+
+
+def _split_paths(value: object) -> object:
+    # From the environment a list of directories arrives as one string: a JSON list, or paths joined like PATH.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part for part in text.split(os.pathsep) if part]
+    return value
 
 
 def settings_for_command(data_dir: Path | None) -> Settings | None:

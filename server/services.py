@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from server.agents.spawner import Spawner
+from server.agents.supervisor import Supervisor
 from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.errors import Unavailable
@@ -37,6 +39,8 @@ class Services:
     sweeper: ExpirySweeper
     objects: ObjectStore
     uploader: BatchUploader
+    agents: Supervisor
+    spawner: Spawner
 
 
 @contextlib.asynccontextmanager
@@ -66,8 +70,11 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         parts.push_async_callback(_closing_shielded, objects.close)
         logger.info("object store: %s", objects.description)
         uploader = build_uploader(settings, objects, memory, clock)
+        # Opened after memory, so closed before it: agents are ended while their records can still be written.
+        agents = await Supervisor.open(settings, memory, clock)
+        parts.push_async_callback(_closing_shielded, agents.close)
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
-                       uploader=uploader)
+                       uploader=uploader, agents=agents, spawner=Spawner(agents))
 
 
 async def _closing_shielded(close: Callable[..., Awaitable[object]], *args: object) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from mcp.server.mcpserver.tools import Tool
 
-from tools import memory_search, memory_usage, upload_batch
+from tools import agent_list, agent_terminate, agents_spawn_parallel, memory_search, memory_usage, upload_batch
 
-TOOL_MODULES = (memory_usage, memory_search, upload_batch)
+TOOL_MODULES = (memory_usage, memory_search, upload_batch, agents_spawn_parallel, agent_list, agent_terminate)
 
 
 def all_tools() -> list[Tool]:

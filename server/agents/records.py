@@ -1,0 +1,308 @@
+"""`AgentRecords`: agents and their queries (tasks) as rows in ``<data_dir>/agents.sqlite3``.
+
+Kept across restarts: ``agent_list`` shows agents of earlier runs, and the next start finds the
+processes a crashed server left behind from the pid and start time recorded here. Writes go
+through a group-commit writer, so a swarm spawned at once costs a few transactions, not one
+fsync per state change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from server.memory.sql import fetch_all
+from server.memory.writer import GroupCommitWriter
+from server.sqlite_migrations import apply_migrations
+
+AgentStatus = Literal["queued", "spawning", "ready", "running", "waiting", "terminated", "failed", "lost", "skipped"]
+QueryStatus = Literal["waiting", "queued", "running", "completed", "failed", "terminated", "skipped", "lost"]
+
+# An agent in one of these states has (or is about to have) processes.
+LIVE_AGENT_STATUSES: tuple[AgentStatus, ...] = ("queued", "spawning", "ready", "running", "waiting")
+ENDED_QUERY_STATUSES: tuple[QueryStatus, ...] = ("completed", "failed", "terminated", "skipped", "lost")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: agents and their queries. `seq` orders listings and makes cursors stable.
+    """
+    CREATE TABLE agents (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT    NOT NULL UNIQUE,
+        name             TEXT    NOT NULL,
+        type             TEXT    NOT NULL,
+        runtime          TEXT    NOT NULL,
+        status           TEXT    NOT NULL,
+        model            TEXT,
+        permission_mode  TEXT,
+        workdir          TEXT    NOT NULL,
+        capabilities     TEXT    NOT NULL DEFAULT '[]',
+        priority         INTEGER NOT NULL DEFAULT 0,
+        pid              INTEGER,
+        pid_start_time   INTEGER,
+        server_pid       INTEGER NOT NULL,
+        server_start_time INTEGER NOT NULL,
+        error            TEXT,
+        created_ms       INTEGER NOT NULL,
+        ready_ms         INTEGER,
+        ended_ms         INTEGER,
+        spawn_ms         REAL,
+        tasks_run        INTEGER NOT NULL DEFAULT 0,
+        input_tokens     INTEGER NOT NULL DEFAULT 0,
+        output_tokens    INTEGER NOT NULL DEFAULT 0,
+        cost_usd         REAL    NOT NULL DEFAULT 0,
+        memory_calls     INTEGER NOT NULL DEFAULT 0,
+        current_query    TEXT
+    );
+    CREATE INDEX agents_by_status ON agents (status);
+    CREATE TABLE queries (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT    NOT NULL UNIQUE,
+        agent_id         TEXT    NOT NULL REFERENCES agents (id),
+        task             TEXT    NOT NULL,
+        model            TEXT,
+        permission_mode  TEXT,
+        status           TEXT    NOT NULL,
+        created_ms       INTEGER NOT NULL,
+        started_ms       INTEGER,
+        ended_ms         INTEGER,
+        turns            INTEGER,
+        input_tokens     INTEGER,
+        output_tokens    INTEGER,
+        cost_usd         REAL,
+        usage            TEXT,
+        result           TEXT,
+        error            TEXT,
+        session_id       TEXT,
+        exit_code        INTEGER
+    );
+    CREATE INDEX queries_by_agent ON queries (agent_id);
+    CREATE INDEX queries_by_status ON queries (status);
+    """,
+)
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    """One agent, as stored. Timestamps are Unix milliseconds."""
+
+    id: str
+    name: str
+    type: str
+    runtime: str
+    status: AgentStatus
+    workdir: str
+    server_pid: int
+    server_start_time: int
+    created_ms: int
+    model: str | None = None
+    permission_mode: str | None = None
+    capabilities: list[str] = field(default_factory=list)
+    priority: int = 0
+    pid: int | None = None
+    pid_start_time: int | None = None
+    error: str | None = None
+    ready_ms: int | None = None
+    ended_ms: int | None = None
+    spawn_ms: float | None = None
+    tasks_run: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    memory_calls: int = 0
+    current_query: str | None = None
+
+
+@dataclass(slots=True)
+class QueryRecord:
+    """One task run by one agent."""
+
+    id: str
+    agent_id: str
+    task: str
+    status: QueryStatus
+    created_ms: int
+    model: str | None = None
+    permission_mode: str | None = None
+    started_ms: int | None = None
+    ended_ms: int | None = None
+    turns: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    usage: dict[str, Any] | None = None
+    result: str | None = None
+    error: str | None = None
+    session_id: str | None = None
+    exit_code: int | None = None
+
+
+_AGENT_COLUMNS = tuple(f.name for f in fields(AgentRecord))
+_QUERY_COLUMNS = tuple(f.name for f in fields(QueryRecord))
+_JSON_COLUMNS = frozenset({"capabilities", "usage"})
+
+
+def _to_sql(name: str, value: object) -> object:
+    return json.dumps(value) if name in _JSON_COLUMNS and value is not None else value
+
+
+def _from_row(kind: type[Any], columns: Sequence[str], row: Sequence[object]) -> Any:
+    values = {name: (json.loads(str(value)) if name in _JSON_COLUMNS and value is not None else value)
+              for name, value in zip(columns, row)}
+    return kind(**values)
+
+
+class AgentRecords:
+    """The agents database: open it with `AgentRecords.open`, close it with `close`."""
+
+    def __init__(self, conn: aiosqlite.Connection, writer: GroupCommitWriter) -> None:
+        self._conn = conn
+        self._writer = writer
+
+    @classmethod
+    async def open(cls, path: Path) -> AgentRecords:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA busy_timeout = 10000")
+            await conn.execute("PRAGMA synchronous = FULL")
+            await apply_migrations(conn, MIGRATIONS, "agents")
+        except BaseException:
+            await conn.close()
+            raise
+        writer = GroupCommitWriter(conn, max_group=512)
+        writer.start()
+        return cls(conn, writer)
+
+    async def close(self) -> None:
+        try:
+            await self._writer.close()
+        finally:
+            await self._conn.close()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def add_agent(self, agent: AgentRecord) -> None:
+        await self._insert("agents", _AGENT_COLUMNS, agent)
+
+    async def add_query(self, query: QueryRecord) -> None:
+        await self._insert("queries", _QUERY_COLUMNS, query)
+
+    async def update_agent(self, agent_id: str, **changes: object) -> None:
+        await self._update("agents", _AGENT_COLUMNS, agent_id, changes)
+
+    async def update_query(self, query_id: str, **changes: object) -> None:
+        await self._update("queries", _QUERY_COLUMNS, query_id, changes)
+
+    async def add_agent_usage(self, agent_id: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        """Adds one task's usage to the agent's totals (in SQL, so concurrent tasks never lose one)."""
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE agents SET tasks_run = tasks_run + 1, input_tokens = input_tokens + ?, "
+                "output_tokens = output_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
+                (input_tokens, output_tokens, cost_usd, agent_id),
+            )
+
+        await self._writer.submit(op)
+
+    async def mark_lost(self, agent_ids: Sequence[str], ended_ms: int, reason: str) -> None:
+        """Agents of a server that is gone, and their unfinished queries, become `lost`."""
+        if not agent_ids:
+            return
+        marks = ",".join("?" * len(agent_ids))
+        ended_queries = ",".join(f"'{status}'" for status in ENDED_QUERY_STATUSES)
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                f"UPDATE agents SET status = 'lost', error = ?, ended_ms = ?, pid = NULL, current_query = NULL "
+                f"WHERE id IN ({marks})",
+                (reason, ended_ms, *agent_ids),
+            )
+            await conn.execute(
+                f"UPDATE queries SET status = 'lost', error = ?, ended_ms = ? "
+                f"WHERE agent_id IN ({marks}) AND status NOT IN ({ended_queries})",
+                (reason, ended_ms, *agent_ids),
+            )
+
+        await self._writer.submit(op)
+
+    async def _insert(self, table: str, columns: Sequence[str], record: object) -> None:
+        values = [_to_sql(name, getattr(record, name)) for name in columns]
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(sql, values)
+
+        await self._writer.submit(op)
+
+    async def _update(self, table: str, columns: Sequence[str], row_id: str, changes: dict[str, object]) -> None:
+        unknown = set(changes) - set(columns) | ({"id"} & set(changes))
+        if unknown:
+            raise ValueError(f"cannot update {table} column(s) {sorted(unknown)}")
+        if not changes:
+            return
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        values = [_to_sql(name, value) for name, value in changes.items()]
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*values, row_id))
+
+        await self._writer.submit(op)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def agent(self, agent_id: str) -> AgentRecord | None:
+        rows = await fetch_all(self._conn, f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agents WHERE id = ?", (agent_id,))
+        return _from_row(AgentRecord, _AGENT_COLUMNS, rows[0]) if rows else None
+
+    async def query(self, query_id: str) -> QueryRecord | None:
+        rows = await fetch_all(self._conn, f"SELECT {', '.join(_QUERY_COLUMNS)} FROM queries WHERE id = ?", (query_id,))
+        return _from_row(QueryRecord, _QUERY_COLUMNS, rows[0]) if rows else None
+
+    async def queries_of(self, agent_id: str) -> list[QueryRecord]:
+        rows = await fetch_all(
+            self._conn, f"SELECT {', '.join(_QUERY_COLUMNS)} FROM queries WHERE agent_id = ? ORDER BY seq", (agent_id,)
+        )
+        return [_from_row(QueryRecord, _QUERY_COLUMNS, row) for row in rows]
+
+    async def agents_page(
+        self, *, statuses: Sequence[str] = (), agent_type: str | None = None, after_seq: int = 0, limit: int = 50
+    ) -> tuple[list[AgentRecord], int | None]:
+        """Agents in creation order after ``after_seq``; also the seq to continue from (None at the end)."""
+        where = ["seq > ?"]
+        params: list[object] = [after_seq]
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if agent_type is not None:
+            where.append("type = ?")
+            params.append(agent_type)
+        rows = await fetch_all(
+            self._conn,
+            f"SELECT seq, {', '.join(_AGENT_COLUMNS)} FROM agents WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+            (*params, limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        agents = [_from_row(AgentRecord, _AGENT_COLUMNS, row[1:]) for row in rows]
+        return agents, (int(str(rows[-1][0])) if more and rows else None)
+
+    async def live_agents(self) -> list[AgentRecord]:
+        """Agents recorded as alive (by any server run)."""
+        marks = ",".join("?" * len(LIVE_AGENT_STATUSES))
+        rows = await fetch_all(
+            self._conn,
+            f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agents WHERE status IN ({marks}) ORDER BY seq",
+            LIVE_AGENT_STATUSES,
+        )
+        return [_from_row(AgentRecord, _AGENT_COLUMNS, row) for row in rows]
+
+    async def counts_by_status(self) -> dict[str, int]:
+        rows = await fetch_all(self._conn, "SELECT status, COUNT(*) FROM agents GROUP BY status")
+        return {str(status): int(str(count)) for status, count in rows}

@@ -1,0 +1,453 @@
+"""`Spawner.spawn_many`: many agents, in batches, in parallel, in dependency order.
+
+The whole request is checked before anything starts (names, types, dependencies, cycles,
+working directories, ad-hoc commands, the per-call limit); any error refuses the call and
+nothing is spawned. Then agents start in priority order, ``batch_size`` at a time (a batch
+starts when the one before it is up), at most ``max_concurrency`` at once. Dependencies order
+the *tasks*: a task starts only after every dependency's task completed (a dependency without a
+task only needs to be up), with their results handed on. When a dependency fails, its
+dependents are ``skipped``, with the reason; one agent's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from server.agents.launch import SpawnFailed
+from server.agents.outcome import TaskOutcome
+from server.agents.pool import PooledWorker
+from server.agents.supervisor import Agent, Supervisor, new_id
+from server.agents.types import PERMISSION_MODES, AgentType
+from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
+
+logger = logging.getLogger(__name__)
+
+EntryStatus = Literal["queued", "spawning", "ready", "running", "waiting", "completed", "failed", "skipped",
+                      "terminated"]
+Progress = Callable[[int, int, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """One agent of a request, as the caller asked for it."""
+
+    type: str
+    name: str
+    task: str | None = None
+    depends_on: tuple[str, ...] = ()
+    model: str | None = None
+    permission_mode: str | None = None
+    cwd: str | None = None
+    capabilities: tuple[str, ...] = ()
+    priority: int = 0
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnRequest:
+    agents: tuple[AgentSpec, ...]
+    max_concurrency: int = 5
+    batch_size: int = 3
+    wait: bool = False
+    timeout_s: float | None = None
+
+
+@dataclass(slots=True)
+class SpawnEntry:
+    """What became of one requested agent."""
+
+    name: str
+    type: str
+    agent_id: str
+    status: EntryStatus = "queued"
+    query_id: str | None = None
+    error: str | None = None
+    spawn_ms: float | None = None
+    result: str | None = None
+    turns: int | None = None
+    cost_usd: float | None = None
+    # Set once the agent is up (or failed to come up); and once its task (if any) ended.
+    spawned: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    succeeded: bool = False
+
+
+@dataclass(slots=True)
+class SpawnReport:
+    entries: list[SpawnEntry]
+    wall_ms: float
+    timed_out: bool
+
+    @property
+    def spawned(self) -> int:
+        return sum(1 for entry in self.entries if entry.spawn_ms is not None and entry.status not in ("skipped",))
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for entry in self.entries if entry.status == "failed")
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for entry in self.entries if entry.status == "skipped")
+
+    @property
+    def spawn_ms_total(self) -> float:
+        return sum(entry.spawn_ms or 0.0 for entry in self.entries)
+
+    @property
+    def speedup(self) -> float | None:
+        """Sum of spawn times over wall time: how much the parallel spawn saved."""
+        return self.spawn_ms_total / self.wall_ms if self.wall_ms > 0 and self.spawn_ms_total else None
+
+
+@dataclass(slots=True)
+class _Planned:
+    spec: AgentSpec
+    agent_type: AgentType
+    cwd: Path | None
+    command: tuple[str, ...] | None
+    entry: SpawnEntry
+    depends_on_new: list[int]        # indices into the request
+    depends_on_existing: list[str]   # ids of agents from earlier calls
+    worker: PooledWorker | None = None  # a warm pool's idle session, taken for this agent
+
+
+class Spawner:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        self._settings = supervisor.settings
+
+    # -- checking ------------------------------------------------------------------------------
+
+    async def _plan(self, request: SpawnRequest) -> list[_Planned]:
+        specs = request.agents
+        limit = self._settings.agent_max_per_call
+        if not specs:
+            raise InvalidArgument("agents must list at least one agent to spawn")
+        if len(specs) > limit:
+            raise TooLarge(f"{len(specs)} agents in one call; at most {limit} (SWITCHBOARD_AGENT_MAX_PER_CALL)")
+        index_of: dict[str, int] = {}
+        for position, spec in enumerate(specs):
+            if spec.name in index_of:
+                raise InvalidArgument(f"agent name {spec.name!r} appears twice; names must be unique within a call")
+            index_of[spec.name] = position
+        problems: list[str] = []
+        planned: list[_Planned] = []
+        for spec in specs:
+            try:
+                planned.append(await self._plan_one(spec, index_of))
+            except SwitchboardError as error:
+                if isinstance(error, Forbidden):
+                    raise
+                problems.append(f"{spec.name}: {error.message}")
+        if problems:
+            raise InvalidArgument("; ".join(problems))
+        cycle = _find_cycle([item.depends_on_new for item in planned])
+        if cycle:
+            raise InvalidArgument("dependency cycle: " + " -> ".join(specs[i].name for i in cycle))
+        return planned
+
+    async def _plan_one(self, spec: AgentSpec, index_of: dict[str, int]) -> _Planned:
+        agent_type = self._supervisor.types.get(spec.type)
+        command = agent_type.command if agent_type.runtime == "exec" else None
+        if spec.command is not None:
+            if not self._settings.agent_allow_adhoc_commands:
+                raise Forbidden(f"agent {spec.name!r} carries its own command, which this server does not allow "
+                                "(set SWITCHBOARD_AGENT_ALLOW_ADHOC_COMMANDS=true, or configure an exec agent type)")
+            if agent_type.runtime != "exec":
+                raise InvalidArgument(f"a command needs an exec type; {spec.type!r} is a {agent_type.runtime} type")
+            if not spec.command or not spec.command[0]:
+                raise InvalidArgument("command needs an executable as its first element")
+            command = spec.command
+        if spec.permission_mode is not None and spec.permission_mode not in PERMISSION_MODES:
+            raise InvalidArgument(f"permission_mode {spec.permission_mode!r} is not one of {', '.join(PERMISSION_MODES)}")
+        if spec.permission_mode == "bypassPermissions" and agent_type.permission_mode != "bypassPermissions":
+            raise InvalidArgument(f"permission_mode bypassPermissions needs a type configured with it; {spec.type!r} "
+                                  f"is configured with {agent_type.permission_mode!r}")
+        new: list[int] = []
+        existing: list[str] = []
+        for dependency in spec.depends_on:
+            if dependency == spec.name:
+                raise InvalidArgument("an agent cannot depend on itself")
+            if dependency in index_of:
+                new.append(index_of[dependency])
+            elif self._supervisor.live(dependency) is not None or await self._supervisor.records.agent(dependency):
+                existing.append(dependency)
+            else:
+                raise InvalidArgument(f"depends_on {dependency!r} is neither an agent of this call nor an agent id")
+        cwd = self._allowed_cwd(spec.cwd) if spec.cwd else None
+        entry = SpawnEntry(name=spec.name, type=spec.type, agent_id=new_id("agent"))
+        return _Planned(spec, agent_type, cwd, command, entry, new, existing)
+
+    def _allowed_cwd(self, cwd: str) -> Path:
+        roots = self._settings.agent_roots
+        path = Path(cwd).expanduser()
+        resolved = (path if path.is_absolute() else roots[0] / path).resolve()
+        if not any(resolved == root.resolve() or resolved.is_relative_to(root.resolve()) for root in roots):
+            raise InvalidArgument(f"cwd {cwd!r} is outside the agent roots ({', '.join(map(str, roots))}; "
+                                  "SWITCHBOARD_AGENT_ROOTS)")
+        if not resolved.is_dir():
+            raise InvalidArgument(f"cwd {cwd!r} is not a directory")
+        return resolved
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def spawn_many(self, request: SpawnRequest, progress: Progress | None = None) -> SpawnReport:
+        """Checks the request, starts every agent and its task, and answers when all are up (or,
+        with ``wait``, when every task has ended), or when ``timeout_s`` has passed."""
+        planned = await self._plan(request)
+        for item in planned:
+            if item.agent_type.pool_size and item.cwd is None and (worker := self._supervisor.pool.take(item.spec.type)):
+                item.worker = worker
+                item.entry.agent_id = worker.agent_id
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        agents = [await self._record(item, planned) for item in planned]
+        events_total = len(planned) + sum(1 for item in planned if item.spec.task)
+        events_done = 0
+
+        async def report(message: str) -> None:
+            nonlocal events_done
+            events_done += 1
+            if progress is not None:
+                with contextlib.suppress(Exception):
+                    await progress(events_done, events_total, message)
+
+        order = sorted(range(len(planned)), key=lambda i: -planned[i].spec.priority)
+        batches = [order[start:start + request.batch_size] for start in range(0, len(order), request.batch_size)]
+        in_flight = asyncio.Semaphore(request.max_concurrency)
+        released = [asyncio.Event() for _ in batches]
+        if released:
+            released[0].set()
+        batch_of = {index: number for number, batch in enumerate(batches) for index in batch}
+        for index, item in enumerate(planned):
+            self._supervisor.spawn_background(
+                self._life(item, agents[index], planned, released[batch_of[index]], in_flight, report),
+                name=f"agent-{item.entry.agent_id}",
+            )
+        self._supervisor.spawn_background(self._release_batches(batches, released, planned), name="spawn-batches")
+
+        waiting_for = [item.entry.finished if request.wait else item.entry.spawned for item in planned]
+        timed_out = False
+        try:
+            async with asyncio.timeout(request.timeout_s):
+                await asyncio.gather(*(event.wait() for event in waiting_for))
+        except TimeoutError:
+            timed_out = True
+        return SpawnReport([item.entry for item in planned], (loop.time() - began) * 1000, timed_out)
+
+    async def _record(self, item: _Planned, planned: list[_Planned]) -> Agent:
+        spec, agent_type = item.spec, item.agent_type
+        agent = await self._supervisor.create(
+            agent_id=item.entry.agent_id, name=spec.name, type_name=spec.type, agent_type=agent_type,
+            command=item.command, model=spec.model or agent_type.model,
+            permission_mode=spec.permission_mode or agent_type.permission_mode, cwd=item.cwd,
+            capabilities=spec.capabilities, priority=spec.priority, status="queued",
+        )
+        if spec.task:
+            query = await self._supervisor.add_query(
+                agent, spec.task, "waiting" if item.depends_on_new or item.depends_on_existing else "queued")
+            item.entry.query_id = query.id
+        return agent
+
+    @staticmethod
+    async def _release_batches(batches: list[list[int]], released: list[asyncio.Event],
+                               planned: list[_Planned]) -> None:
+        for number in range(1, len(batches)):
+            await asyncio.gather(*(planned[index].entry.spawned.wait() for index in batches[number - 1]))
+            released[number].set()
+
+    async def _life(self, item: _Planned, agent: Agent, planned: list[_Planned], released: asyncio.Event,
+                    in_flight: asyncio.Semaphore, report: Callable[[str], Awaitable[None]]) -> None:
+        entry = item.entry
+        supervisor = self._supervisor
+        try:
+            await released.wait()
+            reason = self._failed_dependency(item, planned)
+            if reason is not None:
+                await self._skip(item, agent, reason, report)
+                return
+            if agent.agent_type.runtime == "claude":
+                slot = supervisor.slot(agent.record.type, agent.agent_type)
+                if slot is not None:
+                    await slot.acquire()
+                    supervisor.hold_slot(agent)
+                async with in_flight:
+                    await supervisor.set_status(agent, "spawning")
+                    entry.status = "spawning"
+                    if item.worker is not None:
+                        entry.spawn_ms = await supervisor.adopt(agent, item.worker)
+                    else:
+                        entry.spawn_ms = await supervisor.start(agent)
+            else:
+                entry.spawn_ms = 0.0 if not item.spec.task else None
+            now = supervisor.clock.now_ms()
+            await supervisor.set_status(agent, "waiting" if item.spec.task else "ready", ready_ms=now,
+                                        spawn_ms=entry.spawn_ms)
+            entry.status = "waiting" if item.spec.task else "ready"
+            has_dependencies = bool(item.depends_on_new or item.depends_on_existing)
+            if agent.agent_type.runtime == "claude" or not item.spec.task:
+                await supervisor.activity.spawned(agent.record)
+                entry.spawned.set()
+                await report(f"{entry.name} ready")
+            elif has_dependencies:
+                entry.spawned.set()  # an exec agent waiting on others: its process starts with its task
+            if item.spec.task:
+                await self._run_task(item, agent, planned, in_flight, report)
+            else:
+                entry.succeeded = True
+        except SpawnFailed as error:
+            await self._fail(item, agent, str(error), report)
+        except asyncio.CancelledError:
+            entry.status = "terminated" if agent.terminating else entry.status
+            raise
+        except Exception as error:
+            logger.exception("agent %s (%s) failed unexpectedly", entry.agent_id, entry.name)
+            await self._fail(item, agent, f"internal: {error!r}", report)
+        finally:
+            entry.spawned.set()
+            entry.finished.set()
+
+    async def _run_task(self, item: _Planned, agent: Agent, planned: list[_Planned], in_flight: asyncio.Semaphore,
+                        report: Callable[[str], Awaitable[None]]) -> None:
+        entry, spec = item.entry, item.spec
+        supervisor = self._supervisor
+        inputs = await self._await_dependencies(item, planned)
+        reason = self._failed_dependency(item, planned)
+        if reason is not None:
+            await self._skip(item, agent, reason, report)
+            return
+        assert spec.task is not None and entry.query_id is not None
+        query = await supervisor.records.query(entry.query_id)
+        assert query is not None
+        prompt = _prompt_with_inputs(spec.task, inputs) if agent.agent_type.runtime == "claude" else spec.task
+        entry.status = "running"
+
+        if agent.agent_type.runtime == "claude":
+            outcome = await supervisor.run_task(agent, query, prompt, inputs)
+        else:
+            # An exec agent is up when its task's process has started; the concurrency limit bounds
+            # those starts, so its slot is given back as soon as the process runs.
+            await in_flight.acquire()
+            holding = True
+
+            def started(spawn_ms: float) -> None:
+                nonlocal holding
+                entry.spawn_ms = spawn_ms
+                agent.record.spawn_ms = spawn_ms
+                entry.spawned.set()
+                in_flight.release()
+                holding = False
+
+            try:
+                outcome = await supervisor.run_task(agent, query, prompt, inputs, started)
+            finally:
+                if holding:
+                    in_flight.release()
+            if entry.spawn_ms is not None:
+                await supervisor.records.update_agent(agent.id, spawn_ms=entry.spawn_ms)
+                await supervisor.activity.spawned(agent.record)
+        self._take_outcome(entry, outcome, agent)
+        await report(f"{entry.name} task {entry.status}")
+
+    def _take_outcome(self, entry: SpawnEntry, outcome: TaskOutcome, agent: Agent) -> None:
+        entry.status = "terminated" if agent.terminating else outcome.status
+        entry.result = outcome.result
+        entry.error = outcome.error
+        entry.turns = outcome.usage.turns
+        entry.cost_usd = outcome.usage.cost_usd
+        entry.succeeded = outcome.status == "completed"
+
+    async def _await_dependencies(self, item: _Planned, planned: list[_Planned]) -> dict[str, Any] | None:
+        inputs: dict[str, Any] = {}
+        for index in item.depends_on_new:
+            dependency = planned[index]
+            await dependency.entry.finished.wait()
+            if dependency.spec.task and dependency.entry.succeeded:
+                inputs[dependency.spec.name] = {"agent_id": dependency.entry.agent_id, "task": dependency.spec.task,
+                                                "result": dependency.entry.result}
+        for agent_id in item.depends_on_existing:
+            live = self._supervisor.live(agent_id)
+            if live is not None:  # its current task, if any, first
+                idle, ended = asyncio.ensure_future(live.idle.wait()), asyncio.ensure_future(live.ended.wait())
+                await asyncio.wait((idle, ended), return_when=asyncio.FIRST_COMPLETED)
+                idle.cancel()
+                ended.cancel()
+            if live is not None and live.last_result is not None:
+                inputs[live.record.name] = {"agent_id": agent_id, "result": live.last_result}
+        return inputs or None
+
+    def _failed_dependency(self, item: _Planned, planned: list[_Planned]) -> str | None:
+        for index in item.depends_on_new:
+            dependency = planned[index].entry
+            if dependency.finished.is_set() and not dependency.succeeded:
+                return f"dependency {dependency.name!r} {dependency.status}" + (
+                    f": {dependency.error}" if dependency.error else "")
+        for agent_id in item.depends_on_existing:
+            if self._supervisor.live(agent_id) is None:
+                return f"dependency {agent_id!r} is not running"
+        return None
+
+    async def _give_back_worker(self, item: _Planned, agent: Agent) -> None:
+        if item.worker is not None and agent.session is None:  # taken from the pool but never adopted
+            await self._supervisor.pool.discard(item.worker)
+
+    async def _skip(self, item: _Planned, agent: Agent, reason: str, report: Callable[[str], Awaitable[None]]) -> None:
+        await self._give_back_worker(item, agent)
+        entry = item.entry
+        entry.status, entry.error = "skipped", f"skipped: {reason}"
+        if entry.query_id is not None:
+            await self._supervisor.records.update_query(entry.query_id, status="skipped", error=entry.error,
+                                                        ended_ms=self._supervisor.clock.now_ms())
+        await self._supervisor.end(agent, "skipped", self._settings.agent_terminate_grace_s, error=entry.error)
+        await report(f"{entry.name} skipped")
+
+    async def _fail(self, item: _Planned, agent: Agent, error: str, report: Callable[[str], Awaitable[None]]) -> None:
+        await self._give_back_worker(item, agent)
+        entry = item.entry
+        entry.status, entry.error = "failed", error
+        if entry.query_id is not None:
+            await self._supervisor.records.update_query(entry.query_id, status="failed", error=error,
+                                                        ended_ms=self._supervisor.clock.now_ms())
+        await self._supervisor.end(agent, "failed", 1.0, error=error)
+        await self._supervisor.activity.spawned(agent.record)
+        await report(f"{entry.name} failed")
+
+
+def _prompt_with_inputs(task: str, inputs: dict[str, Any] | None) -> str:
+    """A claude task with its dependencies' results in front of it."""
+    if not inputs:
+        return task
+    parts = [task, "Results of the agents this task depends on:"]
+    for name, given in inputs.items():
+        parts.append(f"<result agent={name!r} agent_id={given['agent_id']!r}>\n{given.get('result') or ''}\n</result>")
+    return "\n\n".join(parts)
+
+
+def _find_cycle(edges: Sequence[Sequence[int]]) -> list[int] | None:
+    """A dependency cycle as a path of indices (first repeated at the end), or None."""
+    state = [0] * len(edges)  # 0 unvisited, 1 on the stack, 2 done
+    stack: list[int] = []
+
+    def visit(node: int) -> list[int] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in edges[node]:
+            if state[target] == 1:
+                return [*stack[stack.index(target):], target]
+            if state[target] == 0 and (found := visit(target)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in range(len(edges)):
+        if state[node] == 0 and (found := visit(node)):
+            return found
+    return None

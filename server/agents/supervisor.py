@@ -1,0 +1,520 @@
+"""`Supervisor`: owns every agent process group, from spawn to exit, and never leaves one behind.
+
+It starts agents (a Claude Code session, or nothing until an exec agent's first task), runs
+their tasks, ends them on request and at shutdown (SIGTERM, then SIGKILL after a grace
+period), and registers each group with a watchdog process that ends them if this server dies
+without a shutdown (SIGKILL, OOM). At start it ends whatever an earlier, crashed server left
+running (identified by pid *and* start time) and marks those agents `lost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from server.agents.activity import ActivityLog
+from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
+from server.agents.exec_runtime import ExecLaunch, ExecProcess
+from server.agents.launch import SpawnFailed, agent_environment, make_dirs, resolve_executable, write_claude_launcher
+from server.agents.outcome import OutputTail, TaskOutcome
+from server.agents.pool import PooledWorker, WarmPool
+from server.agents.proc_stats import group_usage
+from server.agents.process_groups import ProcessIdentity, end_group, identify, is_same_process, kill_leftover
+from server.agents.records import AgentRecord, AgentRecords, AgentStatus, QueryRecord
+from server.agents.types import MEMORY_TOOLS, AgentType, AgentTypes, render_command
+from server.agents.watchdog import Watchdog
+from server.clock import Clock
+from server.config import Settings
+from server.errors import NotFound
+from server.memory import MemoryStore
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_CLI = "bundled"
+
+
+class AgentMemoryAccess(Protocol):
+    """Gives a claude agent this server's memory as an MCP server (wired in by the app)."""
+
+    async def grant(self, agent_id: str) -> dict[str, Any]:
+        """The MCP server entry (type, url, headers) for that agent's Claude Code."""
+        ...
+
+    def revoke(self, agent_id: str) -> None: ...
+
+    def calls_by_agent(self) -> dict[str, int]: ...
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+@dataclass(eq=False)
+class Agent:
+    """A live agent: its record, its type, and its runtime handle."""
+
+    record: AgentRecord
+    agent_type: AgentType
+    command: tuple[str, ...] | None  # exec: the argv template (the type's, or an allowed ad-hoc one)
+    tail: OutputTail
+    session: ClaudeSession | None = None
+    process: ExecProcess | None = None
+    last_result: str | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a task runs
+    holds_slot: bool = False
+    terminating: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+
+class Supervisor:
+    """Every agent of this server. Open with `Supervisor.open`, close with `close`."""
+
+    def __init__(self, settings: Settings, records: AgentRecords, memory: MemoryStore, clock: Clock) -> None:
+        self.settings = settings
+        self.records = records
+        self.clock = clock
+        self.types = AgentTypes(settings.agent_types)
+        self.activity = ActivityLog(memory, settings)
+        self.memory_access: AgentMemoryAccess | None = None
+        self._agents: dict[str, Agent] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._watchdog: Watchdog | None = None
+        self._watchdog_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._launcher: Path | None = None
+        self._closed = False
+        self.identity = identify(os.getpid())
+        self.pool = WarmPool(self)
+        self._sampler = asyncio.create_task(self._sample_metrics(), name="agent-metrics")
+
+    @classmethod
+    async def open(cls, settings: Settings, memory: MemoryStore, clock: Clock) -> Supervisor:
+        records = await AgentRecords.open(settings.agents_database_path)
+        supervisor = cls(settings, records, memory, clock)
+        try:
+            await supervisor.reap_leftovers()
+        except BaseException:
+            await supervisor.close()
+            raise
+        return supervisor
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    async def reap_leftovers(self) -> list[str]:
+        """Ends the processes of agents whose server is gone and marks those agents `lost`."""
+        orphans: list[str] = []
+        for record in await self.records.live_agents():
+            server = ProcessIdentity(record.server_pid, record.server_start_time)
+            if server == self.identity or is_same_process(server):
+                continue  # ours, or another live server's on this data directory
+            if record.pid is not None and record.pid_start_time is not None and \
+                    kill_leftover(ProcessIdentity(record.pid, record.pid_start_time)):
+                logger.warning("ended agent %s (pid %d) left running by a server that exited", record.id, record.pid)
+            orphans.append(record.id)
+        if orphans:
+            await self.records.mark_lost(orphans, self.clock.now_ms(),
+                                         "lost: the server running it exited; its processes were ended at the next start")
+            logger.info("marked %d agent(s) of an earlier server run lost", len(orphans))
+        return orphans
+
+    # -- agents --------------------------------------------------------------------------------
+
+    def live(self, agent_id: str) -> Agent | None:
+        return self._agents.get(agent_id)
+
+    def live_agents(self) -> list[Agent]:
+        return list(self._agents.values())
+
+    def workdir_for(self, agent_id: str) -> Path:
+        return (self.settings.data_dir / "agents" / agent_id).absolute()
+
+    async def create(
+        self, *, agent_id: str, name: str, type_name: str, agent_type: AgentType, command: tuple[str, ...] | None,
+        model: str | None, permission_mode: str, cwd: Path | None, capabilities: Sequence[str], priority: int,
+        status: AgentStatus,
+    ) -> Agent:
+        """Records a new agent (not yet started) and tracks it."""
+        workdir = cwd if cwd is not None else self.workdir_for(agent_id)
+        assert self.identity is not None
+        record = AgentRecord(
+            id=agent_id, name=name, type=type_name, runtime=agent_type.runtime, status=status, workdir=str(workdir),
+            server_pid=self.identity.pid, server_start_time=self.identity.start_time, created_ms=self.clock.now_ms(),
+            model=model, permission_mode=permission_mode, capabilities=list(capabilities), priority=priority,
+        )
+        await self.records.add_agent(record)
+        agent = Agent(record, agent_type, command, OutputTail(self.settings.agent_output_tail_bytes))
+        agent.idle.set()
+        self._agents[agent_id] = agent
+        return agent
+
+    def state_dir(self, agent: Agent) -> Path:
+        """Logs, the pid file and task inputs: always under the data directory, whatever the workdir."""
+        return self.workdir_for(agent.id)
+
+    async def set_status(self, agent: Agent, status: AgentStatus, **changes: object) -> None:
+        agent.record.status = status
+        for name, value in changes.items():
+            setattr(agent.record, name, value)
+        await self.records.update_agent(agent.id, status=status, **changes)
+
+    def slot(self, type_name: str, agent_type: AgentType) -> asyncio.Semaphore | None:
+        if agent_type.max_running is None:
+            return None
+        if type_name not in self._slots:
+            self._slots[type_name] = asyncio.Semaphore(agent_type.max_running)
+        return self._slots[type_name]
+
+    async def start(self, agent: Agent) -> float:
+        """Starts a claude agent's session (retrying transient failures); answers the spawn time in
+        ms. An exec agent has nothing to start until its first task. Raises `SpawnFailed`."""
+        if agent.agent_type.runtime != "claude":
+            return 0.0
+        began = asyncio.get_running_loop().time()
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.settings.agent_spawn_attempts),
+            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+            retry=retry_if_exception(lambda error: isinstance(error, SpawnFailed) and error.transient),
+            reraise=True,
+        ):
+            with attempt:
+                if agent.terminating:
+                    raise SpawnFailed("terminated before it was ready", transient=False)
+                decider = self.permission_decider(agent.id, agent.record.type, agent.agent_type)
+                session = ClaudeSession(await self._claude_launch(agent), decider, agent.tail)
+                await session.start(self.settings.agent_spawn_timeout_s)
+                agent.session = session
+        spawn_ms = (asyncio.get_running_loop().time() - began) * 1000
+        await self._adopt(agent, agent.session.pid if agent.session else None)
+        return spawn_ms
+
+    async def adopt(self, agent: Agent, worker: PooledWorker) -> float:
+        """Gives a warm pool's idle session to the agent it was started for; sets the agent's model and
+        permission mode live where they differ from the type's. Answers the time it took in ms."""
+        began = asyncio.get_running_loop().time()
+        agent.session, agent.tail = worker.session, worker.tail
+        if agent.record.model != agent.agent_type.model:
+            await worker.session.set_model(agent.record.model)
+        if agent.record.permission_mode != agent.agent_type.permission_mode:
+            await worker.session.set_permission_mode(agent.record.permission_mode or "default")
+        pid = worker.session.pid
+        identity = identify(pid) if pid is not None else None
+        if identity is not None:  # the pool already gave it to the watchdog
+            agent.record.pid, agent.record.pid_start_time = identity.pid, identity.start_time
+            await self.records.update_agent(agent.id, pid=identity.pid, pid_start_time=identity.start_time)
+        return (asyncio.get_running_loop().time() - began) * 1000
+
+    async def _adopt(self, agent: Agent, pid: int | None) -> None:
+        if pid is None:
+            return
+        identity = identify(pid)
+        if identity is None:
+            raise SpawnFailed("Claude Code exited right after it started; see its session.log", transient=True)
+        agent.record.pid, agent.record.pid_start_time = identity.pid, identity.start_time
+        await self.records.update_agent(agent.id, pid=identity.pid, pid_start_time=identity.start_time)
+        (await self.watchdog()).watch(identity.pid, identity.start_time)
+
+    async def claude_launch_for(self, agent_id: str, agent_type: AgentType, model: str | None,
+                                permission_mode: str, workdir: Path) -> ClaudeLaunch:
+        """How a claude session for ``agent_id`` starts (also used by the warm pool)."""
+        if self._launcher is None:
+            self._launcher = write_claude_launcher(self.settings.data_dir / "run")
+        state_dir = self.workdir_for(agent_id)
+        make_dirs(state_dir, workdir)
+        mcp_servers: dict[str, Any] = {}
+        allowed = list(agent_type.allowed_tools)
+        if self.memory_access is not None and self.settings.agent_shared_memory:
+            mcp_servers["switchboard"] = await self.memory_access.grant(agent_id)
+            allowed.extend(tool for tool in MEMORY_TOOLS if tool not in allowed)
+        return ClaudeLaunch(
+            cli=self.claude_cli(agent_type),
+            launcher=self._launcher,
+            workdir=workdir,
+            state_dir=state_dir,
+            env=agent_environment(agent_id, agent_type.env),
+            model=model,
+            permission_mode=permission_mode,
+            system_prompt=agent_type.system_prompt,
+            allowed_tools=allowed,
+            disallowed_tools=list(agent_type.disallowed_tools),
+            mcp_servers=mcp_servers,
+        )
+
+    async def _claude_launch(self, agent: Agent) -> ClaudeLaunch:
+        record = agent.record
+        return await self.claude_launch_for(agent.id, agent.agent_type, record.model,
+                                            record.permission_mode or "default", Path(record.workdir))
+
+    def claude_cli(self, agent_type: AgentType) -> str:
+        """The claude executable: the type's command, else the setting, else the one the SDK bundles."""
+        configured = agent_type.command[0] if agent_type.command else self.settings.agent_claude_cli
+        if configured and configured != BUNDLED_CLI:
+            found = resolve_executable(configured, os.environ)
+            if found is None:
+                raise SpawnFailed(
+                    f"Claude Code executable not found: {configured!r} (fix SWITCHBOARD_AGENT_CLAUDE_CLI or the "
+                    "type's command, or unset it to use the CLI bundled with claude-agent-sdk)", transient=False)
+            return found
+        import claude_agent_sdk
+
+        bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+        if not bundled.is_file():
+            raise SpawnFailed("claude-agent-sdk ships no bundled Claude Code CLI on this platform; set "
+                              "SWITCHBOARD_AGENT_CLAUDE_CLI to a claude executable", transient=False)
+        return str(bundled)
+
+    def permission_decider(self, agent_id: str, type_name: str, agent_type: AgentType) -> PermissionDecider:
+        """Answers Claude Code's permission requests: the type's tools (and the memory tools) run,
+        anything else is denied with a message the model reads, so no request waits on a person."""
+        allowed = set(agent_type.allowed_tools) | set(MEMORY_TOOLS)
+
+        async def decide(tool_name: str, _tool_input: dict[str, Any]) -> str | None:
+            if tool_name in allowed:
+                return None
+            logger.info("agent %s: denied tool %s (not in type %s's allowed_tools)", agent_id, tool_name, type_name)
+            listed = ", ".join(sorted(agent_type.allowed_tools)) or "none"
+            return (f"Switchboard denied {tool_name}: agent type {type_name!r} allows only these tools: {listed}. "
+                    f"Do the task with those, or say in your answer that it needs {tool_name}.")
+
+        return decide
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    async def add_query(self, agent: Agent, task: str, status: str) -> QueryRecord:
+        query = QueryRecord(id=new_id("query"), agent_id=agent.id, task=task, status=status,  # type: ignore[arg-type]
+                            created_ms=self.clock.now_ms(), model=agent.record.model,
+                            permission_mode=agent.record.permission_mode)
+        await self.records.add_query(query)
+        return query
+
+    async def run_task(self, agent: Agent, query: QueryRecord, prompt: str, inputs: dict[str, Any] | None,
+                       on_started: Callable[[float], None] | None = None) -> TaskOutcome:
+        """Runs one task to its end and records it. ``on_started`` gets the spawn time (ms) once its
+        process is up (an exec agent's process start; a claude agent's session is already up)."""
+        agent.idle.clear()
+        try:
+            return await self._run_task(agent, query, prompt, inputs, on_started)
+        finally:
+            agent.idle.set()
+
+    async def _run_task(self, agent: Agent, query: QueryRecord, prompt: str, inputs: dict[str, Any] | None,
+                        on_started: Callable[[float], None] | None) -> TaskOutcome:
+        now = self.clock.now_ms()
+        query.status, query.started_ms = "running", now
+        await self.records.update_query(query.id, status="running", started_ms=now)
+        await self.set_status(agent, "running", current_query=query.id)
+        if agent.agent_type.runtime == "claude":
+            if on_started is not None:
+                on_started(0.0)
+            assert agent.session is not None
+            outcome = await agent.session.run(prompt)
+        else:
+            outcome = await self._run_exec(agent, query, prompt, inputs, on_started)
+        await self._finish_query(agent, query, outcome)
+        return outcome
+
+    async def _run_exec(self, agent: Agent, query: QueryRecord, task: str, inputs: dict[str, Any] | None,
+                        on_started: Callable[[float], None] | None) -> TaskOutcome:
+        assert agent.command is not None
+        record = agent.record
+        state_dir = self.state_dir(agent)
+        workdir = Path(record.workdir)
+        values = {"task": task, "model": record.model or "", "permission_mode": record.permission_mode or "",
+                  "agent_id": agent.id, "workdir": str(workdir)}
+        env = agent_environment(agent.id, agent.agent_type.env)
+        make_dirs(state_dir, workdir)
+        if inputs is not None:
+            inputs_path = state_dir / f"inputs-{query.id}.json"
+            inputs_path.write_text(json.dumps(inputs, ensure_ascii=False, indent=1))
+            env["SWITCHBOARD_INPUTS"] = str(inputs_path)
+        launch = ExecLaunch(render_command(agent.command, values), workdir, env, state_dir / "output.log")
+        slot = self.slot(record.type, agent.agent_type)
+        async with slot if slot is not None else contextlib.nullcontext():
+            watchdog = await self.watchdog()
+            began = asyncio.get_running_loop().time()
+            process = await self._start_exec(launch, agent)
+            agent.process = process
+            identity = identify(process.pid)
+            if identity is not None:
+                watchdog.watch(identity.pid, identity.start_time)
+                agent.record.pid, agent.record.pid_start_time = identity.pid, identity.start_time
+            if on_started is not None:
+                on_started((asyncio.get_running_loop().time() - began) * 1000)
+            if identity is not None:
+                await self.records.update_agent(agent.id, pid=identity.pid, pid_start_time=identity.start_time)
+            try:
+                outcome = await process.wait()
+            finally:
+                agent.process = None
+                agent.record.pid = None
+                watchdog.forget(process.pid)
+                # The task's tools may have left children in its group: they go with it.
+                await end_group(process.pid, 0.5)
+        return outcome
+
+    async def _start_exec(self, launch: ExecLaunch, agent: Agent) -> ExecProcess:
+        make_dirs(launch.cwd)
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.settings.agent_spawn_attempts),
+            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+            retry=retry_if_exception(lambda error: isinstance(error, SpawnFailed) and error.transient),
+            reraise=True,
+        ):
+            with attempt:
+                return await ExecProcess.start(launch, agent.tail)
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def _finish_query(self, agent: Agent, query: QueryRecord, outcome: TaskOutcome) -> None:
+        now = self.clock.now_ms()
+        usage = outcome.usage
+        status = "terminated" if agent.terminating and outcome.status != "completed" else outcome.status
+        query.status = status
+        changes = {"status": status, "ended_ms": now, "result": outcome.result, "error": outcome.error,
+                   "turns": usage.turns, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                   "cost_usd": usage.cost_usd, "usage": usage.raw, "session_id": outcome.session_id,
+                   "exit_code": outcome.exit_code}
+        for name, value in changes.items():
+            setattr(query, name, value)
+        await self.records.update_query(query.id, **changes)
+        await self.records.add_agent_usage(agent.id, usage.input_tokens or 0, usage.output_tokens or 0,
+                                           usage.cost_usd or 0.0)
+        agent.record.tasks_run += 1
+        agent.record.input_tokens += usage.input_tokens or 0
+        agent.record.output_tokens += usage.output_tokens or 0
+        agent.record.cost_usd += usage.cost_usd or 0.0
+        if outcome.status == "completed":
+            agent.last_result = outcome.result
+        if not agent.terminating:
+            await self.set_status(agent, "ready", current_query=None)
+        await self.activity.task_ended(agent.record, query)
+
+    # -- ending --------------------------------------------------------------------------------
+
+    async def terminate(self, agent_id: str, grace_s: float, *, reason: str = "terminated") -> AgentRecord:
+        """Ends the agent: its session, then SIGTERM and (after ``grace_s``) SIGKILL to its process
+        group. Idempotent: an agent that already ended answers its final record."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            record = await self.records.agent(agent_id)
+            if record is None:
+                raise NotFound(f"no agent {agent_id!r} (agent_list shows the known ones)")
+            return record
+        await self.end(agent, "terminated", grace_s, error=None if reason == "terminated" else reason)
+        return agent.record
+
+    async def end(self, agent: Agent, status: AgentStatus, grace_s: float, *, error: str | None = None) -> None:
+        """Ends a live agent's processes and records its final ``status``."""
+        if agent.terminating:
+            await agent.ended.wait()
+            return
+        agent.terminating = True
+        try:
+            await self._stop_processes(agent, grace_s)
+            if self.memory_access is not None:
+                agent.record.memory_calls = self.memory_access.calls_by_agent().get(agent.id, 0)
+                self.memory_access.revoke(agent.id)
+            if agent.record.current_query is not None:
+                query_id = agent.record.current_query
+                await self.records.update_query(query_id, status="terminated", ended_ms=self.clock.now_ms(),
+                                                error=f"terminated: the agent was {status}")
+            await self.set_status(agent, status, ended_ms=self.clock.now_ms(), pid=None, current_query=None,
+                                  error=error, memory_calls=agent.record.memory_calls)
+        finally:
+            self._release_slot(agent)
+            self._agents.pop(agent.id, None)
+            agent.ended.set()
+
+    async def _stop_processes(self, agent: Agent, grace_s: float) -> None:
+        watchdog = self._watchdog
+        if agent.process is not None:
+            agent.process.terminated_by = "agent_terminate"
+            await end_group(agent.process.pid, grace_s)
+        if agent.session is not None:
+            session, leader = agent.session, agent.session.pid
+            closing = asyncio.create_task(session.close())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await asyncio.shield(closing)
+            if leader is not None:
+                await end_group(leader, grace_s)
+                if watchdog is not None:
+                    watchdog.forget(leader)
+            await closing
+
+    def hold_slot(self, agent: Agent) -> None:
+        agent.holds_slot = True
+
+    def _release_slot(self, agent: Agent) -> None:
+        if agent.holds_slot:
+            agent.holds_slot = False
+            slot = self._slots.get(agent.record.type)
+            if slot is not None:
+                slot.release()
+
+    def watchdog_if_started(self) -> Watchdog | None:
+        return self._watchdog
+
+    async def watchdog(self) -> Watchdog:
+        """The watchdog process, started with the first agent."""
+        async with self._watchdog_lock:
+            if self._watchdog is None:
+                self._watchdog = await Watchdog.start(grace_s=self.settings.agent_watchdog_grace_s)
+            return self._watchdog
+
+    def spawn_background(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
+        """Runs work (an agent's life) owned by the supervisor, not by the tool call that started it."""
+        task = asyncio.create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def end_all(self) -> None:
+        """Ends the warm pools and every agent (SIGTERM, then SIGKILL after the grace period)."""
+        await self.pool.close()
+        grace = self.settings.agent_terminate_grace_s
+        agents = list(self._agents.values())
+        if agents:
+            logger.info("ending %d agent(s)", len(agents))
+        await asyncio.gather(*(self.end(agent, "terminated", grace, error="the server shut down") for agent in agents),
+                             return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Ends every agent, then the watchdog, then closes the records."""
+        self._closed = True
+        self._sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sampler
+        await self.end_all()
+        if self._watchdog is not None:
+            await self._watchdog.close()
+        await self.records.close()
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    async def _sample_metrics(self) -> None:
+        interval = self.settings.agent_metrics_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            for agent in list(self._agents.values()):
+                pid = agent.record.pid if agent.session is not None or agent.process is not None else None
+                if pid is None:
+                    continue
+                usage = group_usage(pid)
+                if usage is not None:
+                    await self.activity.sample(agent.record, usage, self.clock.now_ms())

@@ -1,0 +1,53 @@
+"""Helpers for agent tests: settings with test agent types, and reading what agents left behind."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from server.agents.spawner import AgentSpec, SpawnRequest
+from server.agents.types import AgentType
+from server.config import Settings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+EXEC_AGENT = FIXTURES / "exec_agent.py"
+
+
+def exec_type(**overrides: Any) -> AgentType:
+    """An exec type running tests/fixtures/exec_agent.py with the task as its argument."""
+    return AgentType(runtime="exec", command=(sys.executable, str(EXEC_AGENT), "{task}"), **overrides)
+
+
+def agent_settings(tmp_path: Path, types: dict[str, AgentType] | None = None, **overrides: Any) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        agent_types={"worker": exec_type(), **(types or {})},
+        agent_roots=[tmp_path],
+        agent_terminate_grace_s=2.0,
+        agent_watchdog_grace_s=0.5,
+        **overrides,
+    )
+
+
+def spec(name: str, task: str | None = None, *, type: str = "worker", **fields: Any) -> AgentSpec:
+    if "depends_on" in fields:
+        fields["depends_on"] = tuple(fields["depends_on"])
+    return AgentSpec(type=type, name=name, task=task, **fields)
+
+
+def request(*agents: AgentSpec, **options: Any) -> SpawnRequest:
+    return SpawnRequest(agents=tuple(agents), **options)
+
+
+def worklog_spans(path: Path) -> dict[str, tuple[float, float]]:
+    """agent id -> (start, end) monotonic times, from the exec agents' WORKLOG lines."""
+    starts: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    for line in path.read_text().splitlines():
+        agent_id, event, at = line.split()
+        if event == "start":
+            starts[agent_id] = float(at)
+        else:
+            spans[agent_id] = (starts[agent_id], float(at))
+    return spans

@@ -1,0 +1,119 @@
+"""``agent_list``: the agents this server started (now and in earlier runs), newest state first-hand.
+
+``{"status": "running"}`` lists the agents working right now; ``{"type": "coder", "limit": 10}``
+pages through every coder, with ``cursor`` from the previous answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from server.agents.records import AgentRecord
+from server.errors import InvalidArgument
+from server.services import Services
+from tools.checked import CheckedTool
+from tools.compact import CompactModel
+from tools.results import structured
+from tools.timestamps import iso_utc
+
+Status = Literal["queued", "spawning", "ready", "running", "waiting", "terminated", "failed", "lost", "skipped",
+                 "active"]
+
+
+class ListedAgent(CompactModel):
+    agent_id: str
+    name: str
+    type: str
+    runtime: str
+    status: str
+    model: str | None = None
+    permission_mode: str | None = None
+    pid: int | None = Field(default=None, description="While alive.")
+    workdir: str
+    current_query: str | None = Field(default=None, description="The query (task) it is running.")
+    tasks_run: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    memory_calls: int | None = None
+    error: str | None = None
+    spawn_ms: float | None = None
+    created_at: str
+    ready_at: str | None = None
+    ended_at: str | None = None
+
+    @classmethod
+    def from_record(cls, record: AgentRecord, memory_calls: int | None) -> ListedAgent:
+        listed = cls(
+            agent_id=record.id, name=record.name, type=record.type, runtime=record.runtime, status=record.status,
+            model=record.model, permission_mode=record.permission_mode, workdir=record.workdir,
+            tasks_run=record.tasks_run, input_tokens=record.input_tokens, output_tokens=record.output_tokens,
+            cost_usd=round(record.cost_usd, 6), created_at=iso_utc(record.created_ms),
+        )
+        optional: dict[str, Any] = {
+            "pid": record.pid, "current_query": record.current_query, "error": record.error,
+            "spawn_ms": round(record.spawn_ms, 1) if record.spawn_ms is not None else None,
+            "ready_at": iso_utc(record.ready_ms) if record.ready_ms else None,
+            "ended_at": iso_utc(record.ended_ms) if record.ended_ms else None,
+            "memory_calls": memory_calls or record.memory_calls or None,
+        }
+        for name, value in optional.items():
+            if value is not None:
+                setattr(listed, name, value)
+        return listed
+
+
+class AgentListResult(CompactModel):
+    agents: list[ListedAgent]
+    counts: dict[str, int] = Field(description="Every agent on record, by status.")
+    next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page.")
+
+
+ACTIVE = ("queued", "spawning", "ready", "running", "waiting")
+
+
+async def agent_list(
+    ctx: Context[Services, Any],
+    status: Annotated[Status | None, Field(description="Only this status; 'active' = queued..waiting.")] = None,
+    type: Annotated[str, Field(description="Only this agent type.")] = "",
+    limit: Annotated[int, Field(ge=1, le=500, description="Most agents per page.")] = 50,
+    cursor: Annotated[str, Field(description="next_cursor of the previous page.")] = "",
+) -> Annotated[CallToolResult, AgentListResult]:
+    """List agents: type, status, model, permission mode, pid while alive, current query, tasks
+    run, tokens and cost so far, timestamps. Oldest first, paged. Agents of earlier server runs
+    are listed too (lost when that server crashed). Errors start with a code: invalid_argument.
+    """
+    services: Services = ctx.request_context.lifespan_context
+    supervisor = services.agents
+    after = 0
+    if cursor:
+        if not cursor.isdigit():
+            raise InvalidArgument("cursor is not one this tool gave out; pass next_cursor unchanged, or omit it")
+        after = int(cursor)
+    statuses = ACTIVE if status == "active" else (status,) if status else ()
+    records, next_seq = await supervisor.records.agents_page(statuses=statuses, agent_type=type or None,
+                                                             after_seq=after, limit=limit)
+    calls = supervisor.memory_access.calls_by_agent() if supervisor.memory_access is not None else {}
+    listed = []
+    for record in records:
+        live = supervisor.live(record.id)
+        current = live.record if live is not None else record  # the live copy is never behind the database
+        listed.append(ListedAgent.from_record(current, calls.get(record.id)))
+    result = AgentListResult(agents=listed, counts=await supervisor.records.counts_by_status())
+    if next_seq is not None:
+        result.next_cursor = str(next_seq)
+    return structured(result)
+
+
+def tool() -> Tool:
+    return CheckedTool.from_function(
+        agent_list,
+        title="List agents",
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                    open_world_hint=False),
+    )

@@ -1,0 +1,77 @@
+"""``agent_terminate``: end agents — one by id, every agent of a type, or all of them.
+
+``{"agent_id": "agent-3f2a..."}`` ends that agent's session, then its process group (SIGTERM,
+then SIGKILL after ``grace_s``), tools included. Asking again answers the same final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from server.errors import InvalidArgument
+from server.services import Services
+from tools.arguments import aliases
+from tools.checked import CheckedTool
+from tools.compact import CompactModel
+from tools.results import structured
+
+
+class TerminatedAgent(CompactModel):
+    agent_id: str
+    name: str
+    type: str
+    status: str = Field(description="Its final state: terminated, or how it had already ended.")
+    error: str | None = None
+
+
+class AgentTerminateResult(BaseModel):
+    agents: list[TerminatedAgent]
+
+
+async def agent_terminate(
+    ctx: Context[Services, Any],
+    agent_id: Annotated[str, Field(validation_alias=aliases("agent_id", "agentId"),
+                                   description="The agent to end.")] = "",
+    type: Annotated[str, Field(description="End every live agent of this type.")] = "",
+    all: Annotated[bool, Field(description="End every live agent.")] = False,
+    grace_s: Annotated[float, Field(ge=0, le=300, validation_alias=aliases("grace_s", "graceS"),
+                                    description="Seconds between SIGTERM and SIGKILL.")] = 5.0,
+) -> Annotated[CallToolResult, AgentTerminateResult]:
+    """End agents: agent_id, or every live agent of a type, or all: true (exactly one of them).
+    Ends the session, then SIGTERM and, after grace_s, SIGKILL to the process group, tools
+    included; a running task ends as terminated. Idempotent: answers each agent's final state.
+    Errors start with a code: invalid_argument, not_found.
+    """
+    services: Services = ctx.request_context.lifespan_context
+    supervisor = services.agents
+    chosen = [name for name, given in (("agent_id", agent_id), ("type", type), ("all", all)) if given]
+    if len(chosen) != 1:
+        raise InvalidArgument("give exactly one of agent_id, type or all: true"
+                              + (f" (got {', '.join(chosen)})" if chosen else ""))
+    if agent_id:
+        ids = [agent_id]
+    else:
+        if type and type not in supervisor.types:
+            supervisor.types.get(type)  # raises, listing the known types
+        ids = [agent.id for agent in supervisor.live_agents() if all or agent.record.type == type]
+    records = await asyncio.gather(*(supervisor.terminate(one, grace_s) for one in ids))
+    return structured(AgentTerminateResult(agents=[
+        TerminatedAgent(agent_id=record.id, name=record.name, type=record.type, status=record.status,
+                        **({"error": record.error} if record.error else {}))
+        for record in records
+    ]))
+
+
+def tool() -> Tool:
+    return CheckedTool.from_function(
+        agent_terminate,
+        title="Terminate agents",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                                    open_world_hint=False),
+    )

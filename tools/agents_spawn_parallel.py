@@ -1,0 +1,150 @@
+"""``agents_spawn_parallel``: start many real worker agents at once, in dependency order.
+
+``{"agents": [{"type": "researcher", "name": "r1", "task": "..."}, {"type": "coder", "name": "c1",
+"task": "...", "depends_on": ["r1"]}], "wait": true}`` starts both, runs c1's task after r1's
+with r1's result handed on, and answers per agent what happened.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from server.agents.spawner import AgentSpec, SpawnEntry, SpawnReport, SpawnRequest
+from server.services import Services
+from tools.arguments import aliases
+from tools.checked import CheckedTool
+from tools.compact import CompactModel
+from tools.results import structured
+
+# An answer carries each task's result up to this many characters (all of it is in agent-results).
+RESULT_CHARS = 4000
+# claude-flow's priority words.
+PRIORITY_WORDS = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+class SpawnSpec(BaseModel):
+    type: str = Field(description="Agent type: coder, researcher, tester, reviewer, ... or a configured one.")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                      description="Unique in this call; depends_on refers to it.")
+    task: str | None = Field(default=None, min_length=1, description="Work to start once it is up.")
+    depends_on: list[str] = Field(default_factory=list, validation_alias=aliases("depends_on", "dependsOn"),
+                                  description="Names in this call, or ids of existing agents, whose tasks come first.")
+    model: str | None = Field(default=None, min_length=1)
+    permission_mode: str | None = Field(default=None, validation_alias=aliases("permission_mode", "permissionMode"))
+    cwd: str | None = Field(default=None, description="Working directory under the agent roots; default: its own.")
+    capabilities: list[str] = Field(default_factory=list)
+    priority: int | Literal["low", "medium", "high", "critical"] = Field(
+        default=0, description="Higher starts first (low..critical = 0..3).")
+    command: list[str] | None = Field(default=None, description="exec argv; only if the server allows ad-hoc commands.")
+
+
+class SpawnedAgent(CompactModel):
+    agent_id: str
+    name: str
+    type: str
+    status: Literal["queued", "spawning", "ready", "running", "waiting", "completed", "failed", "skipped",
+                    "terminated"]
+    query_id: str | None = Field(default=None, description="Its task's query id.")
+    error: str | None = None
+    spawn_ms: float | None = None
+    result: str | None = Field(default=None, description="wait: the task's result (cut at 4,000 characters).")
+    turns: int | None = None
+    cost_usd: float | None = None
+
+    @classmethod
+    def from_engine(cls, entry: SpawnEntry) -> SpawnedAgent:
+        agent = cls(agent_id=entry.agent_id, name=entry.name, type=entry.type, status=entry.status,
+                    query_id=entry.query_id, error=entry.error,
+                    spawn_ms=round(entry.spawn_ms, 1) if entry.spawn_ms is not None else None)
+        if entry.status == "completed" or (entry.status == "failed" and entry.result):
+            agent.result = (entry.result or "")[:RESULT_CHARS]
+            agent.turns, agent.cost_usd = entry.turns, entry.cost_usd
+        return agent
+
+
+class SpawnTotals(BaseModel):
+    requested: int
+    spawned: int
+    failed: int
+    skipped: int
+    wall_ms: float
+    spawn_ms_sum: float
+    speedup: float | None = Field(description="spawn_ms_sum / wall_ms: what spawning in parallel saved.")
+    timed_out: bool
+
+
+class SpawnResult(BaseModel):
+    agents: list[SpawnedAgent] = Field(description="In request order.")
+    totals: SpawnTotals
+
+    @classmethod
+    def from_engine(cls, report: SpawnReport) -> SpawnResult:
+        return cls(
+            agents=[SpawnedAgent.from_engine(entry) for entry in report.entries],
+            totals=SpawnTotals(
+                requested=len(report.entries), spawned=report.spawned, failed=report.failed, skipped=report.skipped,
+                wall_ms=round(report.wall_ms, 1), spawn_ms_sum=round(report.spawn_ms_total, 1),
+                speedup=round(report.speedup, 2) if report.speedup is not None else None, timed_out=report.timed_out,
+            ),
+        )
+
+
+async def agents_spawn_parallel(
+    agents: Annotated[list[SpawnSpec], Field(min_length=1, description="Each: type, name; task? depends_on? model? "
+                                             "permission_mode? cwd? capabilities? priority?")],
+    ctx: Context[Services, Any],
+    max_concurrency: Annotated[int, Field(ge=1, le=64, validation_alias=aliases("max_concurrency", "maxConcurrency"),
+                                          description="Agents starting at once.")] = 5,
+    batch_size: Annotated[int, Field(ge=1, le=64, validation_alias=aliases("batch_size", "batchSize"),
+                                     description="Agents per batch; a batch starts when the previous is up.")] = 3,
+    wait: Annotated[bool, Field(description="Answer when every task has ended (else when all are up).")] = False,
+    timeout_s: Annotated[float | None, Field(gt=0, le=86400, validation_alias=aliases("timeout_s", "timeoutS", "timeout"),
+                                             description="Answer by then with what is known.")] = None,
+) -> Annotated[CallToolResult, SpawnResult]:
+    """Start real worker agents (Claude Code sessions, or configured commands) in parallel.
+
+    The request is checked whole first (unique names, known types, dependencies exist, no cycle,
+    cwd allowed); any error spawns nothing. A task starts after its dependencies' tasks completed,
+    with their results handed on; dependents of a failed agent are skipped. Answers per agent:
+    agent_id, status (ready|running|waiting|completed|failed|skipped), query_id, error, spawn_ms;
+    with wait, each task's result. Agents keep running after the answer: agent_list, agent_terminate.
+    Errors start with a code: invalid_argument, forbidden, too_large.
+    """
+    services: Services = ctx.request_context.lifespan_context
+    request = SpawnRequest(
+        agents=tuple(
+            AgentSpec(type=spec.type, name=spec.name, task=spec.task, depends_on=tuple(spec.depends_on),
+                      model=spec.model, permission_mode=spec.permission_mode, cwd=spec.cwd,
+                      capabilities=tuple(spec.capabilities), priority=_priority(spec.priority),
+                      command=tuple(spec.command) if spec.command is not None else None)
+            for spec in agents
+        ),
+        max_concurrency=max_concurrency,
+        batch_size=batch_size,
+        wait=wait,
+        timeout_s=timeout_s,
+    )
+
+    async def progress(done: int, total: int, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    report = await services.spawner.spawn_many(request, progress)
+    return structured(SpawnResult.from_engine(report))
+
+
+def _priority(value: int | str) -> int:
+    return value if isinstance(value, int) else PRIORITY_WORDS[value]
+
+
+def tool() -> Tool:
+    return CheckedTool.from_function(
+        agents_spawn_parallel,
+        title="Spawn agents in parallel",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                    open_world_hint=True),
+    )
