@@ -46,6 +46,7 @@ MIGRATIONS: tuple[str, ...] = (
         pid_start_time   INTEGER,
         server_pid       INTEGER NOT NULL,
         server_start_time INTEGER NOT NULL,
+        boot_id          TEXT    NOT NULL,           -- pids and start times mean something only within one boot
         error            TEXT,
         created_ms       INTEGER NOT NULL,
         ready_ms         INTEGER,
@@ -98,6 +99,7 @@ class AgentRecord:
     workdir: str
     server_pid: int
     server_start_time: int
+    boot_id: str
     created_ms: int
     model: str | None = None
     permission_mode: str | None = None

@@ -29,7 +29,7 @@ from server.agents.launch import SpawnFailed, agent_environment, make_dirs, reso
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.pool import PooledWorker, WarmPool
 from server.agents.proc_stats import group_usage
-from server.agents.process_groups import ProcessIdentity, end_group, identify, is_same_process, kill_leftover
+from server.agents.process_groups import ProcessIdentity, boot_id, end_group, identify, is_same_process, kill_leftover
 from server.agents.records import AgentRecord, AgentRecords, AgentStatus, QueryRecord
 from server.agents.types import MEMORY_TOOLS, AgentType, AgentTypes, render_command
 from server.agents.watchdog import Watchdog
@@ -98,6 +98,7 @@ class Supervisor:
         self._launcher: Path | None = None
         self._closed = False
         self.identity = identify(os.getpid())
+        self.boot_id = boot_id()
         self.pool = WarmPool(self)
         self._sampler = asyncio.create_task(self._sample_metrics(), name="agent-metrics")
 
@@ -119,9 +120,10 @@ class Supervisor:
         orphans: list[str] = []
         for record in await self.records.live_agents():
             server = ProcessIdentity(record.server_pid, record.server_start_time)
-            if server == self.identity or is_same_process(server):
+            this_boot = record.boot_id == self.boot_id
+            if server == self.identity or (this_boot and is_same_process(server)):
                 continue  # ours, or another live server's on this data directory
-            if record.pid is not None and record.pid_start_time is not None and \
+            if this_boot and record.pid is not None and record.pid_start_time is not None and \
                     kill_leftover(ProcessIdentity(record.pid, record.pid_start_time)):
                 logger.warning("ended agent %s (pid %d) left running by a server that exited", record.id, record.pid)
             orphans.append(record.id)
@@ -152,7 +154,8 @@ class Supervisor:
         assert self.identity is not None
         record = AgentRecord(
             id=agent_id, name=name, type=type_name, runtime=agent_type.runtime, status=status, workdir=str(workdir),
-            server_pid=self.identity.pid, server_start_time=self.identity.start_time, created_ms=self.clock.now_ms(),
+            server_pid=self.identity.pid, server_start_time=self.identity.start_time, boot_id=self.boot_id,
+            created_ms=self.clock.now_ms(),
             model=model, permission_mode=permission_mode, capabilities=list(capabilities), priority=priority,
         )
         await self.records.add_agent(record)
