@@ -189,6 +189,11 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Connect and read timeout of one S3 request; a timeout is retried."
     )
 
+    # -- agents -----------------------------------------------------------------------------
+    agent_shared_memory: bool = Field(
+        True, description="Give claude agents this server's memory as an MCP server (loopback HTTP, a token per agent)."
+    )
+
     @field_validator("http_token")
     @classmethod
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
