@@ -1,7 +1,9 @@
 """Wires the engine to the MCP SDK: the server, its lifespan, its tools, and both transports.
 
-Only this module and the stdio transport (``server/stdio_transport.py``) import the SDK;
-everything else under ``server/`` is usable (and tested, and benchmarked) without MCP.
+Only this module, the agent memory endpoint (``server/agent_memory_endpoint.py``, which serves
+the memory tools to spawned agents), the stdio transport (``server/stdio_transport.py``) and
+one settings type in ``server/http_guard.py`` import the SDK; everything else under ``server/``
+is usable (and tested, and benchmarked) without MCP.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from server import __version__
 from server.clock import Clock
 from server.config import Settings
 from server.errors import Forbidden, Unavailable
-from server.http_guard import BearerTokenGuard, RequestBodyGuard
+from server.http_guard import BearerTokenGuard, RequestBodyGuard, loopback_rebinding_protection
 from server.services import Services, open_services
 from server.startup_errors import open_services_or_refuse
 from server.stdio_transport import stdio_transport
@@ -142,16 +144,10 @@ class _UvicornLeavingSignalsToUs(uvicorn.Server):
 
 def _rebinding_protection(settings: Settings, url_host: str) -> TransportSecuritySettings | None:
     """Without a token, only requests naming this loopback host are served, so a web page that
-    rebinds its own name to 127.x cannot reach the tools. (The SDK does this by itself for
-    127.0.0.1, localhost and ::1 only.)"""
+    rebinds its own name to 127.x cannot reach the tools."""
     if settings.http_token is not None:
         return None
-    hosts = {url_host, "127.0.0.1", "localhost", "[::1]"}
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=sorted(f"{name}:*" for name in hosts),
-        allowed_origins=sorted(f"http://{name}:*" for name in hosts),
-    )
+    return loopback_rebinding_protection(url_host)
 
 
 async def _stop_on_signal(web: uvicorn.Server) -> None:

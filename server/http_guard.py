@@ -1,10 +1,17 @@
-"""ASGI middleware in front of the SDK's streamable HTTP app: the bearer token, and the request body.
+"""ASGI middleware in front of the SDK's streamable HTTP app: the bearer token(s), and the request body.
 
 `BearerTokenGuard` checks the one static token (``SWITCHBOARD_HTTP_TOKEN``) itself instead of
 through the SDK's OAuth resource-server support. That support advertises protected-resource
 metadata naming an authorization server, which for a static token does not exist: clients
 then start OAuth discovery and registration, fail, and never tell the user to send the
 header. Here a 401 says exactly that, and nothing points at OAuth.
+
+`AgentTokenGuard` does the same for the per-agent tokens of the agent memory endpoint
+(``server/agent_memory_endpoint.py``), and runs each admitted request with its agent in
+`calling_agent`.
+
+`loopback_rebinding_protection` is the SDK's host/origin check set for an endpoint bound to a
+loopback address (the one SDK type imported here).
 
 `RequestBodyGuard` caps the body at a configured size (the SDK's 4 MiB default refused a
 documented 10,000-entry store_batch) and answers a body that is not one valid JSON-RPC
@@ -15,8 +22,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
+from contextvars import ContextVar
 
 import anyio.to_thread
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,9 +39,27 @@ REALM = "switchboard"
 PARSE_INLINE_MAX_BYTES = 1024 * 1024
 
 
+calling_agent: ContextVar[str | None] = ContextVar("calling_agent", default=None)
+"""The agent an `AgentTokenGuard` admitted the current request for (None elsewhere). The SDK runs
+the handler of each message in a copy of the context of the HTTP request that carried it (the
+way its own auth middleware hands the access token to handlers), so a tool call sees it too."""
+
+
 def is_endpoint(scope: Scope, path: str) -> bool:
     """Whether the request is for the MCP endpoint at ``path`` (with or without a trailing slash)."""
     return scope["type"] == "http" and str(scope["path"]).rstrip("/") == path
+
+
+def loopback_rebinding_protection(url_host: str) -> TransportSecuritySettings:
+    """Only requests naming this loopback host (or 127.0.0.1, localhost, [::1]) in Host and Origin
+    are served, so a web page that rebinds its own name to 127.x cannot reach the tools. (The SDK
+    does this by itself for 127.0.0.1, localhost and ::1 only.)"""
+    hosts = {url_host, "127.0.0.1", "localhost", "[::1]"}
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=sorted(f"{name}:*" for name in hosts),
+        allowed_origins=sorted(f"http://{name}:*" for name in hosts),
+    )
 
 
 class BearerTokenGuard:
@@ -64,6 +92,44 @@ class BearerTokenGuard:
             )
             return
         await self._app(scope, receive, send)
+
+
+class AgentTokenGuard:
+    """Lets a request to the MCP endpoint through only with ``Authorization: Bearer <token>`` naming
+    an agent (``agent_for`` maps a presented token to its agent, or None for an unknown or revoked
+    one), and runs it with that agent in `calling_agent`."""
+
+    def __init__(self, app: ASGIApp, agent_for: Callable[[str], str | None], *, path: str) -> None:
+        self._app = app
+        self._agent_for = agent_for
+        self._path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not is_endpoint(scope, self._path):
+            await self._app(scope, receive, send)
+            return
+        scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            await _unauthorized(
+                send, f'Bearer realm="{REALM}"',
+                "this endpoint serves the agents Switchboard started: send the header "
+                "\"Authorization: Bearer <token>\" with the token of this agent's MCP server entry",
+            )
+            return
+        agent = self._agent_for(credentials.strip())
+        if agent is None:
+            logger.warning("refused a request with an unknown or revoked agent token from %s", _client(scope))
+            await _unauthorized(
+                send, f'Bearer realm="{REALM}", error="invalid_token"',
+                "the bearer token is unknown or has been revoked: an agent may use only the token of the entry "
+                "it was started with, while it runs",
+            )
+            return
+        admitted = calling_agent.set(agent)
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            calling_agent.reset(admitted)
 
 
 class RequestBodyGuard:
