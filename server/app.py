@@ -21,6 +21,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp
 
 from server import __version__
+from server.agent_memory_endpoint import AgentMemoryEndpoint
 from server.clock import Clock
 from server.config import Settings
 from server.errors import Forbidden, Unavailable
@@ -53,7 +54,7 @@ def build_server(
         if services is not None:
             yield services
             return
-        async with open_services(settings, clock) as opened:
+        async with open_services(settings, clock) as opened, agents_wired(opened):
             yield opened
 
     server: MCPServer[Services] = MCPServer(
@@ -66,6 +67,21 @@ def build_server(
         tools=list(all_tools()),
     )
     return server
+
+
+@contextlib.asynccontextmanager
+async def agents_wired(services: Services) -> AsyncIterator[None]:
+    """Gives claude agents this server's memory (the loopback endpoint, unless turned off) and fills
+    the warm pools; on exit ends every agent before the endpoint stops, so none loses its memory
+    mid-task."""
+    async with contextlib.AsyncExitStack() as stack:
+        if services.settings.agent_shared_memory:
+            endpoint = AgentMemoryEndpoint(services, max_body_bytes=services.settings.http_max_body_bytes)
+            stack.push_async_callback(endpoint.aclose)
+            services.agents.memory_access = endpoint
+        stack.push_async_callback(services.agents.end_all)
+        services.agents.pool.start()
+        yield
 
 
 def build_http_app(server: MCPServer[Services], settings: Settings, host: str) -> ASGIApp:
@@ -98,7 +114,8 @@ def is_loopback(host: str) -> bool:
 async def serve_stdio(settings: Settings) -> None:
     """Serve on stdin/stdout until stdin closes and every request received is answered, or until
     SIGINT/SIGTERM arrives; then close the stores."""
-    async with open_services_or_refuse(settings) as services, anyio.create_task_group() as tasks:
+    async with open_services_or_refuse(settings) as services, agents_wired(services), \
+            anyio.create_task_group() as tasks:
         tasks.start_soon(_cancel_on_signal, tasks.cancel_scope)
         # MCPServer.run_stdio_async has no way to take another transport: run its low-level server.
         lowlevel = build_server(settings, services=services)._lowlevel_server
@@ -116,7 +133,8 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
         )
     # The stores open before the port does, so a start-up refusal is one clear error, and close
     # after uvicorn has stopped serving.
-    async with open_services_or_refuse(settings) as services, anyio.create_task_group() as tasks:
+    async with open_services_or_refuse(settings) as services, agents_wired(services), \
+            anyio.create_task_group() as tasks:
         app = build_http_app(build_server(settings, services=services), settings, host)
         config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
         web = _UvicornLeavingSignalsToUs(config)
