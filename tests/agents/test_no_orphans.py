@@ -43,9 +43,9 @@ def agent_pid(server: StdioPeer, agent_id: str) -> int:
 
 def watchdog_of(server_pid: int) -> int:
     for name in os.listdir("/proc"):
-        if name.isdigit() and (fields := stat_fields(int(name))) and int(fields[1]) == server_pid:
-            if b"server.agents.watchdog" in Path(f"/proc/{name}/cmdline").read_bytes():
-                return int(name)
+        if name.isdigit() and (fields := stat_fields(int(name))) and int(fields[1]) == server_pid \
+                and b"server.agents.watchdog" in Path(f"/proc/{name}/cmdline").read_bytes():
+            return int(name)
     raise AssertionError("the server runs no watchdog")
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, TextContent, Tool
+
+# What the model sees of every tool together (names, descriptions, input schemas): clients pay for it
+# in context on every session (DESIGN.md). Output schemas are not shown to the model, but kept lean.
+MODEL_VISIBLE_BUDGET = 24_000
+OUTPUT_SCHEMAS_BUDGET = 16_000
 
 
 def structured_of(result: CallToolResult) -> dict[str, Any]:
@@ -23,3 +30,10 @@ def text_of(result: CallToolResult) -> str:
 def error_text(result: CallToolResult) -> str:
     assert result.is_error, result.structured_content
     return text_of(result)
+
+
+def listing_sizes(tools: Sequence[Tool]) -> tuple[int, int]:
+    """Bytes of the listing the model sees (without output schemas), and of the output schemas."""
+    dumped = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+    outputs = [entry.pop("outputSchema", None) for entry in dumped]
+    return len(json.dumps(dumped).encode()), len(json.dumps(outputs).encode())

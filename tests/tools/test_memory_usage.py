@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 
 from server.clock import ManualClock
-from tests.tools.answers import error_text, structured_of, text_of
+from tests.tools.answers import MODEL_VISIBLE_BUDGET, OUTPUT_SCHEMAS_BUDGET, error_text, listing_sizes, structured_of, text_of
 from tools.schemas import render, tool_schemas
 
 Connect = Callable[[], Client]
@@ -162,8 +162,8 @@ async def test_tool_list_is_small_and_declares_schemas(connect: Connect) -> None
         [tool] = [t for t in tools if t.name == "memory_usage"]
         assert tool.output_schema is not None and tool.input_schema["required"] == ["action"]
         assert tool.annotations is not None and tool.annotations.destructive_hint is True
-        listing = json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools])
-        assert len(listing.encode()) < 20_000
+        model_visible, output_schemas = listing_sizes(tools)
+        assert model_visible < MODEL_VISIBLE_BUDGET and output_schemas < OUTPUT_SCHEMAS_BUDGET
 
 
 async def test_checked_in_schemas_match_the_models() -> None:

@@ -4,7 +4,6 @@ the local store by default, and S3 (moto over HTTP) when an endpoint is configur
 from __future__ import annotations
 
 import base64
-import json
 import os
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from server.app import build_server
 from server.clock import ManualClock
 from server.config import Settings
 from tests.objects.loopback_proxy import LoopbackProxy
-from tests.tools.answers import error_text, structured_of
+from tests.tools.answers import MODEL_VISIBLE_BUDGET, OUTPUT_SCHEMAS_BUDGET, error_text, listing_sizes, structured_of
 
 Connect = Callable[[], Client]
 
@@ -163,8 +162,8 @@ async def test_tool_is_listed_with_schemas_and_the_listing_stays_small(connect: 
     [tool] = [t for t in tools if t.name == "upload_batch"]
     assert tool.input_schema["required"] == ["files"] and tool.output_schema is not None
     assert set(tool.output_schema["required"]) >= {"status", "http_status", "uploaded", "failed", "totals"}
-    listing = json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools])
-    assert len(listing.encode()) < 20_000
+    model_visible, output_schemas = listing_sizes(tools)
+    assert model_visible < MODEL_VISIBLE_BUDGET and output_schemas < OUTPUT_SCHEMAS_BUDGET
 
 
 async def test_a_cancelled_call_aborts_its_multipart_upload_and_records_what_landed(
