@@ -5,23 +5,29 @@
 - ``agent-results`` (7 days): ``agent-<id>-<query_id>``, each task's result, for other agents;
 - ``agent-metrics`` (1 hour): ``agent-<id>``, the latest CPU, RSS and uptime sample.
 
-Namespaces and TTLs are settings. A failure to record is logged and never fails the agent.
+Namespaces and TTLs are settings. Records are queued and written in batches by a background
+task (one transaction for many agents' records), so recording never slows an agent down; a
+failure to record is logged and never fails the agent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from server.agents.proc_stats import GroupUsage
 from server.agents.records import AgentRecord, QueryRecord
 from server.config import Settings
-from server.memory import MemoryStore
+from server.memory import MemoryStore, PutRequest
 
 logger = logging.getLogger(__name__)
 
 # The result text kept in an activity record; agent-results keeps it whole (up to the value limit).
 _SUMMARY_CHARS = 500
+# Most records written in one transaction.
+_BATCH = 500
 
 
 class ActivityLog:
@@ -29,9 +35,14 @@ class ActivityLog:
         self._memory = memory
         self._settings = settings
         self._last_cpu: dict[str, tuple[float, int]] = {}
+        self._queue: list[PutRequest] = []
+        self._queued = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer: asyncio.Task[None] | None = None
 
-    async def spawned(self, agent: AgentRecord) -> None:
-        await self._put(
+    def spawned(self, agent: AgentRecord) -> None:
+        self._put(
             self._settings.agent_activity_namespace, f"agent-{agent.id}-spawn",
             {"agent_id": agent.id, "name": agent.name, "type": agent.type, "runtime": agent.runtime,
              "status": agent.status, "model": agent.model, "pid": agent.pid, "spawn_ms": agent.spawn_ms,
@@ -39,29 +50,29 @@ class ActivityLog:
             self._settings.agent_activity_ttl_s, tags=["spawn", agent.type, agent.status],
         )
 
-    async def task_ended(self, agent: AgentRecord, query: QueryRecord) -> None:
+    def task_ended(self, agent: AgentRecord, query: QueryRecord) -> None:
         summary = {"agent_id": agent.id, "name": agent.name, "type": agent.type, "query_id": query.id,
                    "status": query.status, "turns": query.turns, "input_tokens": query.input_tokens,
                    "output_tokens": query.output_tokens, "cost_usd": query.cost_usd, "error": query.error,
                    "at_ms": query.ended_ms}
-        await self._put(
+        self._put(
             self._settings.agent_activity_namespace, f"agent-{agent.id}-complete",
             {**summary, "result": (query.result or "")[:_SUMMARY_CHARS]},
             self._settings.agent_activity_ttl_s, tags=["complete", agent.type, query.status],
         )
-        await self._put(
+        self._put(
             self._settings.agent_results_namespace, f"agent-{agent.id}-{query.id}",
             {**summary, "task": query.task, "result": self._bounded(query.result)},
             self._settings.agent_results_ttl_s, tags=[agent.name, agent.type, query.status],
         )
 
-    async def sample(self, agent: AgentRecord, usage: GroupUsage, now_ms: int) -> None:
+    def sample(self, agent: AgentRecord, usage: GroupUsage, now_ms: int) -> None:
         previous = self._last_cpu.get(agent.id)
         self._last_cpu[agent.id] = (usage.cpu_seconds, now_ms)
         cpu_percent = None
         if previous is not None and now_ms > previous[1]:
             cpu_percent = round(100 * (usage.cpu_seconds - previous[0]) / ((now_ms - previous[1]) / 1000), 1)
-        await self._put(
+        self._put(
             self._settings.agent_metrics_namespace, f"agent-{agent.id}",
             {"agent_id": agent.id, "name": agent.name, "type": agent.type, "status": agent.status,
              "processes": usage.processes, "cpu_seconds": round(usage.cpu_seconds, 2), "cpu_percent": cpu_percent,
@@ -77,8 +88,42 @@ class ActivityLog:
             return text
         return "…" + text.encode()[-limit:].decode("utf-8", errors="ignore")
 
-    async def _put(self, namespace: str, key: str, value: dict[str, Any], ttl_s: int, tags: list[str]) -> None:
+    def _put(self, namespace: str, key: str, value: dict[str, Any], ttl_s: int, tags: list[str]) -> None:
+        self._queue.append(PutRequest(namespace, key, value, ttl_s, tuple(tags)))
+        self._idle.clear()
+        self._queued.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="agent-activity")
+
+    async def flush(self) -> None:
+        """Until every record queued so far is written (or given up on)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Writes what is queued, then stops."""
+        if self._writer is not None:
+            await self.flush()
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+
+    async def _write(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:_BATCH], self._queue[_BATCH:]
+                await self._write_batch(batch)
+            self._idle.set()
+
+    async def _write_batch(self, batch: list[PutRequest]) -> None:
         try:
-            await self._memory.put(namespace, key, value, ttl_seconds=ttl_s, tags=tags)
+            await self._memory.put_many(batch)
         except Exception:
-            logger.warning("could not record %s/%s", namespace, key, exc_info=True)
+            # One bad record must not lose the others: write them one by one, and log the ones refused.
+            for request in batch:
+                try:
+                    await self._memory.put_many([request])
+                except Exception:
+                    logger.warning("could not record %s/%s", request.namespace, request.key, exc_info=True)

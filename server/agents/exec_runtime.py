@@ -45,8 +45,8 @@ class ExecProcess:
 
     @classmethod
     async def start(cls, launch: ExecLaunch, tail: OutputTail) -> ExecProcess:
-        """Starts the process; raises `SpawnFailed` (transient or not) when it cannot be started."""
-        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        """Starts the process (its directories exist); raises `SpawnFailed` (transient or not) when it
+        cannot be started."""
         log = launch.log_path.open("ab")
         try:
             process = await asyncio.create_subprocess_exec(

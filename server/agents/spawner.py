@@ -293,7 +293,7 @@ class Spawner:
             entry.status = "waiting" if item.spec.task else "ready"
             has_dependencies = bool(item.depends_on_new or item.depends_on_existing)
             if agent.agent_type.runtime == "claude" or not item.spec.task:
-                await supervisor.activity.spawned(agent.record)
+                supervisor.activity.spawned(agent.record)
                 entry.spawned.set()
                 await report(f"{entry.name} ready")
             elif has_dependencies:
@@ -352,7 +352,7 @@ class Spawner:
                     in_flight.release()
             if entry.spawn_ms is not None:
                 await supervisor.records.update_agent(agent.id, spawn_ms=entry.spawn_ms)
-                await supervisor.activity.spawned(agent.record)
+                supervisor.activity.spawned(agent.record)
         self._take_outcome(entry, outcome, agent)
         await report(f"{entry.name} task {entry.status}")
 
@@ -416,7 +416,7 @@ class Spawner:
             await self._supervisor.records.update_query(entry.query_id, status="failed", error=error,
                                                         ended_ms=self._supervisor.clock.now_ms())
         await self._supervisor.end(agent, "failed", 1.0, error=error)
-        await self._supervisor.activity.spawned(agent.record)
+        self._supervisor.activity.spawned(agent.record)
         await report(f"{entry.name} failed")
 
 

@@ -369,7 +369,6 @@ class Supervisor:
         return outcome
 
     async def _start_exec(self, launch: ExecLaunch, agent: Agent) -> ExecProcess:
-        make_dirs(launch.cwd)
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.settings.agent_spawn_attempts),
             wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
@@ -402,7 +401,7 @@ class Supervisor:
             agent.last_result = outcome.result
         if not agent.terminating:
             await self.set_status(agent, "ready", current_query=None)
-        await self.activity.task_ended(agent.record, query)
+        self.activity.task_ended(agent.record, query)
 
     # -- ending --------------------------------------------------------------------------------
 
@@ -504,6 +503,7 @@ class Supervisor:
         with contextlib.suppress(asyncio.CancelledError):
             await self._sampler
         await self.end_all()
+        await self.activity.close()
         if self._watchdog is not None:
             await self._watchdog.close()
         await self.records.close()
@@ -520,4 +520,4 @@ class Supervisor:
                     continue
                 usage = group_usage(pid)
                 if usage is not None:
-                    await self.activity.sample(agent.record, usage, self.clock.now_ms())
+                    self.activity.sample(agent.record, usage, self.clock.now_ms())

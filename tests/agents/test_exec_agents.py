@@ -28,7 +28,8 @@ async def test_tasks_run_and_their_results_come_back(tmp_path: Path) -> None:
         assert query is not None and query.status == "completed" and query.exit_code == 0
         log = Path(settings.data_dir / "agents" / by_name["a"].agent_id / "output.log").read_text()
         assert log == "alpha\n"
-        # Activity records, written by the engine with their TTLs.
+        # Activity records, written by the engine (in the background) with their TTLs.
+        await services.agents.activity.flush()
         spawn = await services.memory.get("agent-activities", f"agent-{by_name['a'].agent_id}-spawn")
         complete = await services.memory.get("agent-activities", f"agent-{by_name['a'].agent_id}-complete")
         result = await services.memory.get("agent-results", f"agent-{by_name['a'].agent_id}-{by_name['a'].query_id}")

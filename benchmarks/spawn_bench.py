@@ -1,0 +1,129 @@
+"""How fast do agents start? One run, baseline and contender side by side.
+
+claude agents (the real Claude Code CLI bundled with claude-agent-sdk, answering to the
+scripted Messages API of the tests on loopback; no network): 1, 5 and 10 agents spawned
+sequentially (max_concurrency 1: the baseline), in parallel, and from a warm pool; time to
+ready p50 / p99 per agent, and the wall time of the call.
+
+exec agents (a trivial process, /bin/true): 10, 50 and 200 spawned through Switchboard
+(records, watchdog, logs, activity records; wait for every task) against bare asyncio
+subprocesses of the same command started and awaited together; the difference per agent is
+Switchboard's overhead.
+
+    .venv/bin/python benchmarks/spawn_bench.py [--claude 1,5,10] [--exec 10,50,200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from server.agents.spawner import AgentSpec, SpawnReport, SpawnRequest  # noqa: E402
+from server.agents.types import AgentType  # noqa: E402
+from server.config import Settings  # noqa: E402
+from server.services import Services, open_services  # noqa: E402
+from tests.fixtures.messages_api import ScriptedMessagesApi  # noqa: E402
+
+TRUE = "/bin/true"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def settings_for(workdir: Path, api: ScriptedMessagesApi, pool_size: int) -> Settings:
+    claude = AgentType(runtime="claude", model="claude-sonnet-4-5", env=api.cli_env(workdir / "home"),
+                       pool_size=pool_size)
+    trivial = AgentType(runtime="exec", command=(TRUE,))
+    return Settings(data_dir=workdir / "data", agent_types={"bench": claude, "trivial": trivial},
+                    agent_roots=[workdir], agent_max_per_call=1000, memory_sqlite_synchronous="full")
+
+
+async def end_all(services: Services) -> None:
+    await asyncio.gather(*(services.agents.terminate(agent.id, 2.0) for agent in services.agents.live_agents()))
+
+
+async def spawn(services: Services, count: int, concurrency: int, type_name: str = "bench",
+                task: str | None = None) -> SpawnReport:
+    agents = tuple(AgentSpec(type=type_name, name=f"a{i}", task=task) for i in range(count))
+    return await services.spawner.spawn_many(SpawnRequest(agents=agents, max_concurrency=concurrency,
+                                                          batch_size=concurrency, wait=task is not None))
+
+
+def line(label: str, report: SpawnReport) -> str:
+    ready = [entry.spawn_ms or 0.0 for entry in report.entries]
+    failed = sum(1 for entry in report.entries if entry.status == "failed")
+    return (f"  {label:<12} ready p50 {percentile(ready, 0.5):8.1f} ms  p99 {percentile(ready, 0.99):8.1f} ms  "
+            f"wall {report.wall_ms:8.1f} ms" + (f"  FAILED {failed}" if failed else ""))
+
+
+async def claude_bench(counts: list[int]) -> None:
+    print("claude agents (Claude Code CLI, scripted API on loopback): time to ready")
+    with tempfile.TemporaryDirectory() as tmp, ScriptedMessagesApi() as api:
+        workdir = Path(tmp)
+        async with open_services(settings_for(workdir, api, pool_size=max(counts))) as services:
+            await spawn(services, 1, 1)  # warm the page cache: the first CLI start reads ~200 MB from disk
+            await end_all(services)
+            for count in counts:
+                sequential = await spawn(services, count, 1)
+                await end_all(services)
+                parallel = await spawn(services, count, count)
+                await end_all(services)
+                services.agents.pool.start()
+                await services.agents.pool.wait_full("bench")
+                warm = await spawn(services, count, count)
+                await end_all(services)
+                print(f" {count} agent(s)")
+                print(line("sequential", sequential))
+                print(line("parallel", parallel))
+                print(line("warm pool", warm))
+                print(f"  parallel vs sequential wall: {sequential.wall_ms / parallel.wall_ms:5.2f}x;  "
+                      f"warm pool vs sequential: {sequential.wall_ms / warm.wall_ms:6.1f}x")
+
+
+async def bare_processes(count: int) -> float:
+    began = time.perf_counter()
+    processes = await asyncio.gather(*(asyncio.create_subprocess_exec(TRUE) for _ in range(count)))
+    await asyncio.gather(*(process.wait() for process in processes))
+    return (time.perf_counter() - began) * 1000
+
+
+async def exec_bench(counts: list[int]) -> None:
+    print("exec agents (/bin/true, wait for the task): Switchboard vs bare asyncio subprocesses")
+    with tempfile.TemporaryDirectory() as tmp, ScriptedMessagesApi() as api:
+        workdir = Path(tmp)
+        async with open_services(settings_for(workdir, api, pool_size=0)) as services:
+            await spawn(services, 2, 2, "trivial", "x")  # starts the watchdog, opens the databases
+            for count in counts:
+                bare = min([await bare_processes(count) for _ in range(3)])
+                runs = [await spawn(services, count, count, "trivial", "x") for _ in range(3)]
+                best = min(runs, key=lambda report: report.wall_ms)
+                failed = sum(1 for entry in best.entries if entry.status != "completed")
+                overhead = (best.wall_ms - bare) / count
+                print(f" {count:4d} agents: switchboard {best.wall_ms:8.1f} ms  bare {bare:8.1f} ms  "
+                      f"ratio {best.wall_ms / bare:5.2f}x  overhead {overhead:5.2f} ms/agent"
+                      + (f"  NOT COMPLETED {failed}" if failed else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--claude", default="1,5,10", help="claude agent counts (empty: skip)")
+    parser.add_argument("--exec", default="10,50,200", help="exec agent counts (empty: skip)")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if arguments.claude:
+        asyncio.run(claude_bench([int(n) for n in arguments.claude.split(",")]))
+    if arguments.exec:
+        asyncio.run(exec_bench([int(n) for n in arguments.exec.split(",")]))
+
+
+if __name__ == "__main__":
+    main()
