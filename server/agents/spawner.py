@@ -208,7 +208,7 @@ class Spawner:
                 item.entry.agent_id = worker.agent_id
         loop = asyncio.get_running_loop()
         began = loop.time()
-        agents = [await self._record(item, planned) for item in planned]
+        agents = await asyncio.gather(*(self._record(item) for item in planned))  # committed together
         events_total = len(planned) + sum(1 for item in planned if item.spec.task)
         events_done = 0
 
@@ -242,7 +242,7 @@ class Spawner:
             timed_out = True
         return SpawnReport([item.entry for item in planned], (loop.time() - began) * 1000, timed_out)
 
-    async def _record(self, item: _Planned, planned: list[_Planned]) -> Agent:
+    async def _record(self, item: _Planned) -> Agent:
         spec, agent_type = item.spec, item.agent_type
         agent = await self._supervisor.create(
             agent_id=item.entry.agent_id, name=spec.name, type_name=spec.type, agent_type=agent_type,
@@ -273,6 +273,7 @@ class Spawner:
             if reason is not None:
                 await self._skip(item, agent, reason, report)
                 return
+            task, has_dependencies = item.spec.task, bool(item.depends_on_new or item.depends_on_existing)
             if agent.agent_type.runtime == "claude":
                 slot = supervisor.slot(agent.record.type, agent.agent_type)
                 if slot is not None:
@@ -285,19 +286,21 @@ class Spawner:
                         entry.spawn_ms = await supervisor.adopt(agent, item.worker)
                     else:
                         entry.spawn_ms = await supervisor.start(agent)
-            else:
-                entry.spawn_ms = 0.0 if not item.spec.task else None
-            now = supervisor.clock.now_ms()
-            await supervisor.set_status(agent, "waiting" if item.spec.task else "ready", ready_ms=now,
-                                        spawn_ms=entry.spawn_ms)
-            entry.status = "waiting" if item.spec.task else "ready"
-            has_dependencies = bool(item.depends_on_new or item.depends_on_existing)
-            if agent.agent_type.runtime == "claude" or not item.spec.task:
+                entry.status = "ready" if not task else "waiting" if has_dependencies else "running"
+                await supervisor.set_status(agent, entry.status, ready_ms=supervisor.clock.now_ms(),
+                                            spawn_ms=entry.spawn_ms)
                 supervisor.activity.spawned(agent.record)
                 entry.spawned.set()
                 await report(f"{entry.name} ready")
-            elif has_dependencies:
-                entry.spawned.set()  # an exec agent waiting on others: its process starts with its task
+            elif not task:  # an exec agent has no process until its first task
+                entry.status, entry.spawn_ms = "ready", 0.0
+                await supervisor.set_status(agent, "ready", ready_ms=supervisor.clock.now_ms(), spawn_ms=0.0)
+                supervisor.activity.spawned(agent.record)
+                entry.spawned.set()
+            elif has_dependencies:  # it is up when its task's process starts, after its dependencies
+                entry.status = "waiting"
+                await supervisor.set_status(agent, "waiting")
+                entry.spawned.set()
             if item.spec.task:
                 await self._run_task(item, agent, planned, in_flight, report)
             else:
@@ -351,7 +354,8 @@ class Spawner:
                 if holding:
                     in_flight.release()
             if entry.spawn_ms is not None:
-                await supervisor.records.update_agent(agent.id, spawn_ms=entry.spawn_ms)
+                agent.record.ready_ms = agent.record.ready_ms or query.started_ms
+                await supervisor.records.update_agent(agent.id, spawn_ms=entry.spawn_ms, ready_ms=agent.record.ready_ms)
                 supervisor.activity.spawned(agent.record)
         self._take_outcome(entry, outcome, agent)
         await report(f"{entry.name} task {entry.status}")
