@@ -59,6 +59,7 @@ class ClaudeLaunch:
     allowed_tools: list[str]
     disallowed_tools: list[str]
     mcp_servers: dict[str, Any] = field(default_factory=dict)
+    setting_sources: list[str] = field(default_factory=list)
 
     @property
     def pid_file(self) -> Path:
@@ -145,6 +146,7 @@ class ClaudeSession:
             allowed_tools=launch.allowed_tools,
             disallowed_tools=launch.disallowed_tools,
             mcp_servers=launch.mcp_servers,
+            setting_sources=launch.setting_sources,  # type: ignore[arg-type]
             can_use_tool=self._can_use_tool,
             stderr=self._on_stderr,
         )

@@ -254,6 +254,7 @@ class Supervisor:
             allowed_tools=allowed,
             disallowed_tools=list(agent_type.disallowed_tools),
             mcp_servers=mcp_servers,
+            setting_sources=list(agent_type.setting_sources),
         )
 
     async def _claude_launch(self, agent: Agent) -> ClaudeLaunch:

@@ -47,6 +47,9 @@ class AgentType(BaseModel):
     system_prompt: str | None = Field(None, description="claude: appended to Claude Code's own system prompt.")
     allowed_tools: tuple[str, ...] = Field((), description="claude: tools that run without asking.")
     disallowed_tools: tuple[str, ...] = Field((), description="claude: tools removed from the model's reach.")
+    setting_sources: tuple[Literal["user", "project", "local"], ...] = Field(
+        (), description="claude: Claude Code settings files to load (none by default, so a settings file's permission "
+        "rules or hooks never widen what the type allows).")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment of this type's processes.")
     max_running: int | None = Field(None, ge=1, description="Most agents of this type alive at once; more wait.")
     pool_size: int = Field(0, ge=0, le=64, description="claude: initialised idle workers kept ready.")
