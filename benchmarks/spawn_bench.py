@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.agents.spawner import AgentSpec, SpawnReport, SpawnRequest  # noqa: E402
-from server.agents.types import AgentType  # noqa: E402
-from server.config import Settings  # noqa: E402
-from server.services import Services, open_services  # noqa: E402
-from tests.fixtures.messages_api import ScriptedMessagesApi  # noqa: E402
+from server.agents.spawner import AgentSpec, SpawnReport, SpawnRequest
+from server.agents.types import AgentType
+from server.config import Settings
+from server.services import Services, open_services
+from tests.fixtures.messages_api import ScriptedMessagesApi
 
 TRUE = "/bin/true"
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import anyio
@@ -75,6 +76,9 @@ def _serve(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     _configure_logging(settings.log_level)
+    # claude-agent-sdk warns at every claude agent's start that its allowed tools skip the permission
+    # callback; that is Switchboard's design (the type's tools run unasked, the callback answers the rest).
+    warnings.filterwarnings("ignore", message="can_use_tool will not be invoked for")
     from server.app import serve_http, serve_stdio
 
     try:

@@ -39,7 +39,7 @@ async def test_ten_claude_agents_spawn_in_parallel_and_answer(tmp_path: Path, me
             assert query is not None and query.status == "completed" and query.turns == 1
             assert query.session_id and query.input_tokens and query.output_tokens
         assert len(pids) == 10
-        assert {request.model for request in messages_api.turns} == {MODEL}
+        assert {request.model for request in messages_api.turns()} == {MODEL}
     for pid in pids:
         assert running_in_group(pid) == []
 
@@ -78,7 +78,7 @@ async def test_a_tool_outside_the_type_is_denied_with_a_message_the_model_sees(
         (entry,) = report.entries
         assert entry.status == "completed", entry.error
         assert not (services.settings.data_dir / "agents" / entry.agent_id / "denied.txt").exists()
-        (denied,) = [request for request in messages_api.turns if request.tool_results]
+        (denied,) = [request for request in messages_api.turns() if request.tool_results]
         assert denied.tool_results[0].is_error
         assert "Switchboard denied Bash: agent type 'helper' allows only these tools: Read" in denied.tool_results[0].text
 
@@ -93,7 +93,7 @@ async def test_without_credentials_a_task_fails_with_the_cli_message(tmp_path: P
         (entry,) = report.entries
         assert entry.status == "failed"
         assert "Not logged in" in (entry.error or ""), entry.error
-        assert messages_api.turns == []
+        assert messages_api.turns() == []
 
 
 async def test_terminate_mid_tool_ends_the_cli_and_its_bash_loop(tmp_path: Path,
