@@ -84,6 +84,8 @@ class ClaudeSession:
         self._log: IO[str] | None = None
         self.pid: int | None = None
         self.session_id: str | None = None
+        # The CLI reports the session's cost so far with every result; a task's cost is the difference.
+        self._session_cost_usd = 0.0
 
     async def start(self, timeout_s: float) -> None:
         """Starts the CLI and waits for its initialize answer. Raises `SpawnFailed`: transient for a
@@ -217,10 +219,14 @@ class ClaudeSession:
     def _outcome(self, message: ResultMessage) -> TaskOutcome:
         self.session_id = message.session_id
         usage_numbers = message.usage or {}
+        task_cost = None
+        if message.total_cost_usd is not None:
+            task_cost = max(message.total_cost_usd - self._session_cost_usd, 0.0)
+            self._session_cost_usd = message.total_cost_usd
         usage = Usage(
             input_tokens=claude_input_tokens(usage_numbers) if usage_numbers else None,
             output_tokens=usage_numbers.get("output_tokens"),
-            cost_usd=message.total_cost_usd,
+            cost_usd=task_cost,
             turns=message.num_turns,
             raw=message.usage,
         )

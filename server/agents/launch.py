@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from server.agents.process_groups import AGENT_TAG_VARIABLE
 from server.errors import SwitchboardError
 
 # Switchboard's own settings (HTTP token, S3 and Qdrant keys among them) configure this server,
@@ -48,14 +49,15 @@ def agent_environment(agent_id: str, extra: Mapping[str, str]) -> dict[str, str]
     plus ``SWITCHBOARD_AGENT_ID``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(_SERVER_ENV_PREFIX)}
     env.update(extra)
-    env["SWITCHBOARD_AGENT_ID"] = agent_id
+    env[AGENT_TAG_VARIABLE] = agent_id  # also how its stray tools are found (process_groups.tagged_processes)
     return env
 
 
 def server_env_names() -> list[str]:
     """Names of the server's own variables, which a claude agent's launcher unsets (the SDK passes
     the whole server environment on; it can add variables but not remove them)."""
-    return [name for name in os.environ if name.startswith(_SERVER_ENV_PREFIX) and name.isidentifier()]
+    return [name for name in os.environ
+            if name.startswith(_SERVER_ENV_PREFIX) and name.isidentifier() and name != AGENT_TAG_VARIABLE]
 
 
 def make_dirs(*paths: Path) -> None:

@@ -112,7 +112,7 @@ class WarmPool:
         session = ClaudeSession(launch, supervisor.permission_decider(agent_id, type_name, agent_type), tail)
         await session.start(supervisor.settings.agent_spawn_timeout_s)
         if session.pid is not None and (identity := identify(session.pid)) is not None:
-            (await supervisor.watchdog()).watch(identity.pid, identity.start_time)
+            (await supervisor.watchdog()).watch(identity.pid, identity.start_time, agent_id)
         return PooledWorker(agent_id, session, tail)
 
     async def discard(self, worker: PooledWorker) -> None:
@@ -123,7 +123,7 @@ class WarmPool:
             async with asyncio.timeout(1.0):
                 await asyncio.shield(closing)
         if pid is not None:
-            await end_group(pid, 1.0)
+            await end_group(pid, 1.0, tag=worker.agent_id)
             watchdog = self._supervisor.watchdog_if_started()
             if watchdog is not None:
                 watchdog.forget(pid)

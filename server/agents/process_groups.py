@@ -17,12 +17,13 @@ run no code, so "the group is empty" here means it has no member that is not a z
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -130,26 +131,35 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-async def end_group(pgid: int, grace_s: float, *, poll_s: float = 0.05, kill_wait_s: float = KILL_WAIT_S) -> GroupEnding:
+async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, poll_s: float = 0.05,
+                    kill_wait_s: float = KILL_WAIT_S) -> GroupEnding:
     """End process group ``pgid``: SIGTERM (and SIGCONT), then SIGKILL what is left after ``grace_s``.
 
-    Returns "gone" when nothing in the group was running, "terminated" when it emptied within the
-    grace period, "killed" when SIGKILL was needed. After SIGKILL it waits up to ``kill_wait_s`` for
-    the group to empty (only a process in uninterruptible sleep can take long), logging if it did not.
-    Polls every ``poll_s`` with asyncio.sleep, so the event loop never blocks. Zombies do not count:
-    the caller may reap the leader before or after this returns.
+    With ``tag`` (an agent id), processes carrying it that left the group (see `tagged_processes`)
+    get the same signals and are waited for too.
+
+    Returns "gone" when nothing was running, "terminated" when everything ended within the grace
+    period, "killed" when SIGKILL was needed. After SIGKILL it waits up to ``kill_wait_s`` (only a
+    process in uninterruptible sleep can take long), logging if something is left. Polls every
+    ``poll_s`` with asyncio.sleep, so the event loop never blocks. Zombies do not count: the caller
+    may reap the leader before or after this returns.
     """
-    if not await _is_running_off_loop(pgid):
+    import asyncio  # see _is_running_off_loop
+
+    tags = (tag,) if tag is not None else ()
+    strays = await asyncio.to_thread(tagged_processes, tags) if tags else []
+    if not await _is_running_off_loop(pgid) and not strays:
         return "gone"
     # TERM before CONT: a stopped process then finds the TERM pending the moment it resumes, and a
     # handler for TERM only runs once the process runs again.
-    if not signal_group(pgid, signal.SIGTERM):
-        return "gone"
-    signal_group(pgid, signal.SIGCONT)
-    if await _wait_until_empty(pgid, grace_s, poll_s):
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        signal_group(pgid, sig)
+        signal_processes(strays, sig)
+    if await _wait_until_ended(pgid, tags, grace_s, poll_s):
         return "terminated"
     signal_group(pgid, signal.SIGKILL)
-    if not await _wait_until_empty(pgid, kill_wait_s, poll_s):
+    signal_processes(await asyncio.to_thread(tagged_processes, tags) if tags else [], signal.SIGKILL)
+    if not await _wait_until_ended(pgid, tags, kill_wait_s, poll_s):
         members = running_members(pgid)
         log.warning("process group %d still has running members %s %.1f s after SIGKILL", pgid, members, kill_wait_s)
     return "killed"
@@ -175,22 +185,70 @@ def kill_leftover(identity: ProcessIdentity) -> bool:
     return signal_group(identity.pid, signal.SIGKILL)
 
 
+# Every agent process carries its agent's id in this variable, and so does whatever it starts.
+AGENT_TAG_VARIABLE = "SWITCHBOARD_AGENT_ID"
+
+
+def tagged_processes(tags: Collection[str]) -> list[int]:
+    """Running processes whose environment carries ``SWITCHBOARD_AGENT_ID=<tag>`` for one of ``tags``.
+
+    An agent's tools may leave its process group: Claude Code runs each Bash command in a session
+    of its own, so ``killpg`` on the CLI's group misses them, and once the CLI is gone nothing links
+    them to it by parentage. They still carry the agent's id in their environment (inherited). The
+    scan reads every process's environ: about as costly as a scan of stat, so keep it off the loop.
+    """
+    wanted = {f"{AGENT_TAG_VARIABLE}={tag}".encode() for tag in tags}
+    if not wanted:
+        return []
+    own = os.getpid()
+    found = []
+    with os.scandir(PROC) as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or int(entry.name) == own:
+                continue
+            try:
+                with open(f"{PROC}/{entry.name}/environ", "rb") as source:
+                    environ = source.read()
+            except OSError:  # gone, or not ours to read
+                continue
+            if wanted.intersection(environ.split(b"\0")):
+                pid = int(entry.name)
+                stat = _read_stat(pid)
+                if stat is not None and not _has_exited(pid, stat):
+                    found.append(pid)
+    return found
+
+
+def signal_processes(pids: Collection[int], sig: int) -> None:
+    """Send ``sig`` to each of ``pids``, ignoring the ones that are gone."""
+    for pid in pids:
+        if pid > 1 and pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
 def boot_id() -> str:
     """The kernel's id of the current boot: identities taken under another boot id name nothing now."""
     with open(f"{PROC}/sys/kernel/random/boot_id") as source:
         return source.read().strip()
 
 
-async def _wait_until_empty(pgid: int, timeout_s: float, poll_s: float) -> bool:
+async def _wait_until_ended(pgid: int, tags: Collection[str], timeout_s: float, poll_s: float) -> bool:
     import asyncio  # see _is_running_off_loop
 
     deadline = time.monotonic() + timeout_s
-    while await _is_running_off_loop(pgid):
+    while await _is_running_off_loop(pgid) or await _tagged_running_off_loop(tags):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
         await asyncio.sleep(min(poll_s, remaining))
     return True
+
+
+async def _tagged_running_off_loop(tags: Collection[str]) -> bool:
+    import asyncio
+
+    return bool(tags) and bool(await asyncio.to_thread(tagged_processes, tags))
 
 
 async def _is_running_off_loop(pgid: int) -> bool:

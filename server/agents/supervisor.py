@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,16 @@ from server.agents.launch import SpawnFailed, agent_environment, make_dirs, reso
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.pool import PooledWorker, WarmPool
 from server.agents.proc_stats import group_usage
-from server.agents.process_groups import ProcessIdentity, boot_id, end_group, identify, is_same_process, kill_leftover
+from server.agents.process_groups import (
+    ProcessIdentity,
+    boot_id,
+    end_group,
+    identify,
+    is_same_process,
+    kill_leftover,
+    signal_processes,
+    tagged_processes,
+)
 from server.agents.records import AgentRecord, AgentRecords, AgentStatus, QueryRecord
 from server.agents.types import MEMORY_TOOLS, AgentType, AgentTypes, render_command
 from server.agents.watchdog import Watchdog
@@ -127,6 +137,10 @@ class Supervisor:
                     kill_leftover(ProcessIdentity(record.pid, record.pid_start_time)):
                 logger.warning("ended agent %s (pid %d) left running by a server that exited", record.id, record.pid)
             orphans.append(record.id)
+        # Their tools may have left the group (Claude Code's Bash runs in a session of its own).
+        if strays := await asyncio.to_thread(tagged_processes, orphans):
+            signal_processes(strays, signal.SIGKILL)
+            logger.warning("ended %d stray tool process(es) of agents of a server that exited", len(strays))
         if orphans:
             await self.records.mark_lost(orphans, self.clock.now_ms(),
                                          "lost: the server running it exited; its processes were ended at the next start")
@@ -228,7 +242,7 @@ class Supervisor:
             raise SpawnFailed("Claude Code exited right after it started; see its session.log", transient=True)
         agent.record.pid, agent.record.pid_start_time = identity.pid, identity.start_time
         await self.records.update_agent(agent.id, pid=identity.pid, pid_start_time=identity.start_time)
-        (await self.watchdog()).watch(identity.pid, identity.start_time)
+        (await self.watchdog()).watch(identity.pid, identity.start_time, agent.id)
 
     async def claude_launch_for(self, agent_id: str, agent_type: AgentType, model: str | None,
                                 permission_mode: str, workdir: Path) -> ClaudeLaunch:
@@ -353,7 +367,7 @@ class Supervisor:
             agent.process = process
             identity = identify(process.pid)
             if identity is not None:
-                watchdog.watch(identity.pid, identity.start_time)
+                watchdog.watch(identity.pid, identity.start_time, agent.id)
                 agent.record.pid, agent.record.pid_start_time = identity.pid, identity.start_time
             if on_started is not None:
                 on_started((asyncio.get_running_loop().time() - began) * 1000)
@@ -366,7 +380,7 @@ class Supervisor:
                 agent.record.pid = None
                 watchdog.forget(process.pid)
                 # The task's tools may have left children in its group: they go with it.
-                await end_group(process.pid, 0.5)
+                await end_group(process.pid, 0.5, tag=agent.id)
         return outcome
 
     async def _start_exec(self, launch: ExecLaunch, agent: Agent) -> ExecProcess:
@@ -444,7 +458,7 @@ class Supervisor:
         watchdog = self._watchdog
         if agent.process is not None:
             agent.process.terminated_by = "agent_terminate"
-            await end_group(agent.process.pid, grace_s)
+            await end_group(agent.process.pid, grace_s, tag=agent.id)
         if agent.session is not None:
             session, leader = agent.session, agent.session.pid
             closing = asyncio.create_task(session.close())
@@ -452,7 +466,7 @@ class Supervisor:
                 async with asyncio.timeout(grace_s):
                     await asyncio.shield(closing)
             if leader is not None:
-                await end_group(leader, grace_s)
+                await end_group(leader, grace_s, tag=agent.id)
                 if watchdog is not None:
                     watchdog.forget(leader)
             await closing

@@ -29,9 +29,17 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from server.agents.process_groups import ProcessIdentity, group_survives, signal_group
+from server.agents.process_groups import (
+    AGENT_TAG_VARIABLE,
+    ProcessIdentity,
+    group_survives,
+    signal_group,
+    signal_processes,
+    tagged_processes,
+)
 from server.errors import InvalidArgument, Unavailable
 
 if TYPE_CHECKING:
@@ -119,7 +127,7 @@ class Watchdog:
         """The watchdog's pid."""
         return self._process.pid
 
-    def watch(self, pgid: int, start_time: int) -> None:
+    def watch(self, pgid: int, start_time: int, tag: str | None = None) -> None:
         """Have the watchdog end group ``pgid`` if the server goes away; ``start_time`` is its leader's (pid == pgid).
 
         Send it as soon as the group's leader is spawned: a group the watchdog was never told of is
@@ -127,7 +135,9 @@ class Watchdog:
         """
         if pgid < 2 or start_time < 0:
             raise InvalidArgument(f"not an agent group: pgid {pgid}, leader start time {start_time}")
-        self._send(f"watch {pgid} {start_time}\n")
+        if tag is not None and (not tag or not tag.isprintable() or any(char.isspace() for char in tag)):
+            raise InvalidArgument(f"an agent tag is one word of printable characters, got {tag!r}")
+        self._send(f"watch {pgid} {start_time}{f' {tag}' if tag else ''}\n")
 
     def forget(self, pgid: int) -> None:
         """Have the watchdog leave group ``pgid`` alone from now on (it has ended, or someone else ends it)."""
@@ -215,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _announce_ready()
     # Owned here, not by _follow: should reading ever fail in an unforeseen way, the groups watched
     # so far are still ended, since a watchdog that just dies would leave them running.
-    watched: dict[int, ProcessIdentity] = {}
+    watched: dict[int, Watched] = {}
     try:
         reason = _follow(sys.stdin.fileno(), wake_fd, watched)
     except Exception:
@@ -247,7 +257,15 @@ def _announce_ready() -> None:
     os.close(devnull)
 
 
-def _follow(fd: int, wake_fd: int, watched: dict[int, ProcessIdentity]) -> str:
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """A watched group: its leader, and the agent tag its stray tools carry (see `tagged_processes`)."""
+
+    leader: ProcessIdentity
+    tag: str | None
+
+
+def _follow(fd: int, wake_fd: int, watched: dict[int, Watched]) -> str:
     """Apply the lines read from ``fd`` to ``watched`` (pgid -> leader) until end of input or SIGTERM; why it stopped."""
     own_group = os.getpgrp()
     pending = b""
@@ -270,20 +288,22 @@ def _follow(fd: int, wake_fd: int, watched: dict[int, ProcessIdentity]) -> str:
                 log.warning("dropped %d bytes without a newline", len(pending))
                 pending = b""
         if time.monotonic() >= next_sweep:
-            for pgid, leader in list(watched.items()):
-                if not group_survives(leader):
+            ended = [pgid for pgid, entry in watched.items() if not group_survives(entry.leader)]
+            strays = _tags_running([watched[pgid] for pgid in ended])
+            for pgid in ended:
+                if watched[pgid].tag not in strays:
                     del watched[pgid]
             next_sweep = time.monotonic() + SWEEP_S
 
 
-def _apply(line: bytes, watched: dict[int, ProcessIdentity], own_group: int) -> None:
+def _apply(line: bytes, watched: dict[int, Watched], own_group: int) -> None:
     try:
         match line.split():
-            case [b"watch", pgid, start_time]:
+            case [b"watch", pgid, start_time, *tag] if len(tag) <= 1:
                 leader = ProcessIdentity(int(pgid), int(start_time))
                 if leader.pid < 2 or leader.pid == own_group or leader.start_time < 0:
                     raise ValueError(line)
-                watched[leader.pid] = leader
+                watched[leader.pid] = Watched(leader, tag[0].decode() if tag else None)
             case [b"forget", pgid]:
                 watched.pop(int(pgid), None)
             case _:
@@ -292,30 +312,55 @@ def _apply(line: bytes, watched: dict[int, ProcessIdentity], own_group: int) -> 
         log.warning("ignored a malformed line: %r", line[:100])
 
 
-def _end_groups(leaders: list[ProcessIdentity], grace_s: float, reason: str) -> None:
-    """SIGTERM (and SIGCONT) the groups still running, SIGKILL those left after ``grace_s``, wait for them briefly."""
-    running = [leader for leader in leaders if group_survives(leader)]
-    if not running:
+def _end_groups(entries: list[Watched], grace_s: float, reason: str) -> None:
+    """SIGTERM (and SIGCONT) the groups still running and their agents' stray tools, SIGKILL what is
+    left after ``grace_s``, and wait for them briefly."""
+    running = [entry.leader for entry in entries if group_survives(entry.leader)]
+    tags = {entry.tag for entry in entries if entry.tag}
+    strays = tagged_processes(tags)
+    if not running and not strays:
         return
-    for leader in running:
+    for sig in (signal.SIGTERM, signal.SIGCONT):
         # TERM before CONT: a stopped process finds the TERM pending the moment it resumes.
-        signal_group(leader.pid, signal.SIGTERM)
-        signal_group(leader.pid, signal.SIGCONT)
-    stubborn = _wait_for_end(running, grace_s)
+        for leader in running:
+            signal_group(leader.pid, sig)
+        signal_processes(strays, sig)
+    stubborn = _wait_for_end(running, tags, grace_s)
     for leader in stubborn:
         signal_group(leader.pid, signal.SIGKILL)
-    stuck = _wait_for_end(stubborn, KILL_WAIT_S)
+    stubborn_strays = tagged_processes(tags)
+    signal_processes(stubborn_strays, signal.SIGKILL)
+    stuck = _wait_for_end(stubborn, tags, KILL_WAIT_S)
     # Logged after acting: a write to a stderr nobody reads could block, and must not delay the job.
-    log.info("%s: ended %d agent group(s), %d of them by SIGKILL", reason, len(running), len(stubborn))
+    log.info("%s: ended %d agent group(s) and %d stray tool process(es), %d group(s) and %d process(es) by SIGKILL",
+             reason, len(running), len(strays), len(stubborn), len(stubborn_strays))
     if stuck:
         log.error("still running %.1f s after SIGKILL: groups %s", KILL_WAIT_S, [leader.pid for leader in stuck])
 
 
-def _wait_for_end(leaders: list[ProcessIdentity], timeout_s: float) -> list[ProcessIdentity]:
-    """Poll until none of the groups survives or ``timeout_s`` passes; the ones still running."""
+def _tags_running(entries: list[Watched]) -> set[str]:
+    tags = {entry.tag for entry in entries if entry.tag}
+    if not tags:
+        return set()
+    prefix = len(f"{AGENT_TAG_VARIABLE}=")
+    running: set[str] = set()
+    for pid in tagged_processes(tags):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as source:
+                variables = source.read().split(b"\0")
+        except OSError:
+            continue
+        running.update(variable[prefix:].decode() for variable in variables
+                       if variable.startswith(f"{AGENT_TAG_VARIABLE}=".encode()))
+    return running & tags
+
+
+def _wait_for_end(leaders: list[ProcessIdentity], tags: set[str], timeout_s: float) -> list[ProcessIdentity]:
+    """Poll until none of the groups survives and no tagged process runs, or ``timeout_s`` passes; the
+    groups still running."""
     deadline = time.monotonic() + timeout_s
     remaining = [leader for leader in leaders if group_survives(leader)]
-    while remaining and time.monotonic() < deadline:
+    while (remaining or (tags and tagged_processes(tags))) and time.monotonic() < deadline:
         # This process has nothing else to do: a blocking sleep is the simplest poll.
         time.sleep(POLL_S)
         remaining = [leader for leader in remaining if group_survives(leader)]

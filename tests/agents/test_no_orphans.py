@@ -17,6 +17,7 @@ from typing import Any
 from tests.agents.groups import file_size, running_in_group, stat_fields, wait_until
 from tests.agents.swarm import EXEC_AGENT
 from tests.e2e.stdio_peer import StdioPeer
+from tests.fixtures.messages_api import ScriptedMessagesApi
 
 
 def start_server(tmp_path: Path) -> StdioPeer:
@@ -90,4 +91,81 @@ def test_the_next_start_reaps_what_a_dead_watchdog_left(tmp_path: Path) -> None:
         assert "ended agent" in (tmp_path / "stderr.log").read_text()
     finally:
         for pid in running_in_group(pgid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def tagged(agent_id: str) -> list[int]:
+    """Processes carrying the agent's id in their environment, read from /proc independently of the server."""
+    marker = f"SWITCHBOARD_AGENT_ID={agent_id}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                environ = Path(f"/proc/{name}/environ").read_bytes()
+            except OSError:
+                continue
+            fields = stat_fields(int(name))
+            if marker in environ.split(b"\0") and fields is not None and fields[0] not in ("Z", "X"):
+                found.append(int(name))
+    return found
+
+
+def test_sigkill_mid_bash_ends_the_claude_cli_and_its_tool_in_another_session(
+        tmp_path: Path, messages_api: ScriptedMessagesApi) -> None:
+    counter = tmp_path / "counter.txt"
+    types = {"helper": {"runtime": "claude", "model": "claude-sonnet-4-5", "allowed_tools": ["Bash"],
+                        "env": messages_api.cli_env(tmp_path / "home")}}
+    server = StdioPeer(tmp_path / "data", tmp_path / "stderr.log", SWITCHBOARD_AGENT_TYPES=json.dumps(types),
+                       SWITCHBOARD_AGENT_ROOTS=str(tmp_path), SWITCHBOARD_AGENT_WATCHDOG_GRACE_S="1")
+    server.initialize()
+    task = f"bash: for i in $(seq 1 3000); do echo $i >> {counter}; sleep 0.05; done"
+    answer = server.call_tool("agents_spawn_parallel", {"agents": [{"type": "helper", "name": "looper", "task": task}]})
+    (agent,) = answer["structuredContent"]["agents"]
+    cli = agent_pid(server, agent["agent_id"])
+    wait_until(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+    processes = tagged(agent["agent_id"])
+    sessions = {int(fields[6 - 3]) for pid in processes if (fields := stat_fields(pid))}
+    assert cli in processes and len(sessions) >= 2, "Claude Code runs its Bash tool in a session of its own"
+    server.kill()
+    try:
+        wait_until(lambda: tagged(agent["agent_id"]) == [], "the CLI and its Bash tool are gone")
+        size = file_size(counter)
+        wait_until(lambda: not any(tagged(agent["agent_id"])), "nothing restarts")
+        assert file_size(counter) == size
+    finally:
+        for pid in tagged(agent["agent_id"]):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_next_start_ends_tools_that_outlived_their_claude_cli(tmp_path: Path,
+                                                                 messages_api: ScriptedMessagesApi) -> None:
+    """The worst case: server, watchdog and CLI all SIGKILLed; the Bash tool, in a session of its own,
+    keeps writing. The next start finds it by the agent id in its environment and ends it."""
+    counter = tmp_path / "counter.txt"
+    types = {"helper": {"runtime": "claude", "model": "claude-sonnet-4-5", "allowed_tools": ["Bash"],
+                        "env": messages_api.cli_env(tmp_path / "home")}}
+    env = {"SWITCHBOARD_AGENT_TYPES": json.dumps(types), "SWITCHBOARD_AGENT_ROOTS": str(tmp_path)}
+    server = StdioPeer(tmp_path / "data", tmp_path / "stderr.log", **env)
+    server.initialize()
+    task = f"bash: for i in $(seq 1 3000); do echo $i >> {counter}; sleep 0.05; done"
+    answer = server.call_tool("agents_spawn_parallel", {"agents": [{"type": "helper", "name": "looper", "task": task}]})
+    agent_id = answer["structuredContent"]["agents"][0]["agent_id"]
+    cli = agent_pid(server, agent_id)
+    wait_until(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+    os.kill(watchdog_of(server.process.pid), signal.SIGKILL)
+    server.kill()
+    os.kill(cli, signal.SIGKILL)
+    try:
+        wait_until(lambda: cli not in tagged(agent_id), "the CLI is gone")
+        grown = file_size(counter)
+        wait_until(lambda: file_size(counter) > grown, "the orphaned Bash loop still writes")
+        restarted = StdioPeer(tmp_path / "data", tmp_path / "stderr2.log", **env)
+        restarted.initialize()
+        listed = restarted.call_tool("agent_list", {})["structuredContent"]["agents"]
+        assert [agent["status"] for agent in listed] == ["lost"]
+        assert tagged(agent_id) == []
+        assert "stray tool process(es)" in (tmp_path / "stderr2.log").read_text()
+        restarted.close_stdin()
+    finally:
+        for pid in tagged(agent_id):
             os.kill(pid, signal.SIGKILL)

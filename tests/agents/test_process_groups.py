@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from server.agents.process_groups import (
     kill_leftover,
     running_members,
     signal_group,
+    tagged_processes,
 )
 from server.errors import InvalidArgument
 from tests.agents.groups import DEADLINE_S, Workers, is_running, read_line, start_time, stat_fields, wait_until
@@ -193,3 +195,40 @@ def test_refuses_groups_that_are_not_an_agents(pgid: int) -> None:
 def test_boot_id_is_the_kernels() -> None:
     assert boot_id() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert len(boot_id()) == 36
+
+
+# A leader that starts a child in a session of its own (as Claude Code does for Bash), then waits.
+_LEAVES_ITS_GROUP = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(0.02)"], start_new_session=True)
+print(child.pid, flush=True)
+while True:
+    time.sleep(0.02)
+"""
+
+
+async def test_end_group_with_a_tag_also_ends_tools_that_left_the_group(tmp_path: Path) -> None:
+    env = {**os.environ, "SWITCHBOARD_AGENT_ID": "agent-tagtest"}
+    leader = subprocess.Popen([sys.executable, "-c", _LEAVES_ITS_GROUP], stdout=subprocess.PIPE, env=env,
+                              start_new_session=True)
+    assert leader.stdout is not None
+    stray = int(read_line(leader.stdout))
+    try:
+        assert sorted(tagged_processes(["agent-tagtest"])) == sorted([leader.pid, stray])
+        assert await end_group(leader.pid, 1.0) == "terminated"
+        leader.wait()
+        assert is_running(stray), "without the tag, a tool in its own session survives its agent's group"
+        stray_leader = subprocess.Popen([sys.executable, "-c", _LEAVES_ITS_GROUP], stdout=subprocess.PIPE,
+                                        env=env, start_new_session=True)
+        assert stray_leader.stdout is not None
+        second_stray = int(read_line(stray_leader.stdout))
+        assert await end_group(stray_leader.pid, 1.0, tag="agent-tagtest") == "terminated"
+        stray_leader.wait()
+        assert not is_running(stray) and not is_running(second_stray)
+        assert tagged_processes(["agent-tagtest"]) == []
+    finally:
+        for pid in (leader.pid, stray):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in tagged_processes(["agent-tagtest"]):
+            os.kill(pid, signal.SIGKILL)
