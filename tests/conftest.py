@@ -16,6 +16,7 @@ from server.app import build_server
 from server.clock import ManualClock
 from server.config import Settings
 from server.memory import MemoryStore
+from tests.fixtures.messages_api import ScriptedMessagesApi
 from tests.objects.loopback_proxy import LoopbackProxy
 from tests.objects.moto_process import MotoServer
 
@@ -75,3 +76,13 @@ def upload_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def messages_api() -> Iterator[ScriptedMessagesApi]:
+    """A started `ScriptedMessagesApi` with the default script; after the test it checks that the script never
+    raised and that the CLI asked for nothing the server does not serve (a CONNECT would be a try at the network)."""
+    with ScriptedMessagesApi() as api:
+        yield api
+    assert not api.script_errors, api.script_errors
+    assert not api.unknown_requests(), [(request.method, request.path) for request in api.unknown_requests()]

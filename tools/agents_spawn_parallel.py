@@ -58,13 +58,14 @@ class SpawnedAgent(CompactModel):
 
     @classmethod
     def from_engine(cls, entry: SpawnEntry) -> SpawnedAgent:
-        agent = cls(agent_id=entry.agent_id, name=entry.name, type=entry.type, status=entry.status,
-                    query_id=entry.query_id, error=entry.error,
-                    spawn_ms=round(entry.spawn_ms, 1) if entry.spawn_ms is not None else None)
+        optional: dict[str, Any] = {
+            "query_id": entry.query_id, "error": entry.error,
+            "spawn_ms": round(entry.spawn_ms, 1) if entry.spawn_ms is not None else None,
+        }
         if entry.status == "completed" or (entry.status == "failed" and entry.result):
-            agent.result = (entry.result or "")[:RESULT_CHARS]
-            agent.turns, agent.cost_usd = entry.turns, entry.cost_usd
-        return agent
+            optional.update(result=(entry.result or "")[:RESULT_CHARS], turns=entry.turns, cost_usd=entry.cost_usd)
+        return cls(agent_id=entry.agent_id, name=entry.name, type=entry.type, status=entry.status,
+                   **{name: value for name, value in optional.items() if value is not None})
 
 
 class SpawnTotals(BaseModel):

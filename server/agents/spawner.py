@@ -297,6 +297,7 @@ class Spawner:
                 await supervisor.set_status(agent, "ready", ready_ms=supervisor.clock.now_ms(), spawn_ms=0.0)
                 supervisor.activity.spawned(agent.record)
                 entry.spawned.set()
+                await report(f"{entry.name} ready")
             elif has_dependencies:  # it is up when its task's process starts, after its dependencies
                 entry.status = "waiting"
                 await supervisor.set_status(agent, "waiting")
@@ -348,15 +349,22 @@ class Spawner:
                 in_flight.release()
                 holding = False
 
+            running = asyncio.ensure_future(supervisor.run_task(agent, query, prompt, inputs, started))
             try:
-                outcome = await supervisor.run_task(agent, query, prompt, inputs, started)
+                up = asyncio.ensure_future(entry.spawned.wait())
+                await asyncio.wait((running, up), return_when=asyncio.FIRST_COMPLETED)
+                up.cancel()
+                if entry.spawn_ms is not None:  # its process started: the agent is up
+                    agent.record.ready_ms = agent.record.ready_ms or query.started_ms
+                    await supervisor.records.update_agent(agent.id, spawn_ms=entry.spawn_ms,
+                                                          ready_ms=agent.record.ready_ms)
+                    supervisor.activity.spawned(agent.record)
+                    await report(f"{entry.name} started")
+                outcome = await running
             finally:
+                running.cancel()
                 if holding:
                     in_flight.release()
-            if entry.spawn_ms is not None:
-                agent.record.ready_ms = agent.record.ready_ms or query.started_ms
-                await supervisor.records.update_agent(agent.id, spawn_ms=entry.spawn_ms, ready_ms=agent.record.ready_ms)
-                supervisor.activity.spawned(agent.record)
         self._take_outcome(entry, outcome, agent)
         await report(f"{entry.name} task {entry.status}")
 

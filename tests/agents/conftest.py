@@ -20,16 +20,6 @@ _cli_log = logging.getLogger("tests.agents.cli")
 
 
 @pytest.fixture
-def messages_api() -> Iterator[ScriptedMessagesApi]:
-    """A started `ScriptedMessagesApi` with the default script; after the test it checks that the script never
-    raised and that the CLI asked for nothing the server does not serve (a CONNECT would be a try at the network)."""
-    with ScriptedMessagesApi() as api:
-        yield api
-    assert not api.script_errors, api.script_errors
-    assert not api.unknown_requests(), [(request.method, request.path) for request in api.unknown_requests()]
-
-
-@pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """The agent's working directory (its cwd)."""
     path = tmp_path / "work"
