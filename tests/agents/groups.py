@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -67,6 +67,14 @@ async def eventually(condition: Callable[[], bool], what: str, timeout_s: float 
     """`wait_until` for async tests: polls with asyncio.sleep so the event loop keeps running."""
     deadline = time.monotonic() + timeout_s
     while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.01)
+
+
+async def eventually_async(condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = DEADLINE_S) -> None:
+    """`eventually` for a condition that must itself await (a memory read, a flush)."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         await asyncio.sleep(0.01)
 

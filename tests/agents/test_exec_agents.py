@@ -11,7 +11,7 @@ import pytest
 from server.agents.records import AgentRecords
 from server.errors import Forbidden, InvalidArgument, NotFound, TooLarge
 from server.services import open_services
-from tests.agents.groups import eventually, file_size, running_in_group
+from tests.agents.groups import eventually, eventually_async, file_size, running_in_group
 from tests.agents.swarm import agent_settings, exec_type, request, spec, worklog_spans
 
 
@@ -142,6 +142,31 @@ async def test_max_running_queues_the_rest(tmp_path: Path, monkeypatch: pytest.M
         assert len(spans) == 3
         for earlier, later in zip(spans, spans[1:]):
             assert earlier[1] <= later[0], "two agents of a max_running=1 type ran at once"
+
+
+async def test_running_agents_are_sampled_into_agent_metrics(tmp_path: Path) -> None:
+    output = tmp_path / "loop.txt"
+    async with open_services(agent_settings(tmp_path, agent_metrics_interval_s=0.05)) as services:
+        report = await services.spawner.spawn_many(request(spec("looper", f"loop {output}")))
+        (entry,) = report.entries
+        key = f"agent-{entry.agent_id}"
+        samples: list[dict[str, object]] = []
+
+        async def sampled_twice() -> bool:
+            await services.agents.activity.flush()
+            metric = await services.memory.get("agent-metrics", key)
+            if metric is not None and (not samples or samples[-1] != metric.value):
+                samples.append(metric.value)
+                assert metric.expires_ms is not None and metric.expires_ms - metric.updated_ms == 3600 * 1000
+            return len(samples) >= 2
+
+        await eventually_async(sampled_twice, "two metric samples of the running agent")
+        latest = samples[-1]
+        # The worker and its grandchild, both counted, with memory and a CPU rate from two samples.
+        assert latest["processes"] == 2 and latest["status"] == "running"
+        assert isinstance(latest["rss_bytes"], int) and latest["rss_bytes"] > 1_000_000
+        assert isinstance(latest["cpu_percent"], float) and latest["cpu_percent"] >= 0
+        await services.agents.terminate(entry.agent_id, grace_s=1.0)
 
 
 async def test_terminate_ends_the_whole_group_and_is_idempotent(tmp_path: Path) -> None:
