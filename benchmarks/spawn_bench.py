@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -40,10 +42,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def settings_for(workdir: Path, api: ScriptedMessagesApi, pool_size: int) -> Settings:
-    claude = AgentType(runtime="claude", model="claude-sonnet-4-5", env=api.cli_env(workdir / "home"),
-                       pool_size=pool_size)
+    # Two claude types: "cold" never has a pool, so the sequential and parallel runs always start
+    # the CLI; "warm" keeps ``pool_size`` sessions ready.
+    cold = AgentType(runtime="claude", model="claude-sonnet-4-5", env=api.cli_env(workdir / "home"))
+    warm = cold.model_copy(update={"pool_size": pool_size})
     trivial = AgentType(runtime="exec", command=(TRUE,))
-    return Settings(data_dir=workdir / "data", agent_types={"bench": claude, "trivial": trivial},
+    return Settings(data_dir=workdir / "data", agent_types={"cold": cold, "warm": warm, "trivial": trivial},
                     agent_roots=[workdir], agent_max_per_call=1000, memory_sqlite_synchronous="full")
 
 
@@ -51,7 +55,7 @@ async def end_all(services: Services) -> None:
     await asyncio.gather(*(services.agents.terminate(agent.id, 2.0) for agent in services.agents.live_agents()))
 
 
-async def spawn(services: Services, count: int, concurrency: int, type_name: str = "bench",
+async def spawn(services: Services, count: int, concurrency: int, type_name: str = "cold",
                 task: str | None = None) -> SpawnReport:
     agents = tuple(AgentSpec(type=type_name, name=f"a{i}", task=task) for i in range(count))
     return await services.spawner.spawn_many(SpawnRequest(agents=agents, max_concurrency=concurrency,
@@ -69,24 +73,41 @@ async def claude_bench(counts: list[int]) -> None:
     print("claude agents (Claude Code CLI, scripted API on loopback): time to ready")
     with tempfile.TemporaryDirectory() as tmp, ScriptedMessagesApi() as api:
         workdir = Path(tmp)
-        async with open_services(settings_for(workdir, api, pool_size=max(counts))) as services:
+        cold: dict[int, tuple[SpawnReport, SpawnReport, float]] = {}
+        async with open_services(settings_for(workdir, api, pool_size=0)) as services:
             await spawn(services, 1, 1)  # warm the page cache: the first CLI start reads ~200 MB from disk
             await end_all(services)
             for count in counts:
+                cpu_before = children_cpu_s()
                 sequential = await spawn(services, count, 1)
                 await end_all(services)
+                cpu_per_start = (children_cpu_s() - cpu_before) / count
                 parallel = await spawn(services, count, count)
                 await end_all(services)
+                cold[count] = (sequential, parallel, cpu_per_start)
+        for count in counts:
+            # A server of its own per size, so that no idle pool shares the machine with the cold
+            # runs above, and this pool is full (and idle) before the call.
+            async with open_services(settings_for(workdir, api, pool_size=count)) as services:
                 services.agents.pool.start()
-                await services.agents.pool.wait_full("bench")
-                warm = await spawn(services, count, count)
+                await services.agents.pool.wait_full("warm")
+                warm = await spawn(services, count, count, "warm")
                 await end_all(services)
-                print(f" {count} agent(s)")
-                print(line("sequential", sequential))
-                print(line("parallel", parallel))
-                print(line("warm pool", warm))
-                print(f"  parallel vs sequential wall: {sequential.wall_ms / parallel.wall_ms:5.2f}x;  "
-                      f"warm pool vs sequential: {sequential.wall_ms / warm.wall_ms:6.1f}x")
+            sequential, parallel, cpu_per_start = cold[count]
+            print(f" {count} agent(s)")
+            print(line("sequential", sequential))
+            print(line("parallel", parallel))
+            print(line("warm pool", warm))
+            bound = min(count, os.cpu_count() or 1) * sequential.wall_ms / count / (cpu_per_start * 1000)
+            print(f"  parallel vs sequential wall: {sequential.wall_ms / parallel.wall_ms:5.2f}x "
+                  f"(CPU per CLI start {cpu_per_start * 1000:.0f} ms: {os.cpu_count()} cores bound it to ~{bound:.1f}x);  "
+                  f"warm pool vs sequential: {sequential.wall_ms / warm.wall_ms:6.1f}x")
+
+
+def children_cpu_s() -> float:
+    """User + system CPU of every reaped child so far (the CLIs, once ended, are reaped)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def bare_processes(count: int) -> float:
