@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from server.agents.launch import spawn_failure
+from server.agents.launch import make_dirs, spawn_failure
 from server.agents.outcome import JsonLinesUsage, OutputTail, TaskOutcome
 
 # A line longer than this is logged and kept in the tail, but not read as JSON.
@@ -27,6 +28,15 @@ class ExecLaunch:
     cwd: Path
     env: dict[str, str]
     log_path: Path
+
+
+def prepare_files(launch: ExecLaunch, inputs_path: Path | None, inputs: object) -> IO[bytes]:
+    """Creates a task's directories, writes its dependencies' results (JSON) to ``inputs_path`` (named
+    to its process by ``SWITCHBOARD_INPUTS``) when it has some, and opens its log for appending."""
+    make_dirs(launch.log_path.parent, launch.cwd)
+    if inputs_path is not None:
+        inputs_path.write_text(json.dumps(inputs, ensure_ascii=False, indent=1))
+    return launch.log_path.open("ab")
 
 
 class ExecProcess:
@@ -44,10 +54,9 @@ class ExecProcess:
         return self._process.pid
 
     @classmethod
-    async def start(cls, launch: ExecLaunch, tail: OutputTail) -> ExecProcess:
-        """Starts the process (its directories exist); raises `SpawnFailed` (transient or not) when it
-        cannot be started."""
-        log = launch.log_path.open("ab")
+    async def start(cls, launch: ExecLaunch, tail: OutputTail, log: IO[bytes]) -> ExecProcess:
+        """Starts the process (its directories exist, ``log`` is open and becomes the process's to
+        close); raises `SpawnFailed` (transient or not) when it cannot be started."""
         try:
             process = await asyncio.create_subprocess_exec(
                 *launch.argv,
@@ -60,7 +69,6 @@ class ExecProcess:
                 limit=_MAX_JSON_LINE,
             )
         except OSError as error:
-            log.close()
             raise spawn_failure(error, launch.argv[0]) from error
         return cls(process, log, tail)
 

@@ -61,7 +61,7 @@ def server_env_names() -> list[str]:
 
 
 def make_dirs(*paths: Path) -> None:
-    """Creates an agent's directories (a few metadata writes: quick enough for the event loop)."""
+    """Creates an agent's directories."""
     for path in dict.fromkeys(paths):
         path.mkdir(parents=True, exist_ok=True)
 

@@ -123,7 +123,7 @@ class WarmPool:
             async with asyncio.timeout(1.0):
                 await asyncio.shield(closing)
         if pid is not None:
-            await end_group(pid, 1.0, tag=worker.agent_id)
+            await end_group(pid, 1.0, tag=worker.agent_id, scan=self._supervisor.stray_scan)
             watchdog = self._supervisor.watchdog_if_started()
             if watchdog is not None:
                 watchdog.forget(pid)

@@ -23,11 +23,14 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from server.errors import InvalidArgument, Unavailable
+
+if TYPE_CHECKING:  # the watchdog imports this module and starts faster without asyncio
+    from server.agents.tagged_scan import SharedTaggedScan
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +134,13 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, poll_s: float = 0.05,
-                    kill_wait_s: float = KILL_WAIT_S) -> GroupEnding:
+async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, scan: SharedTaggedScan | None = None,
+                    poll_s: float = 0.05, kill_wait_s: float = KILL_WAIT_S) -> GroupEnding:
     """End process group ``pgid``: SIGTERM (and SIGCONT), then SIGKILL what is left after ``grace_s``.
 
     With ``tag`` (an agent id), processes carrying it that left the group (see `tagged_processes`)
-    get the same signals and are waited for too.
+    get the same signals and are waited for too; ``scan`` shares the /proc scans that finds them with
+    other callers (without it, each look is a scan of its own).
 
     Returns "gone" when nothing was running, "terminated" when everything ended within the grace
     period, "killed" when SIGKILL was needed. After SIGKILL it waits up to ``kill_wait_s`` (only a
@@ -147,7 +151,13 @@ async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, poll_s
     import asyncio  # see _is_running_off_loop
 
     tags = (tag,) if tag is not None else ()
-    strays = await asyncio.to_thread(tagged_processes, tags) if tags else []
+
+    async def find_strays() -> list[int]:
+        if not tags:
+            return []
+        return await scan.find(tags) if scan is not None else await asyncio.to_thread(tagged_processes, tags)
+
+    strays = await find_strays()
     if not await _is_running_off_loop(pgid) and not strays:
         return "gone"
     # TERM before CONT: a stopped process then finds the TERM pending the moment it resumes, and a
@@ -155,11 +165,11 @@ async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, poll_s
     for sig in (signal.SIGTERM, signal.SIGCONT):
         signal_group(pgid, sig)
         signal_processes(strays, sig)
-    if await _wait_until_ended(pgid, tags, grace_s, poll_s):
+    if await _wait_until_ended(pgid, find_strays, grace_s, poll_s):
         return "terminated"
     signal_group(pgid, signal.SIGKILL)
-    signal_processes(await asyncio.to_thread(tagged_processes, tags) if tags else [], signal.SIGKILL)
-    if not await _wait_until_ended(pgid, tags, kill_wait_s, poll_s):
+    signal_processes(await find_strays(), signal.SIGKILL)
+    if not await _wait_until_ended(pgid, find_strays, kill_wait_s, poll_s):
         members = running_members(pgid)
         log.warning("process group %d still has running members %s %.1f s after SIGKILL", pgid, members, kill_wait_s)
     return "killed"
@@ -195,13 +205,20 @@ def tagged_processes(tags: Collection[str]) -> list[int]:
     An agent's tools may leave its process group: Claude Code runs each Bash command in a session
     of its own, so ``killpg`` on the CLI's group misses them, and once the CLI is gone nothing links
     them to it by parentage. They still carry the agent's id in their environment (inherited). The
-    scan reads every process's environ: about as costly as a scan of stat, so keep it off the loop.
+    scan reads every process's environ: about as costly as a scan of stat, so keep it off the loop
+    (`tagged_scan.SharedTaggedScan` shares one scan among concurrent callers).
     """
-    wanted = {f"{AGENT_TAG_VARIABLE}={tag}".encode() for tag in tags}
+    return sorted(pid for pids in tagged_processes_by_tag(tags).values() for pid in pids)
+
+
+def tagged_processes_by_tag(tags: Collection[str]) -> dict[str, list[int]]:
+    """`tagged_processes`, split by tag: each of ``tags`` that some running process carries -> its pids."""
+    prefix = f"{AGENT_TAG_VARIABLE}=".encode()
+    wanted = {tag.encode() for tag in tags}
+    found: dict[str, list[int]] = {}
     if not wanted:
-        return []
+        return found
     own = os.getpid()
-    found = []
     with os.scandir(PROC) as entries:
         for entry in entries:
             if not entry.name.isdigit() or int(entry.name) == own:
@@ -211,11 +228,13 @@ def tagged_processes(tags: Collection[str]) -> list[int]:
                     environ = source.read()
             except OSError:  # gone, or not ours to read
                 continue
-            if wanted.intersection(environ.split(b"\0")):
-                pid = int(entry.name)
-                stat = _read_stat(pid)
-                if stat is not None and not _has_exited(pid, stat):
-                    found.append(pid)
+            for variable in environ.split(b"\0"):
+                if variable.startswith(prefix) and variable[len(prefix):] in wanted:
+                    pid = int(entry.name)
+                    stat = _read_stat(pid)
+                    if stat is not None and not _has_exited(pid, stat):
+                        found.setdefault(variable[len(prefix):].decode(), []).append(pid)
+                    break
     return found
 
 
@@ -233,22 +252,17 @@ def boot_id() -> str:
         return source.read().strip()
 
 
-async def _wait_until_ended(pgid: int, tags: Collection[str], timeout_s: float, poll_s: float) -> bool:
+async def _wait_until_ended(pgid: int, find_strays: Callable[[], Awaitable[list[int]]], timeout_s: float,
+                            poll_s: float) -> bool:
     import asyncio  # see _is_running_off_loop
 
     deadline = time.monotonic() + timeout_s
-    while await _is_running_off_loop(pgid) or await _tagged_running_off_loop(tags):
+    while await _is_running_off_loop(pgid) or await find_strays():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
         await asyncio.sleep(min(poll_s, remaining))
     return True
-
-
-async def _tagged_running_off_loop(tags: Collection[str]) -> bool:
-    import asyncio
-
-    return bool(tags) and bool(await asyncio.to_thread(tagged_processes, tags))
 
 
 async def _is_running_off_loop(pgid: int) -> bool:

@@ -158,6 +158,51 @@ def _from_row(kind: type[Any], columns: Sequence[str], row: Sequence[object]) ->
     return kind(**values)
 
 
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """One SQL statement on the agents database, ready for `AgentRecords.commit`."""
+
+    sql: str
+    params: tuple[object, ...]
+
+
+def agent_added(agent: AgentRecord) -> RowChange:
+    return _inserted("agents", _AGENT_COLUMNS, agent)
+
+
+def query_added(query: QueryRecord) -> RowChange:
+    return _inserted("queries", _QUERY_COLUMNS, query)
+
+
+def agent_changed(agent_id: str, **changes: object) -> RowChange:
+    return _updated("agents", _AGENT_COLUMNS, agent_id, changes)
+
+
+def query_changed(query_id: str, **changes: object) -> RowChange:
+    return _updated("queries", _QUERY_COLUMNS, query_id, changes)
+
+
+def agent_usage_added(agent_id: str, input_tokens: int, output_tokens: int, cost_usd: float) -> RowChange:
+    """One task's usage added to the agent's totals (in SQL, so concurrent tasks never lose one)."""
+    return RowChange("UPDATE agents SET tasks_run = tasks_run + 1, input_tokens = input_tokens + ?, "
+                     "output_tokens = output_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
+                     (input_tokens, output_tokens, cost_usd, agent_id))
+
+
+def _inserted(table: str, columns: Sequence[str], record: object) -> RowChange:
+    values = tuple(_to_sql(name, getattr(record, name)) for name in columns)
+    return RowChange(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+
+
+def _updated(table: str, columns: Sequence[str], row_id: str, changes: dict[str, object]) -> RowChange:
+    unknown = set(changes) - set(columns) | ({"id"} & set(changes))
+    if unknown or not changes:
+        raise ValueError(f"cannot update {table} column(s) {sorted(unknown) or 'none given'}")
+    assignments = ", ".join(f"{name} = ?" for name in changes)
+    values = tuple(_to_sql(name, value) for name, value in changes.items())
+    return RowChange(f"UPDATE {table} SET {assignments} WHERE id = ?", (*values, row_id))
+
+
 class AgentRecords:
     """The agents database: open it with `AgentRecords.open`, close it with `close`."""
 
@@ -187,31 +232,30 @@ class AgentRecords:
         finally:
             await self._conn.close()
 
-    # -- writes --------------------------------------------------------------------------------
+    # -- writes ----------------------------------------------------------------------------------
+    # Each state change is a `RowChange`; `commit` writes several in one transaction, so a task's
+    # start or end (the query and its agent) is one commit, never half of it.
 
-    async def add_agent(self, agent: AgentRecord) -> None:
-        await self._insert("agents", _AGENT_COLUMNS, agent)
-
-    async def add_query(self, query: QueryRecord) -> None:
-        await self._insert("queries", _QUERY_COLUMNS, query)
-
-    async def update_agent(self, agent_id: str, **changes: object) -> None:
-        await self._update("agents", _AGENT_COLUMNS, agent_id, changes)
-
-    async def update_query(self, query_id: str, **changes: object) -> None:
-        await self._update("queries", _QUERY_COLUMNS, query_id, changes)
-
-    async def add_agent_usage(self, agent_id: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
-        """Adds one task's usage to the agent's totals (in SQL, so concurrent tasks never lose one)."""
+    async def commit(self, *changes: RowChange) -> None:
+        """Writes ``changes`` together, in order, in the next group commit."""
 
         async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                "UPDATE agents SET tasks_run = tasks_run + 1, input_tokens = input_tokens + ?, "
-                "output_tokens = output_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
-                (input_tokens, output_tokens, cost_usd, agent_id),
-            )
+            for change in changes:
+                await conn.execute(change.sql, change.params)
 
         await self._writer.submit(op)
+
+    async def add_agent(self, agent: AgentRecord) -> None:
+        await self.commit(agent_added(agent))
+
+    async def add_query(self, query: QueryRecord) -> None:
+        await self.commit(query_added(query))
+
+    async def update_agent(self, agent_id: str, **changes: object) -> None:
+        await self.commit(agent_changed(agent_id, **changes))
+
+    async def update_query(self, query_id: str, **changes: object) -> None:
+        await self.commit(query_changed(query_id, **changes))
 
     async def mark_lost(self, agent_ids: Sequence[str], ended_ms: int, reason: str) -> None:
         """Agents of a server that is gone, and their unfinished queries, become `lost`."""
@@ -219,43 +263,13 @@ class AgentRecords:
             return
         marks = ",".join("?" * len(agent_ids))
         ended_queries = ",".join(f"'{status}'" for status in ENDED_QUERY_STATUSES)
-
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                f"UPDATE agents SET status = 'lost', error = ?, ended_ms = ?, pid = NULL, current_query = NULL "
-                f"WHERE id IN ({marks})",
-                (reason, ended_ms, *agent_ids),
-            )
-            await conn.execute(
-                f"UPDATE queries SET status = 'lost', error = ?, ended_ms = ? "
-                f"WHERE agent_id IN ({marks}) AND status NOT IN ({ended_queries})",
-                (reason, ended_ms, *agent_ids),
-            )
-
-        await self._writer.submit(op)
-
-    async def _insert(self, table: str, columns: Sequence[str], record: object) -> None:
-        values = [_to_sql(name, getattr(record, name)) for name in columns]
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(sql, values)
-
-        await self._writer.submit(op)
-
-    async def _update(self, table: str, columns: Sequence[str], row_id: str, changes: dict[str, object]) -> None:
-        unknown = set(changes) - set(columns) | ({"id"} & set(changes))
-        if unknown:
-            raise ValueError(f"cannot update {table} column(s) {sorted(unknown)}")
-        if not changes:
-            return
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-        values = [_to_sql(name, value) for name, value in changes.items()]
-
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*values, row_id))
-
-        await self._writer.submit(op)
+        await self.commit(
+            RowChange(f"UPDATE agents SET status = 'lost', error = ?, ended_ms = ?, pid = NULL, current_query = NULL "
+                      f"WHERE id IN ({marks})", (reason, ended_ms, *agent_ids)),
+            RowChange(f"UPDATE queries SET status = 'lost', error = ?, ended_ms = ? "
+                      f"WHERE agent_id IN ({marks}) AND status NOT IN ({ended_queries})",
+                      (reason, ended_ms, *agent_ids)),
+        )
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from server.agents.launch import SpawnFailed
 from server.agents.outcome import TaskOutcome
 from server.agents.pool import PooledWorker
+from server.agents.records import QueryRecord
 from server.agents.supervisor import Agent, Supervisor, new_id
 from server.agents.types import PERMISSION_MODES, AgentType
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
@@ -116,6 +117,7 @@ class _Planned:
     depends_on_new: list[int]        # indices into the request
     depends_on_existing: list[str]   # ids of agents from earlier calls
     worker: PooledWorker | None = None  # a warm pool's idle session, taken for this agent
+    query: QueryRecord | None = None    # its task, once recorded
 
 
 class Spawner:
@@ -244,16 +246,15 @@ class Spawner:
 
     async def _record(self, item: _Planned) -> Agent:
         spec, agent_type = item.spec, item.agent_type
-        agent = await self._supervisor.create(
+        agent, query = await self._supervisor.create(
             agent_id=item.entry.agent_id, name=spec.name, type_name=spec.type, agent_type=agent_type,
             command=item.command, model=spec.model or agent_type.model,
             permission_mode=spec.permission_mode or agent_type.permission_mode, cwd=item.cwd,
-            capabilities=spec.capabilities, priority=spec.priority, status="queued",
+            capabilities=spec.capabilities, priority=spec.priority, status="queued", task=spec.task or None,
+            task_status="waiting" if item.depends_on_new or item.depends_on_existing else "queued",
         )
-        if spec.task:
-            query = await self._supervisor.add_query(
-                agent, spec.task, "waiting" if item.depends_on_new or item.depends_on_existing else "queued")
-            item.entry.query_id = query.id
+        if query is not None:
+            item.query, item.entry.query_id = query, query.id
         return agent
 
     @staticmethod
@@ -327,9 +328,8 @@ class Spawner:
         if reason is not None:
             await self._skip(item, agent, reason, report)
             return
-        assert spec.task is not None and entry.query_id is not None
-        query = await supervisor.records.query(entry.query_id)
-        assert query is not None
+        query = item.query
+        assert spec.task is not None and query is not None
         prompt = _prompt_with_inputs(spec.task, inputs) if agent.agent_type.runtime == "claude" else spec.task
         entry.status = "running"
 
@@ -341,10 +341,9 @@ class Spawner:
             await in_flight.acquire()
             holding = True
 
-            def started(spawn_ms: float) -> None:
+            def started(spawn_ms: float) -> None:  # the supervisor records it with the pid
                 nonlocal holding
                 entry.spawn_ms = spawn_ms
-                agent.record.spawn_ms = spawn_ms
                 entry.spawned.set()
                 in_flight.release()
                 holding = False
@@ -355,9 +354,6 @@ class Spawner:
                 await asyncio.wait((running, up), return_when=asyncio.FIRST_COMPLETED)
                 up.cancel()
                 if entry.spawn_ms is not None:  # its process started: the agent is up
-                    agent.record.ready_ms = agent.record.ready_ms or query.started_ms
-                    await supervisor.records.update_agent(agent.id, spawn_ms=entry.spawn_ms,
-                                                          ready_ms=agent.record.ready_ms)
                     supervisor.activity.spawned(agent.record)
                     await report(f"{entry.name} started")
                 outcome = await running

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -19,14 +18,20 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from server.agents.activity import ActivityLog
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
-from server.agents.exec_runtime import ExecLaunch, ExecProcess
-from server.agents.launch import SpawnFailed, agent_environment, make_dirs, resolve_executable, write_claude_launcher
+from server.agents.exec_runtime import ExecLaunch, ExecProcess, prepare_files
+from server.agents.launch import (
+    SpawnFailed,
+    agent_environment,
+    make_dirs,
+    resolve_executable,
+    write_claude_launcher,
+)
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.pool import PooledWorker, WarmPool
 from server.agents.proc_stats import group_usage
@@ -40,7 +45,19 @@ from server.agents.process_groups import (
     signal_processes,
     tagged_processes,
 )
-from server.agents.records import AgentRecord, AgentRecords, AgentStatus, QueryRecord
+from server.agents.records import (
+    AgentRecord,
+    AgentRecords,
+    AgentStatus,
+    QueryRecord,
+    QueryStatus,
+    agent_added,
+    agent_changed,
+    agent_usage_added,
+    query_added,
+    query_changed,
+)
+from server.agents.tagged_scan import SharedTaggedScan
 from server.agents.types import MEMORY_TOOLS, AgentType, AgentTypes, render_command
 from server.agents.watchdog import Watchdog
 from server.clock import Clock
@@ -100,6 +117,7 @@ class Supervisor:
         self.types = AgentTypes(settings.agent_types)
         self.activity = ActivityLog(memory, settings)
         self.memory_access: AgentMemoryAccess | None = None
+        self.stray_scan = SharedTaggedScan()  # one /proc scan for the tools of agents ending together
         self._agents: dict[str, Agent] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._watchdog: Watchdog | None = None
@@ -161,9 +179,10 @@ class Supervisor:
     async def create(
         self, *, agent_id: str, name: str, type_name: str, agent_type: AgentType, command: tuple[str, ...] | None,
         model: str | None, permission_mode: str, cwd: Path | None, capabilities: Sequence[str], priority: int,
-        status: AgentStatus,
-    ) -> Agent:
-        """Records a new agent (not yet started) and tracks it."""
+        status: AgentStatus, task: str | None = None, task_status: QueryStatus = "queued",
+    ) -> tuple[Agent, QueryRecord | None]:
+        """Records a new agent (not yet started) and, in the same commit, its first task when it has
+        one (as a query in ``task_status``); tracks the agent."""
         workdir = cwd if cwd is not None else self.workdir_for(agent_id)
         assert self.identity is not None
         record = AgentRecord(
@@ -172,11 +191,12 @@ class Supervisor:
             created_ms=self.clock.now_ms(),
             model=model, permission_mode=permission_mode, capabilities=list(capabilities), priority=priority,
         )
-        await self.records.add_agent(record)
+        query = self._new_query(record, task, task_status) if task is not None else None
+        await self.records.commit(agent_added(record), *([query_added(query)] if query is not None else []))
         agent = Agent(record, agent_type, command, OutputTail(self.settings.agent_output_tail_bytes))
         agent.idle.set()
         self._agents[agent_id] = agent
-        return agent
+        return agent, query
 
     def state_dir(self, agent: Agent) -> Path:
         """Logs, the pid file and task inputs: always under the data directory, whatever the workdir."""
@@ -311,12 +331,9 @@ class Supervisor:
 
     # -- tasks ---------------------------------------------------------------------------------
 
-    async def add_query(self, agent: Agent, task: str, status: str) -> QueryRecord:
-        query = QueryRecord(id=new_id("query"), agent_id=agent.id, task=task, status=status,  # type: ignore[arg-type]
-                            created_ms=self.clock.now_ms(), model=agent.record.model,
-                            permission_mode=agent.record.permission_mode)
-        await self.records.add_query(query)
-        return query
+    def _new_query(self, agent: AgentRecord, task: str, status: QueryStatus) -> QueryRecord:
+        return QueryRecord(id=new_id("query"), agent_id=agent.id, task=task, status=status,
+                           created_ms=self.clock.now_ms(), model=agent.model, permission_mode=agent.permission_mode)
 
     async def run_task(self, agent: Agent, query: QueryRecord, prompt: str, inputs: dict[str, Any] | None,
                        on_started: Callable[[float], None] | None = None) -> TaskOutcome:
@@ -332,8 +349,9 @@ class Supervisor:
                         on_started: Callable[[float], None] | None) -> TaskOutcome:
         now = self.clock.now_ms()
         query.status, query.started_ms = "running", now
-        await self.records.update_query(query.id, status="running", started_ms=now)
-        await self.set_status(agent, "running", current_query=query.id)
+        agent.record.status, agent.record.current_query = "running", query.id
+        await self.records.commit(query_changed(query.id, status="running", started_ms=now),
+                                  agent_changed(agent.id, status="running", current_query=query.id))
         if agent.agent_type.runtime == "claude":
             if on_started is not None:
                 on_started(0.0)
@@ -353,37 +371,48 @@ class Supervisor:
         values = {"task": task, "model": record.model or "", "permission_mode": record.permission_mode or "",
                   "agent_id": agent.id, "workdir": str(workdir)}
         env = agent_environment(agent.id, agent.agent_type.env)
-        make_dirs(state_dir, workdir)
-        if inputs is not None:
-            inputs_path = state_dir / f"inputs-{query.id}.json"
-            inputs_path.write_text(json.dumps(inputs, ensure_ascii=False, indent=1))
-            env["SWITCHBOARD_INPUTS"] = str(inputs_path)
+        inputs_path = state_dir / f"inputs-{query.id}.json" if inputs is not None else None
         launch = ExecLaunch(render_command(agent.command, values), workdir, env, state_dir / "output.log")
+        # Creating directories and files takes about a millisecond each on a VM's disk: in a thread,
+        # so that a swarm's agents prepare side by side and the event loop keeps answering.
+        log = await asyncio.to_thread(prepare_files, launch, inputs_path, inputs)
+        if inputs_path is not None:
+            env["SWITCHBOARD_INPUTS"] = str(inputs_path)
         slot = self.slot(record.type, agent.agent_type)
         async with slot if slot is not None else contextlib.nullcontext():
             watchdog = await self.watchdog()
             began = asyncio.get_running_loop().time()
-            process = await self._start_exec(launch, agent)
+            try:
+                process = await self._start_exec(launch, agent, log)
+            except BaseException:
+                log.close()
+                raise
             agent.process = process
+            spawn_ms = (asyncio.get_running_loop().time() - began) * 1000
+            started: dict[str, object] = {}
             identity = identify(process.pid)
             if identity is not None:
                 watchdog.watch(identity.pid, identity.start_time, agent.id)
-                agent.record.pid, agent.record.pid_start_time = identity.pid, identity.start_time
+                record.pid, record.pid_start_time = identity.pid, identity.start_time
+                started.update(pid=identity.pid, pid_start_time=identity.start_time)
+            if record.ready_ms is None:  # its first process: the agent is up
+                record.ready_ms, record.spawn_ms = self.clock.now_ms(), spawn_ms
+                started.update(ready_ms=record.ready_ms, spawn_ms=spawn_ms)
             if on_started is not None:
-                on_started((asyncio.get_running_loop().time() - began) * 1000)
-            if identity is not None:
-                await self.records.update_agent(agent.id, pid=identity.pid, pid_start_time=identity.start_time)
+                on_started(spawn_ms)
             try:
-                outcome = await process.wait()
+                # Recorded while the task runs: a quick task need not wait for that commit first.
+                recorded = self.records.update_agent(agent.id, **started) if started else asyncio.sleep(0)
+                _, outcome = await asyncio.gather(recorded, process.wait())
             finally:
                 agent.process = None
-                agent.record.pid = None
+                record.pid = None
                 watchdog.forget(process.pid)
                 # The task's tools may have left children in its group: they go with it.
-                await end_group(process.pid, 0.5, tag=agent.id)
+                await end_group(process.pid, 0.5, tag=agent.id, scan=self.stray_scan)
         return outcome
 
-    async def _start_exec(self, launch: ExecLaunch, agent: Agent) -> ExecProcess:
+    async def _start_exec(self, launch: ExecLaunch, agent: Agent, log: IO[bytes]) -> ExecProcess:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.settings.agent_spawn_attempts),
             wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
@@ -391,7 +420,7 @@ class Supervisor:
             reraise=True,
         ):
             with attempt:
-                return await ExecProcess.start(launch, agent.tail)
+                return await ExecProcess.start(launch, agent.tail, log)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def _finish_query(self, agent: Agent, query: QueryRecord, outcome: TaskOutcome) -> None:
@@ -405,18 +434,21 @@ class Supervisor:
                    "exit_code": outcome.exit_code}
         for name, value in changes.items():
             setattr(query, name, value)
-        await self.records.update_query(query.id, **changes)
-        await self.records.add_agent_usage(agent.id, usage.input_tokens or 0, usage.output_tokens or 0,
-                                           usage.cost_usd or 0.0)
-        agent.record.tasks_run += 1
-        agent.record.input_tokens += usage.input_tokens or 0
-        agent.record.output_tokens += usage.output_tokens or 0
-        agent.record.cost_usd += usage.cost_usd or 0.0
+        record = agent.record
+        record.tasks_run += 1
+        record.input_tokens += usage.input_tokens or 0
+        record.output_tokens += usage.output_tokens or 0
+        record.cost_usd += usage.cost_usd or 0.0
         if outcome.status == "completed":
             agent.last_result = outcome.result
+        # The query's end, the agent's totals and (unless it is being ended) its return to ready: one commit.
+        ended = [query_changed(query.id, **changes),
+                 agent_usage_added(agent.id, usage.input_tokens or 0, usage.output_tokens or 0, usage.cost_usd or 0.0)]
         if not agent.terminating:
-            await self.set_status(agent, "ready", current_query=None)
-        self.activity.task_ended(agent.record, query)
+            record.status, record.current_query = "ready", None
+            ended.append(agent_changed(agent.id, status="ready", current_query=None))
+        await self.records.commit(*ended)
+        self.activity.task_ended(record, query)
 
     # -- ending --------------------------------------------------------------------------------
 
@@ -458,7 +490,7 @@ class Supervisor:
         watchdog = self._watchdog
         if agent.process is not None:
             agent.process.terminated_by = "agent_terminate"
-            await end_group(agent.process.pid, grace_s, tag=agent.id)
+            await end_group(agent.process.pid, grace_s, tag=agent.id, scan=self.stray_scan)
         if agent.session is not None:
             session, leader = agent.session, agent.session.pid
             closing = asyncio.create_task(session.close())
@@ -466,7 +498,7 @@ class Supervisor:
                 async with asyncio.timeout(grace_s):
                     await asyncio.shield(closing)
             if leader is not None:
-                await end_group(leader, grace_s, tag=agent.id)
+                await end_group(leader, grace_s, tag=agent.id, scan=self.stray_scan)
                 if watchdog is not None:
                     watchdog.forget(leader)
             await closing
