@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio schemas clean
+.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn schemas clean
 
 $(BIN)/python:
 	@echo "creating $(VENV)" >&2
@@ -30,7 +30,7 @@ test: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-bench: bench-memory bench-vectors bench-uploads bench-stdio
+bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn
 
 bench-memory: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/memory_bench.py
@@ -43,6 +43,9 @@ bench-uploads: $(VENV)/.test-installed
 
 bench-stdio: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/stdio_bench.py
+
+bench-spawn: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/spawn_bench.py
 
 schemas: $(VENV)/.serve-installed
 	$(BIN)/switchboard schemas
