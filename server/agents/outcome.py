@@ -162,3 +162,9 @@ class OutputTail:
     def text(self) -> str:
         data = b"".join(self._chunks)[-self._max_bytes:]
         return data.decode("utf-8", errors="replace")
+
+    def since(self, mark: int) -> str:
+        """What came after the first ``mark`` bytes (a past `total_bytes`), as far as it is still kept."""
+        data = b"".join(self._chunks)[-self._max_bytes:]
+        kept_from = self.total_bytes - len(data)
+        return data[max(mark - kept_from, 0):].decode("utf-8", errors="replace")

@@ -21,11 +21,15 @@ from server.memory.writer import GroupCommitWriter
 from server.sqlite_migrations import apply_migrations
 
 AgentStatus = Literal["queued", "spawning", "ready", "running", "waiting", "terminated", "failed", "lost", "skipped"]
-QueryStatus = Literal["waiting", "queued", "running", "completed", "failed", "terminated", "skipped", "lost"]
+QueryStatus = Literal[
+    "waiting", "queued", "running", "paused", "completed", "failed", "terminated", "skipped", "lost"
+]
 
 # An agent in one of these states has (or is about to have) processes.
 LIVE_AGENT_STATUSES: tuple[AgentStatus, ...] = ("queued", "spawning", "ready", "running", "waiting")
 ENDED_QUERY_STATUSES: tuple[QueryStatus, ...] = ("completed", "failed", "terminated", "skipped", "lost")
+# Not ended: what `query_list` shows without history.
+ACTIVE_QUERY_STATUSES: tuple[QueryStatus, ...] = ("waiting", "queued", "running", "paused")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: agents and their queries. `seq` orders listings and makes cursors stable.
@@ -84,6 +88,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX queries_by_agent ON queries (agent_id);
     CREATE INDEX queries_by_status ON queries (status);
     """,
+    # 2: live control of queries: time spent paused, the output tail at the end, and every control
+    # action and permission decision (what, by whom, when, with what outcome).
+    """
+    ALTER TABLE queries ADD COLUMN paused_total_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE queries ADD COLUMN paused_at_ms INTEGER;
+    ALTER TABLE queries ADD COLUMN output_tail TEXT;
+    CREATE TABLE query_events (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        query_id         TEXT    NOT NULL REFERENCES queries (id),
+        at_ms            INTEGER NOT NULL,
+        action           TEXT    NOT NULL,   -- pause, resume, terminate, change_model, ..., permission
+        actor            TEXT    NOT NULL,   -- "client", "rule:<name>", "agent"
+        outcome          TEXT    NOT NULL,   -- "now", "next_query", "allowed", "denied", "failed", ...
+        detail           TEXT                -- JSON: the action's arguments and what it found
+    );
+    CREATE INDEX query_events_by_query ON query_events (query_id, seq);
+    """,
 )
 
 
@@ -141,11 +162,39 @@ class QueryRecord:
     error: str | None = None
     session_id: str | None = None
     exit_code: int | None = None
+    paused_total_ms: int = 0
+    paused_at_ms: int | None = None
+    output_tail: str | None = None
+
+    def active_ms(self, now_ms: int) -> int | None:
+        """Time it has run, pauses excluded (None before it started)."""
+        if self.started_ms is None:
+            return None
+        end = self.ended_ms if self.ended_ms is not None else self.paused_at_ms or now_ms
+        return max(end - self.started_ms - self.paused_total_ms, 0)
+
+    def wall_ms(self, now_ms: int) -> int | None:
+        if self.started_ms is None:
+            return None
+        return (self.ended_ms if self.ended_ms is not None else now_ms) - self.started_ms
+
+
+@dataclass(frozen=True, slots=True)
+class QueryEvent:
+    """One entry of a query's log: a control action or a permission decision."""
+
+    query_id: str
+    at_ms: int
+    action: str
+    actor: str
+    outcome: str
+    detail: dict[str, Any] | None = None
 
 
 _AGENT_COLUMNS = tuple(f.name for f in fields(AgentRecord))
 _QUERY_COLUMNS = tuple(f.name for f in fields(QueryRecord))
-_JSON_COLUMNS = frozenset({"capabilities", "usage"})
+_EVENT_COLUMNS = tuple(f.name for f in fields(QueryEvent))
+_JSON_COLUMNS = frozenset({"capabilities", "usage", "detail"})
 
 
 def _to_sql(name: str, value: object) -> object:
@@ -180,6 +229,10 @@ def agent_changed(agent_id: str, **changes: object) -> RowChange:
 
 def query_changed(query_id: str, **changes: object) -> RowChange:
     return _updated("queries", _QUERY_COLUMNS, query_id, changes)
+
+
+def query_event_added(event: QueryEvent) -> RowChange:
+    return _inserted("query_events", _EVENT_COLUMNS, event)
 
 
 def agent_usage_added(agent_id: str, input_tokens: int, output_tokens: int, cost_usd: float) -> RowChange:
@@ -318,6 +371,62 @@ class AgentRecords:
             LIVE_AGENT_STATUSES,
         )
         return [_from_row(AgentRecord, _AGENT_COLUMNS, row) for row in rows]
+
+    async def queries_page(
+        self, *, statuses: Sequence[str] = (), agent_id: str | None = None, query_ids: Sequence[str] = (),
+        after_seq: int = 0, limit: int = 50,
+    ) -> tuple[list[QueryRecord], int | None]:
+        """Queries in creation order after ``after_seq``; also the seq to continue from (None at the end)."""
+        where, params = self._query_filter(statuses, agent_id, query_ids)
+        where.append("seq > ?")
+        params.append(after_seq)
+        rows = await fetch_all(
+            self._conn,
+            f"SELECT seq, {', '.join(_QUERY_COLUMNS)} FROM queries WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+            (*params, limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        queries = [_from_row(QueryRecord, _QUERY_COLUMNS, row[1:]) for row in rows]
+        return queries, (int(str(rows[-1][0])) if more and rows else None)
+
+    async def query_counts(self, *, agent_id: str | None = None, query_ids: Sequence[str] = ()) -> dict[str, int]:
+        """How many queries are in each state (of one agent, or of ``query_ids``, when given)."""
+        where, params = self._query_filter((), agent_id, query_ids)
+        rows = await fetch_all(
+            self._conn, f"SELECT status, COUNT(*) FROM queries WHERE {' AND '.join(where)} GROUP BY status", params)
+        return {str(status): int(str(count)) for status, count in rows}
+
+    @staticmethod
+    def _query_filter(statuses: Sequence[str], agent_id: str | None,
+                      query_ids: Sequence[str]) -> tuple[list[str], list[object]]:
+        where, params = ["1"], list[object]()
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if agent_id is not None:
+            where.append("agent_id = ?")
+            params.append(agent_id)
+        if query_ids:
+            where.append(f"id IN ({','.join('?' * len(query_ids))})")
+            params.extend(query_ids)
+        return where, params
+
+    async def events_of(self, query_ids: Sequence[str]) -> dict[str, list[QueryEvent]]:
+        """The logs of ``query_ids``, oldest first."""
+        if not query_ids:
+            return {}
+        rows = await fetch_all(
+            self._conn,
+            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM query_events "
+            f"WHERE query_id IN ({','.join('?' * len(query_ids))}) ORDER BY seq",
+            tuple(query_ids),
+        )
+        events: dict[str, list[QueryEvent]] = {}
+        for row in rows:
+            event = _from_row(QueryEvent, _EVENT_COLUMNS, row)
+            events.setdefault(event.query_id, []).append(event)
+        return events
 
     async def counts_by_status(self) -> dict[str, int]:
         rows = await fetch_all(self._conn, "SELECT status, COUNT(*) FROM agents GROUP BY status")

@@ -411,8 +411,7 @@ class Spawner:
         entry = item.entry
         entry.status, entry.error = "skipped", f"skipped: {reason}"
         if entry.query_id is not None:
-            await self._supervisor.records.update_query(entry.query_id, status="skipped", error=entry.error,
-                                                        ended_ms=self._supervisor.clock.now_ms())
+            await self._supervisor.close_query(entry.query_id, "skipped", entry.error)
         await self._supervisor.end(agent, "skipped", self._settings.agent_terminate_grace_s, error=entry.error)
         await report(f"{entry.name} skipped")
 
@@ -421,8 +420,7 @@ class Spawner:
         entry = item.entry
         entry.status, entry.error = "failed", error
         if entry.query_id is not None:
-            await self._supervisor.records.update_query(entry.query_id, status="failed", error=error,
-                                                        ended_ms=self._supervisor.clock.now_ms())
+            await self._supervisor.close_query(entry.query_id, "failed", error)
         await self._supervisor.end(agent, "failed", 1.0, error=error)
         self._supervisor.activity.spawned(agent.record)
         await report(f"{entry.name} failed")

@@ -101,6 +101,24 @@ class Agent:
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a task runs
     holds_slot: bool = False
     terminating: bool = False
+    # Its queries run one at a time, in the order they were started (asyncio.Lock is FIFO).
+    query_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    running: ActiveQuery | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+
+@dataclass(eq=False)
+class ActiveQuery:
+    """A query that has not ended: its record (kept current in memory) and who waits for its end."""
+
+    record: QueryRecord
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    tail_mark: int = 0                # the agent's output count when it started: its tail is what came after
+    stopped_by: str | None = None     # who terminated it ("client", "rule:<name>"), for its error
+    control_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one control action at a time
 
     @property
     def id(self) -> str:
@@ -119,6 +137,7 @@ class Supervisor:
         self.memory_access: AgentMemoryAccess | None = None
         self.stray_scan = SharedTaggedScan()  # one /proc scan for the tools of agents ending together
         self._agents: dict[str, Agent] = {}
+        self._queries: dict[str, ActiveQuery] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._watchdog: Watchdog | None = None
         self._watchdog_lock = asyncio.Lock()
@@ -191,11 +210,13 @@ class Supervisor:
             created_ms=self.clock.now_ms(),
             model=model, permission_mode=permission_mode, capabilities=list(capabilities), priority=priority,
         )
-        query = self._new_query(record, task, task_status) if task is not None else None
+        query = self._new_query(record, task, task_status, None, None) if task is not None else None
         await self.records.commit(agent_added(record), *([query_added(query)] if query is not None else []))
         agent = Agent(record, agent_type, command, OutputTail(self.settings.agent_output_tail_bytes))
         agent.idle.set()
         self._agents[agent_id] = agent
+        if query is not None:
+            self._queries[query.id] = ActiveQuery(query)
         return agent, query
 
     def state_dir(self, agent: Agent) -> Path:
@@ -331,36 +352,92 @@ class Supervisor:
 
     # -- tasks ---------------------------------------------------------------------------------
 
-    def _new_query(self, agent: AgentRecord, task: str, status: QueryStatus) -> QueryRecord:
+    def _new_query(self, agent: AgentRecord, task: str, status: QueryStatus, model: str | None,
+                   permission_mode: str | None) -> QueryRecord:
         return QueryRecord(id=new_id("query"), agent_id=agent.id, task=task, status=status,
-                           created_ms=self.clock.now_ms(), model=agent.model, permission_mode=agent.permission_mode)
+                           created_ms=self.clock.now_ms(), model=model or agent.model,
+                           permission_mode=permission_mode or agent.permission_mode)
+
+    async def add_query(self, agent: Agent, task: str, *, model: str | None = None,
+                        permission_mode: str | None = None) -> QueryRecord:
+        """Records a new query of a live agent, ``queued`` until `run_task` runs it (after the agent's
+        earlier queries). ``model`` and ``permission_mode`` apply from this query on."""
+        query = self._new_query(agent.record, task, "queued", model, permission_mode)
+        await self.records.add_query(query)
+        self._queries[query.id] = ActiveQuery(query)
+        return query
+
+    async def close_query(self, query_id: str, status: QueryStatus, error: str) -> None:
+        """Ends a query that will not run (skipped, failed to start, its agent ended) and records why."""
+        active = self._queries.pop(query_id, None)
+        now = self.clock.now_ms()
+        await self.records.update_query(query_id, status=status, error=error, ended_ms=now)
+        if active is not None:
+            active.record.status, active.record.error, active.record.ended_ms = status, error, now
+            active.ended.set()
+
+    def active_query(self, query_id: str) -> ActiveQuery | None:
+        return self._queries.get(query_id)
+
+    def active_queries(self) -> list[ActiveQuery]:
+        return list(self._queries.values())
 
     async def run_task(self, agent: Agent, query: QueryRecord, prompt: str, inputs: dict[str, Any] | None,
                        on_started: Callable[[float], None] | None = None) -> TaskOutcome:
-        """Runs one task to its end and records it. ``on_started`` gets the spawn time (ms) once its
-        process is up (an exec agent's process start; a claude agent's session is already up)."""
-        agent.idle.clear()
-        try:
-            return await self._run_task(agent, query, prompt, inputs, on_started)
-        finally:
-            agent.idle.set()
+        """Runs one task to its end, after the agent's earlier ones, and records it. ``on_started``
+        gets the spawn time (ms) once its process is up (an exec agent's process start; a claude
+        agent's session is already up)."""
+        active = self._queries.setdefault(query.id, ActiveQuery(query))
+        async with agent.query_lock:
+            if agent.terminating or active.stopped_by is not None:
+                who = active.stopped_by or "the agent's end"
+                outcome = TaskOutcome("terminated", error=f"terminated by {who} before it started")
+                await self._finish_query(agent, query, outcome)
+                return outcome
+            agent.idle.clear()
+            agent.running = active
+            active.tail_mark = agent.tail.total_bytes
+            try:
+                return await self._run_task(agent, active, prompt, inputs, on_started)
+            finally:
+                agent.running = None
+                agent.idle.set()
 
-    async def _run_task(self, agent: Agent, query: QueryRecord, prompt: str, inputs: dict[str, Any] | None,
+    async def _run_task(self, agent: Agent, active: ActiveQuery, prompt: str, inputs: dict[str, Any] | None,
                         on_started: Callable[[float], None] | None) -> TaskOutcome:
+        query = active.record
         now = self.clock.now_ms()
         query.status, query.started_ms = "running", now
         agent.record.status, agent.record.current_query = "running", query.id
         await self.records.commit(query_changed(query.id, status="running", started_ms=now),
                                   agent_changed(agent.id, status="running", current_query=query.id))
         if agent.agent_type.runtime == "claude":
+            assert agent.session is not None
+            failure = await self._apply_query_settings(agent, query)
             if on_started is not None:
                 on_started(0.0)
-            assert agent.session is not None
-            outcome = await agent.session.run(prompt)
+            outcome = failure or await agent.session.run(prompt)
         else:
             outcome = await self._run_exec(agent, query, prompt, inputs, on_started)
         await self._finish_query(agent, query, outcome)
         return outcome
+
+    async def _apply_query_settings(self, agent: Agent, query: QueryRecord) -> TaskOutcome | None:
+        """A claude query started with its own model or permission mode: set live on the session,
+        where they stay for the agent's next queries. A refusal fails the query with the CLI's reason."""
+        assert agent.session is not None
+        record = agent.record
+        try:
+            if query.model is not None and query.model != record.model:
+                await agent.session.set_model(query.model)
+                record.model = query.model
+            if query.permission_mode is not None and query.permission_mode != record.permission_mode:
+                await agent.session.set_permission_mode(query.permission_mode)
+                record.permission_mode = query.permission_mode
+        except Exception as error:  # the SDK raises a bare Exception carrying the CLI's answer
+            return TaskOutcome("failed", error=f"Claude Code refused the query's settings: {error}")
+        await self.records.update_agent(agent.id, model=record.model, permission_mode=record.permission_mode)
+        return None
 
     async def _run_exec(self, agent: Agent, query: QueryRecord, task: str, inputs: dict[str, Any] | None,
                         on_started: Callable[[float], None] | None) -> TaskOutcome:
@@ -368,7 +445,8 @@ class Supervisor:
         record = agent.record
         state_dir = self.state_dir(agent)
         workdir = Path(record.workdir)
-        values = {"task": task, "model": record.model or "", "permission_mode": record.permission_mode or "",
+        values = {"task": task, "model": query.model or record.model or "",
+                  "permission_mode": query.permission_mode or record.permission_mode or "",
                   "agent_id": agent.id, "workdir": str(workdir)}
         env = agent_environment(agent.id, agent.agent_type.env)
         inputs_path = state_dir / f"inputs-{query.id}.json" if inputs is not None else None
@@ -426,28 +504,44 @@ class Supervisor:
     async def _finish_query(self, agent: Agent, query: QueryRecord, outcome: TaskOutcome) -> None:
         now = self.clock.now_ms()
         usage = outcome.usage
-        status = "terminated" if agent.terminating and outcome.status != "completed" else outcome.status
-        query.status = status
-        changes = {"status": status, "ended_ms": now, "result": outcome.result, "error": outcome.error,
+        active = self._queries.get(query.id)
+        stopped_by = active.stopped_by if active is not None else None
+        status, error = outcome.status, outcome.error
+        if outcome.status != "completed" and (agent.terminating or stopped_by is not None):
+            status = "terminated"
+            error = f"terminated by {stopped_by}" if stopped_by is not None else f"terminated: {outcome.error}"
+        if query.paused_at_ms is not None:  # ended while paused (a terminate): the pause ends too
+            query.paused_total_ms += now - query.paused_at_ms
+        started = query.started_ms is not None
+        changes = {"status": status, "ended_ms": now, "result": outcome.result, "error": error,
                    "turns": usage.turns, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                    "cost_usd": usage.cost_usd, "usage": usage.raw, "session_id": outcome.session_id,
-                   "exit_code": outcome.exit_code}
+                   "exit_code": outcome.exit_code, "paused_at_ms": None, "paused_total_ms": query.paused_total_ms,
+                   "output_tail": agent.tail.since(active.tail_mark) if active is not None and started else None}
         for name, value in changes.items():
             setattr(query, name, value)
         record = agent.record
-        record.tasks_run += 1
-        record.input_tokens += usage.input_tokens or 0
-        record.output_tokens += usage.output_tokens or 0
-        record.cost_usd += usage.cost_usd or 0.0
+        if started:
+            record.tasks_run += 1
+            record.input_tokens += usage.input_tokens or 0
+            record.output_tokens += usage.output_tokens or 0
+            record.cost_usd += usage.cost_usd or 0.0
         if outcome.status == "completed":
             agent.last_result = outcome.result
         # The query's end, the agent's totals and (unless it is being ended) its return to ready: one commit.
-        ended = [query_changed(query.id, **changes),
-                 agent_usage_added(agent.id, usage.input_tokens or 0, usage.output_tokens or 0, usage.cost_usd or 0.0)]
-        if not agent.terminating:
+        ended = [query_changed(query.id, **changes)]
+        if started:
+            ended.append(agent_usage_added(agent.id, usage.input_tokens or 0, usage.output_tokens or 0,
+                                           usage.cost_usd or 0.0))
+        if not agent.terminating and started:
             record.status, record.current_query = "ready", None
             ended.append(agent_changed(agent.id, status="ready", current_query=None))
-        await self.records.commit(*ended)
+        try:
+            await self.records.commit(*ended)
+        finally:
+            self._queries.pop(query.id, None)
+            if active is not None:
+                active.ended.set()
         self.activity.task_ended(record, query)
 
     # -- ending --------------------------------------------------------------------------------
@@ -479,6 +573,9 @@ class Supervisor:
                 query_id = agent.record.current_query
                 await self.records.update_query(query_id, status="terminated", ended_ms=self.clock.now_ms(),
                                                 error=f"terminated: the agent was {status}")
+            for waiting in [active for active in self._queries.values()
+                            if active.record.agent_id == agent.id and active.record.started_ms is None]:
+                await self.close_query(waiting.id, "terminated", f"terminated: the agent was {status} before it ran")
             await self.set_status(agent, status, ended_ms=self.clock.now_ms(), pid=None, current_query=None,
                                   error=error, memory_calls=agent.record.memory_calls)
         finally:
