@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from server.agents.rules import QueryRule
 from server.agents.types import AgentType
 
 CONFIG_FILE_ENV = "SWITCHBOARD_CONFIG"
@@ -237,6 +238,40 @@ class Settings(BaseSettings):
     agent_results_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="TTL of result records.")
     agent_metrics_namespace: str = Field("agent-metrics", min_length=1, description="CPU, RSS and uptime samples.")
     agent_metrics_ttl_s: int = Field(3600, ge=1, description="TTL of metrics samples.")
+
+    # -- queries -------------------------------------------------------------------------------------
+    query_command_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Executables query_control execute_command may run (names looked up on the agent's PATH, or "
+        "absolute paths; os.pathsep-separated or a JSON list). Empty (the default): execute_command is refused.",
+    )
+    query_command_timeout_s: float = Field(30.0, gt=0, le=3600, description="execute_command: most time it may take.")
+    query_command_output_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, description="execute_command: stdout and stderr kept, each (the end)."
+    )
+    query_rules: list[QueryRule] = Field(
+        default_factory=list,
+        description="Adaptive rules ([[query_rules]] tables, or a JSON list): name, action (terminate | pause | "
+        "change_model), model, agent_type, and conditions max_runtime_s, max_cost_usd, max_tokens, min_turns, "
+        "max_turn_latency_s (all given must hold).",
+    )
+    query_rules_interval_s: float = Field(1.0, gt=0, le=60, description="How often the rules are checked.")
+    query_events_namespace: str = Field("query-events", min_length=1, description="Control actions and rule firings.")
+    query_events_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="TTL of query event records.")
+
+    @field_validator("query_command_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: object) -> object:
+        return _split_paths(value)
+
+    @field_validator("query_rules")
+    @classmethod
+    def _rule_names_unique(cls, rules: list[QueryRule]) -> list[QueryRule]:
+        names = [rule.name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"query rule names must be unique; repeated: {', '.join(duplicates)}")
+        return rules
 
     @field_validator("agent_roots", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from server.agents.queries import QueryControl
 from server.agents.spawner import Spawner
 from server.agents.supervisor import Supervisor
 from server.clock import Clock, SystemClock
@@ -41,6 +42,7 @@ class Services:
     uploader: BatchUploader
     agents: Supervisor
     spawner: Spawner
+    queries: QueryControl
 
 
 @contextlib.asynccontextmanager
@@ -73,8 +75,10 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         # Opened after memory, so closed before it: agents are ended while their records can still be written.
         agents = await Supervisor.open(settings, memory, clock)
         parts.push_async_callback(_closing_shielded, agents.close)
+        queries = QueryControl(agents, settings)
+        parts.push_async_callback(_closing_shielded, queries.close)  # its rules stop before the agents end
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
-                       uploader=uploader, agents=agents, spawner=Spawner(agents))
+                       uploader=uploader, agents=agents, spawner=Spawner(agents), queries=queries)
 
 
 async def _closing_shielded(close: Callable[..., Awaitable[object]], *args: object) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from typing import Any
 
 from server.agents.proc_stats import GroupUsage
-from server.agents.records import AgentRecord, QueryRecord
+from server.agents.records import AgentRecord, QueryEvent, QueryRecord
 from server.config import Settings
 from server.memory import MemoryStore, PutRequest
 
@@ -35,6 +36,7 @@ class ActivityLog:
         self._memory = memory
         self._settings = settings
         self._last_cpu: dict[str, tuple[float, int]] = {}
+        self._event_numbers = itertools.count(1)  # two events of one query in one millisecond keep apart
         self._queue: list[PutRequest] = []
         self._queued = asyncio.Event()
         self._idle = asyncio.Event()
@@ -79,6 +81,14 @@ class ActivityLog:
              "rss_bytes": usage.rss_bytes, "uptime_s": round((now_ms - (agent.ready_ms or agent.created_ms)) / 1000, 1),
              "at_ms": now_ms},
             self._settings.agent_metrics_ttl_s, tags=["metrics", agent.type],
+        )
+
+    def query_event(self, event: QueryEvent) -> None:
+        self._put(
+            self._settings.query_events_namespace, f"query-{event.query_id}-{event.at_ms}-{next(self._event_numbers)}",
+            {"query_id": event.query_id, "at_ms": event.at_ms, "action": event.action, "actor": event.actor,
+             "outcome": event.outcome, "detail": event.detail},
+            self._settings.query_events_ttl_s, tags=["query-event", event.action],
         )
 
     def _bounded(self, text: str | None) -> str | None:

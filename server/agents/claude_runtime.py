@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from claude_agent_sdk import (
     TextBlock,
     ToolPermissionContext,
     ToolUseBlock,
+    UserMessage,
 )
 
 from server.agents.launch import SpawnFailed, launcher_env
@@ -86,6 +88,14 @@ class ClaudeSession:
         self.session_id: str | None = None
         # The CLI reports the session's cost so far with every result; a task's cost is the difference.
         self._session_cost_usd = 0.0
+        self._session_tokens = 0
+        # The running task, as far as the stream tells before its result: turns and tokens from each
+        # model message's usage (output counts are final only in the result), a cost estimated at the
+        # session's own price per token so far, and how long the last model turn took to begin.
+        self.live = Usage()
+        self.last_turn_latency_s: float | None = None
+        self._turn_ids: set[str] = set()
+        self._waiting_since: float | None = None
 
     async def start(self, timeout_s: float) -> None:
         """Starts the CLI and waits for its initialize answer. Raises `SpawnFailed`: transient for a
@@ -194,11 +204,15 @@ class ClaudeSession:
             if client is None:
                 return TaskOutcome("failed", error="the Claude Code session has ended")
             self._write_log(f"[task] {prompt}\n")
+            self.live, self._turn_ids, self.last_turn_latency_s = Usage(turns=0), set(), None
+            self._waiting_since = time.monotonic()
             try:
                 await client.query(prompt)
                 async for message in client.receive_response():
                     if isinstance(message, AssistantMessage):
                         self._note_assistant(message)
+                    elif isinstance(message, UserMessage):  # tool results: the model is asked again
+                        self._waiting_since = time.monotonic()
                     elif isinstance(message, ResultMessage):
                         return self._outcome(message)
             except ClaudeSDKError as error:
@@ -206,6 +220,18 @@ class ClaudeSession:
             return TaskOutcome("failed", error=f"Claude Code exited before finishing the task; {self._stderr_hint()}")
 
     def _note_assistant(self, message: AssistantMessage) -> None:
+        turn = message.message_id or message.uuid
+        if turn is not None and turn not in self._turn_ids:  # the CLI sends one message per content block
+            self._turn_ids.add(turn)
+            self.live.turns = (self.live.turns or 0) + 1
+            if self._waiting_since is not None:
+                self.last_turn_latency_s = time.monotonic() - self._waiting_since
+                self._waiting_since = None
+            if message.usage:
+                self.live.add_tokens(claude_input_tokens(message.usage), message.usage.get("output_tokens"))
+                if self._session_tokens and self._session_cost_usd:
+                    tokens = (self.live.input_tokens or 0) + (self.live.output_tokens or 0)
+                    self.live.cost_usd = tokens * self._session_cost_usd / self._session_tokens
         for block in message.content:
             if isinstance(block, TextBlock):
                 text = f"{block.text}\n"
@@ -223,6 +249,8 @@ class ClaudeSession:
         if message.total_cost_usd is not None:
             task_cost = max(message.total_cost_usd - self._session_cost_usd, 0.0)
             self._session_cost_usd = message.total_cost_usd
+        if usage_numbers:
+            self._session_tokens += claude_input_tokens(usage_numbers) + int(usage_numbers.get("output_tokens") or 0)
         usage = Usage(
             input_tokens=claude_input_tokens(usage_numbers) if usage_numbers else None,
             output_tokens=usage_numbers.get("output_tokens"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from server.agents.launch import make_dirs, spawn_failure
-from server.agents.outcome import JsonLinesUsage, OutputTail, TaskOutcome
+from server.agents.outcome import JsonLinesUsage, OutputTail, TaskOutcome, Usage
 
 # A line longer than this is logged and kept in the tail, but not read as JSON.
 _MAX_JSON_LINE = 4 * 1024 * 1024
@@ -52,6 +52,11 @@ class ExecProcess:
     @property
     def pid(self) -> int:
         return self._process.pid
+
+    @property
+    def live_usage(self) -> Usage:
+        """Usage read from its output so far (final when it has exited)."""
+        return self._usage.usage
 
     @classmethod
     async def start(cls, launch: ExecLaunch, tail: OutputTail, log: IO[bytes]) -> ExecProcess:

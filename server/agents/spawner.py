@@ -169,9 +169,9 @@ class Spawner:
             command = spec.command
         if spec.permission_mode is not None and spec.permission_mode not in PERMISSION_MODES:
             raise InvalidArgument(f"permission_mode {spec.permission_mode!r} is not one of {', '.join(PERMISSION_MODES)}")
-        if spec.permission_mode == "bypassPermissions" and agent_type.permission_mode != "bypassPermissions":
-            raise InvalidArgument(f"permission_mode bypassPermissions needs a type configured with it; {spec.type!r} "
-                                  f"is configured with {agent_type.permission_mode!r}")
+        if spec.permission_mode == "bypassPermissions" and not agent_type.allows_bypass:
+            raise Forbidden(f"permission_mode bypassPermissions is not allowed for agent type {spec.type!r}: set "
+                            f"allow_bypass_permissions = true in its [agent_types.{spec.type}] table to allow it")
         new: list[int] = []
         existing: list[str] = []
         for dependency in spec.depends_on:

@@ -33,6 +33,7 @@ from server.agents.launch import (
     write_claude_launcher,
 )
 from server.agents.outcome import OutputTail, TaskOutcome
+from server.agents.permissions import decide as decide_permission
 from server.agents.pool import PooledWorker, WarmPool
 from server.agents.proc_stats import group_usage
 from server.agents.process_groups import (
@@ -49,6 +50,7 @@ from server.agents.records import (
     AgentRecord,
     AgentRecords,
     AgentStatus,
+    QueryEvent,
     QueryRecord,
     QueryStatus,
     agent_added,
@@ -56,6 +58,7 @@ from server.agents.records import (
     agent_usage_added,
     query_added,
     query_changed,
+    query_event_added,
 )
 from server.agents.tagged_scan import SharedTaggedScan
 from server.agents.types import MEMORY_TOOLS, AgentType, AgentTypes, render_command
@@ -336,19 +339,31 @@ class Supervisor:
         return str(bundled)
 
     def permission_decider(self, agent_id: str, type_name: str, agent_type: AgentType) -> PermissionDecider:
-        """Answers Claude Code's permission requests: the type's tools (and the memory tools) run,
-        anything else is denied with a message the model reads, so no request waits on a person."""
-        allowed = set(agent_type.allowed_tools) | set(MEMORY_TOOLS)
+        """Answers Claude Code's permission requests at once (`permissions.decide`, under the agent's
+        mode at the time of asking), so no request waits on a person; each answer goes in the log of
+        the query that asked."""
 
         async def decide(tool_name: str, _tool_input: dict[str, Any]) -> str | None:
-            if tool_name in allowed:
-                return None
-            logger.info("agent %s: denied tool %s (not in type %s's allowed_tools)", agent_id, tool_name, type_name)
-            listed = ", ".join(sorted(agent_type.allowed_tools)) or "none"
-            return (f"Switchboard denied {tool_name}: agent type {type_name!r} allows only these tools: {listed}. "
-                    f"Do the task with those, or say in your answer that it needs {tool_name}.")
+            agent = self._agents.get(agent_id)
+            mode = (agent.record.permission_mode if agent is not None else None) or agent_type.permission_mode
+            decision = decide_permission(type_name, agent_type, mode, tool_name)
+            if not decision.allowed:
+                logger.info("agent %s: denied tool %s (%s)", agent_id, tool_name, mode)
+            if agent is not None and agent.running is not None:
+                await self.log_event(agent.running.id, "permission", f"policy:{mode}",
+                                     "allowed" if decision.allowed else "denied",
+                                     {"tool": tool_name, "reason": decision.reason})
+            return None if decision.allowed else decision.reason
 
         return decide
+
+    async def log_event(self, query_id: str, action: str, actor: str, outcome: str,
+                        detail: dict[str, Any] | None = None) -> QueryEvent:
+        """Writes one entry of a query's log (SQLite, and the query-events memory namespace)."""
+        event = QueryEvent(query_id, self.clock.now_ms(), action, actor, outcome, detail)
+        await self.records.commit(query_event_added(event))
+        self.activity.query_event(event)
+        return event
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -389,6 +404,8 @@ class Supervisor:
         agent's session is already up)."""
         active = self._queries.setdefault(query.id, ActiveQuery(query))
         async with agent.query_lock:
+            if active.ended.is_set():  # terminated while it waited its turn (already recorded)
+                return TaskOutcome("terminated", error=query.error or "terminated before it started")
             if agent.terminating or active.stopped_by is not None:
                 who = active.stopped_by or "the agent's end"
                 outcome = TaskOutcome("terminated", error=f"terminated by {who} before it started")

@@ -50,10 +50,17 @@ class AgentType(BaseModel):
     setting_sources: tuple[Literal["user", "project", "local"], ...] = Field(
         (), description="claude: Claude Code settings files to load (none by default, so a settings file's permission "
         "rules or hooks never widen what the type allows).")
+    allow_bypass_permissions: bool = Field(
+        False, description="claude: let a spawn or query_control switch this type's agents to bypassPermissions.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment of this type's processes.")
     max_running: int | None = Field(None, ge=1, description="Most agents of this type alive at once; more wait.")
     pool_size: int = Field(0, ge=0, le=64, description="claude: initialised idle workers kept ready.")
     description: str = Field("", description="One line shown when types are listed.")
+
+    @property
+    def allows_bypass(self) -> bool:
+        """Whether its agents may run in bypassPermissions (configured so, or allowed to switch to it)."""
+        return self.allow_bypass_permissions or self.permission_mode == "bypassPermissions"
 
     @field_validator("command")
     @classmethod

@@ -1,0 +1,445 @@
+"""`QueryControl`: start queries on live agents, steer them while they run, list them, wait for them.
+
+A query is one task run by one agent (`records.QueryRecord`). Its states::
+
+    waiting/queued -> running <-> paused -> completed | failed | terminated     (lost after a crash)
+
+Every action checks the query's state first and changes nothing when it does not fit (a
+`Conflict` naming the state). Each action that is carried out is written to the query's log
+(`records.QueryEvent`, and the ``query-events`` memory namespace) with who asked (``client`` or
+``rule:<name>``) and its effect: ``now`` when the running work already obeys it, ``next_query``
+when it applies from the agent's next query.
+
+Pausing stops the agent's process group and every process carrying its id (Claude Code runs each
+Bash command in a session of its own) with SIGSTOP: no model request, no tool, no file change
+until SIGCONT. Terminating a claude query interrupts it through the control protocol, so the
+agent stays up for its next query; only when that is not acknowledged in time (or for exec
+agents) do signals end the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from server.agents.commands import CommandResult, allowed_executable, run_command
+from server.agents.launch import SpawnFailed, agent_environment
+from server.agents.outcome import Usage
+from server.agents.process_groups import end_group, signal_group, signal_processes
+from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, query_changed
+from server.agents.rules import QueryRule, RuleEngine, RunningQuery
+from server.agents.supervisor import ActiveQuery, Agent, Supervisor
+from server.agents.types import PERMISSION_MODES
+from server.config import Settings
+from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
+
+logger = logging.getLogger(__name__)
+
+ControlAction = Literal["pause", "resume", "terminate", "change_model", "change_permissions", "execute_command"]
+CONTROL_ACTIONS: tuple[ControlAction, ...] = (
+    "pause", "resume", "terminate", "change_model", "change_permissions", "execute_command")
+Effect = Literal["now", "next_query"]
+
+
+@dataclass(slots=True)
+class ControlOutcome:
+    """What one control action did."""
+
+    query: QueryRecord
+    effect: Effect
+    detail: dict[str, Any] = field(default_factory=dict)
+    command: CommandResult | None = None
+
+
+@dataclass(slots=True)
+class QueryView:
+    """A query as listed: its record (live numbers folded in while it runs), log and output when asked."""
+
+    record: QueryRecord
+    active_ms: int | None
+    wall_ms: int | None
+    log: list[QueryEvent] | None = None
+    output_tail: str | None = None
+
+
+@dataclass(slots=True)
+class WaitOutcome:
+    queries: list[QueryView]
+    timed_out: bool
+    pending: list[str]
+
+
+class QueryControl:
+    """Queries of this server's agents. Open with the supervisor; `close` before it closes."""
+
+    def __init__(self, supervisor: Supervisor, settings: Settings) -> None:
+        self._supervisor = supervisor
+        self._settings = settings
+        self.rules = RuleEngine(settings.query_rules, settings.query_rules_interval_s, self._observe,
+                                self._rule_fired, supervisor.clock)
+        self.rules.start()
+
+    async def close(self) -> None:
+        await self.rules.close()
+
+    # -- starting ------------------------------------------------------------------------------
+
+    async def start(self, agent_id: str, task: str, *, model: str | None = None,
+                    permission_mode: str | None = None) -> QueryRecord:
+        """Queues ``task`` on a live agent; it runs after the agent's earlier queries."""
+        agent = await self._live_agent(agent_id)
+        if not task.strip():
+            raise InvalidArgument("task is empty; say what the agent should do")
+        if permission_mode is not None:
+            self._check_mode(agent, permission_mode)
+        query = await self._supervisor.add_query(agent, task, model=model, permission_mode=permission_mode)
+        self._supervisor.spawn_background(self._run(agent, query), name=f"query-{query.id}")
+        return query
+
+    async def _run(self, agent: Agent, query: QueryRecord) -> None:
+        try:
+            await self._supervisor.run_task(agent, query, query.task, None)
+        except SpawnFailed as error:
+            await self._supervisor.close_query(query.id, "failed", str(error))
+        except Exception as error:
+            logger.exception("query %s of agent %s failed unexpectedly", query.id, agent.id)
+            await self._supervisor.close_query(query.id, "failed", f"internal: {error!r}")
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def control(self, action: str, query_id: str, *, model: str | None = None,
+                      permission_mode: str | None = None, command: Sequence[str] | None = None,
+                      grace_s: float = 5.0, actor: str = "client", why: Sequence[str] = ()) -> ControlOutcome:
+        """Carries out one action on a query that has not ended; raises (changing nothing) when the
+        query's state, the arguments or the settings do not allow it."""
+        if action not in CONTROL_ACTIONS:
+            raise InvalidArgument(f"action {action!r} is not one of {', '.join(CONTROL_ACTIONS)}")
+        active = self._supervisor.active_query(query_id)
+        if active is None:
+            record = await self._supervisor.records.query(query_id)
+            if record is None:
+                raise NotFound(f"no query {query_id!r} (query_list with include_history shows the known ones)")
+            raise Conflict(f"query {query_id} is {record.status}; {action} needs a query that has not ended")
+        agent = self._supervisor.live(active.record.agent_id)
+        if agent is None:
+            raise Conflict(f"query {query_id}'s agent {active.record.agent_id} has ended")
+        async with active.control_lock:
+            if active.ended.is_set():
+                raise Conflict(f"query {query_id} is {active.record.status}; {action} needs a query that has not ended")
+            outcome = await self._carry_out(action, agent, active, model=model, permission_mode=permission_mode,
+                                            command=command, grace_s=grace_s, actor=actor)
+        detail = {**outcome.detail, **({"reasons": list(why)} if why else {}), **({"model": model} if model else {}),
+                  **({"permission_mode": permission_mode} if permission_mode else {})}
+        if outcome.command is not None:
+            detail.update(argv=outcome.command.argv, exit_code=outcome.command.exit_code,
+                          timed_out=outcome.command.timed_out)
+        await self._supervisor.log_event(query_id, action, actor, outcome.effect, detail)
+        return outcome
+
+    async def _carry_out(self, action: str, agent: Agent, active: ActiveQuery, *, model: str | None,
+                         permission_mode: str | None, command: Sequence[str] | None, grace_s: float,
+                         actor: str) -> ControlOutcome:
+        if action == "pause":
+            return await self._pause(agent, active)
+        if action == "resume":
+            return await self._resume(agent, active)
+        if action == "terminate":
+            return await self._terminate(agent, active, grace_s, actor)
+        if action == "change_model":
+            if not model or not model.strip():
+                raise InvalidArgument("change_model needs `model`, the model to switch to")
+            return await self._change_model(agent, active, model.strip())
+        if action == "change_permissions":
+            if not permission_mode:
+                raise InvalidArgument(f"change_permissions needs `permission_mode`: one of {', '.join(PERMISSION_MODES)}")
+            return await self._change_permissions(agent, active, permission_mode)
+        if not command:
+            raise InvalidArgument("execute_command needs `command`, an argv list such as [\"git\", \"status\"]")
+        return await self._execute(agent, active, command)
+
+    async def _pause(self, agent: Agent, active: ActiveQuery) -> ControlOutcome:
+        query = active.record
+        if query.status != "running":
+            raise Conflict(f"query {query.id} is {query.status}; only a running query can be paused")
+        signalled = await self._signal_work(agent, signal.SIGSTOP)
+        now = self._supervisor.clock.now_ms()
+        query.status, query.paused_at_ms = "paused", now
+        await self._supervisor.records.commit(query_changed(query.id, status="paused", paused_at_ms=now))
+        return ControlOutcome(query, "now", {"processes": signalled})
+
+    async def _resume(self, agent: Agent, active: ActiveQuery) -> ControlOutcome:
+        query = active.record
+        if query.status != "paused":
+            raise Conflict(f"query {query.id} is {query.status}; only a paused query can be resumed")
+        signalled = await self._continue(agent, active)
+        return ControlOutcome(query, "now", {"processes": signalled})
+
+    async def _continue(self, agent: Agent, active: ActiveQuery) -> int:
+        query = active.record
+        signalled = await self._signal_work(agent, signal.SIGCONT)
+        now = self._supervisor.clock.now_ms()
+        query.paused_total_ms += now - (query.paused_at_ms or now)
+        query.status, query.paused_at_ms = "running", None
+        await self._supervisor.records.commit(
+            query_changed(query.id, status="running", paused_at_ms=None, paused_total_ms=query.paused_total_ms))
+        return signalled
+
+    async def _terminate(self, agent: Agent, active: ActiveQuery, grace_s: float, actor: str) -> ControlOutcome:
+        query = active.record
+        active.stopped_by = actor
+        if query.started_ms is None:  # still waiting its turn: it never runs
+            await self._supervisor.close_query(query.id, "terminated", f"terminated by {actor} before it started")
+            return ControlOutcome(query, "now", {"by": "dequeued"})
+        if query.status == "paused":
+            await self._continue(agent, active)
+        if agent.session is not None:
+            if await self._interrupt(agent, active, grace_s):
+                return ControlOutcome(query, "now", {"by": "interrupt", "agent": "ready"})
+            # Not acknowledged in time: the work is ended by signals, and the agent with it.
+            await self._supervisor.end(agent, "terminated", grace_s, error=f"query {query.id} terminated by {actor}")
+            await self._wait_ended(active, grace_s)
+            return ControlOutcome(query, "now", {"by": "signals", "agent": "terminated"})
+        process = agent.process
+        if process is not None:
+            process.terminated_by = actor
+            ending = await end_group(process.pid, grace_s, tag=agent.id, scan=self._supervisor.stray_scan)
+            await self._wait_ended(active, grace_s)
+            return ControlOutcome(query, "now", {"by": f"signals ({ending})", "agent": "ready"})
+        await self._wait_ended(active, grace_s)  # between its process's exit and its record: ending already
+        return ControlOutcome(query, "now", {"by": "ended on its own"})
+
+    async def _interrupt(self, agent: Agent, active: ActiveQuery, grace_s: float) -> bool:
+        """Interrupts a claude query; True once its result has come back within ``grace_s``."""
+        assert agent.session is not None
+        try:
+            async with asyncio.timeout(grace_s):
+                await agent.session.interrupt()
+                await active.ended.wait()
+        except TimeoutError:
+            return False
+        except Exception as error:  # the CLI refused or is gone: signals will do
+            logger.info("agent %s: interrupt failed (%s); ending the work by signals", agent.id, error)
+            return False
+        return True
+
+    async def _wait_ended(self, active: ActiveQuery, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(max(timeout_s, 1.0) + 2.0):
+                await active.ended.wait()
+        except TimeoutError:
+            logger.warning("query %s: its work is gone but its end was not recorded in time", active.id)
+
+    async def _change_model(self, agent: Agent, active: ActiveQuery, model: str) -> ControlOutcome:
+        query = active.record
+        if query.started_ms is None:  # not started: it starts with this model
+            query.model = model
+            await self._supervisor.records.commit(query_changed(query.id, model=model))
+            return ControlOutcome(query, "now", {"applies": "when it starts"})
+        if agent.session is None:  # exec: each query is a new process, started with the agent's model
+            agent.record.model = model
+            await self._supervisor.records.update_agent(agent.id, model=model)
+            return ControlOutcome(query, "next_query")
+        self._refuse_while_paused(query, "change_model")
+        try:
+            await agent.session.set_model(model)
+        except Exception as error:  # the SDK raises a bare Exception with the CLI's reason
+            raise InvalidArgument(f"Claude Code refused model {model!r}: {error}; nothing was changed") from None
+        query.model = agent.record.model = model
+        await self._supervisor.records.commit(query_changed(query.id, model=model))
+        await self._supervisor.records.update_agent(agent.id, model=model)
+        return ControlOutcome(query, "now")
+
+    async def _change_permissions(self, agent: Agent, active: ActiveQuery, mode: str) -> ControlOutcome:
+        query = active.record
+        self._check_mode(agent, mode)
+        if query.started_ms is None:
+            query.permission_mode = mode
+            await self._supervisor.records.commit(query_changed(query.id, permission_mode=mode))
+            return ControlOutcome(query, "now", {"applies": "when it starts"})
+        if agent.session is None:
+            agent.record.permission_mode = mode
+            await self._supervisor.records.update_agent(agent.id, permission_mode=mode)
+            return ControlOutcome(query, "next_query")
+        self._refuse_while_paused(query, "change_permissions")
+        try:
+            await agent.session.set_permission_mode(mode)
+        except Exception as error:
+            raise InvalidArgument(f"Claude Code refused permission mode {mode!r}: {error}; nothing was changed") from None
+        # From here on Switchboard answers the agent's permission requests under this mode too.
+        query.permission_mode = agent.record.permission_mode = mode
+        await self._supervisor.records.commit(query_changed(query.id, permission_mode=mode))
+        await self._supervisor.records.update_agent(agent.id, permission_mode=mode)
+        return ControlOutcome(query, "now")
+
+    async def _execute(self, agent: Agent, active: ActiveQuery, argv: Sequence[str]) -> ControlOutcome:
+        query = active.record
+        allowlist = self._settings.query_command_allowlist
+        if not allowlist:
+            raise Forbidden("execute_command is off: list the executables it may run in "
+                            "SWITCHBOARD_QUERY_COMMAND_ALLOWLIST (query_command_allowlist)")
+        mode = query.permission_mode or agent.record.permission_mode
+        if mode == "plan":
+            raise Forbidden(f"query {query.id} is in plan mode, which changes nothing: execute_command is refused "
+                            f"(change_permissions first)")
+        env = agent_environment(agent.id, agent.agent_type.env)
+        executable = allowed_executable(argv[0], allowlist, env)
+        if executable is None:
+            raise Forbidden(f"{argv[0]!r} is not on SWITCHBOARD_QUERY_COMMAND_ALLOWLIST (query_command_allowlist: "
+                            f"{', '.join(allowlist)})")
+        result = await run_command([executable, *argv[1:]], Path(agent.record.workdir), env,
+                                   self._settings.query_command_timeout_s, self._settings.query_command_output_bytes)
+        return ControlOutcome(query, "now", command=result)
+
+    def _check_mode(self, agent: Agent, mode: str) -> None:
+        if mode not in PERMISSION_MODES:
+            raise InvalidArgument(f"permission_mode {mode!r} is not one of {', '.join(PERMISSION_MODES)}")
+        if mode == "bypassPermissions" and not agent.agent_type.allows_bypass:
+            raise Forbidden(f"bypassPermissions is not allowed for agent type {agent.record.type!r}: set "
+                            f"allow_bypass_permissions = true in its [agent_types.{agent.record.type}] table")
+
+    @staticmethod
+    def _refuse_while_paused(query: QueryRecord, action: str) -> None:
+        if query.status == "paused":  # a stopped CLI cannot answer the control request
+            raise Conflict(f"query {query.id} is paused; resume it before {action}")
+
+    async def _signal_work(self, agent: Agent, sig: int) -> int:
+        """Sends ``sig`` to the agent's process group and to every process carrying its id (its tools
+        in sessions of their own); answers how many processes were found."""
+        leader = agent.session.pid if agent.session is not None else agent.process.pid if agent.process else None
+        if leader is None:
+            raise Conflict(f"agent {agent.id} has no process to signal right now")
+        signal_group(leader, sig)
+        tagged = await self._supervisor.stray_scan.find([agent.id])
+        signal_processes(tagged, sig)
+        return len(set(tagged) | {leader})
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get(self, query_id: str) -> QueryRecord:
+        active = self._supervisor.active_query(query_id)
+        if active is not None:
+            return active.record
+        record = await self._supervisor.records.query(query_id)
+        if record is None:
+            raise NotFound(f"no query {query_id!r} (query_list with include_history shows the known ones)")
+        return record
+
+    async def page(self, *, include_history: bool = False, statuses: Sequence[str] = (), agent_id: str | None = None,
+                   query_ids: Sequence[str] = (), include_output: bool = False, limit: int = 50,
+                   after_seq: int = 0) -> tuple[list[QueryView], int | None, dict[str, int]]:
+        """A page of queries (the active ones, or all with ``include_history``), the cursor to the
+        next page, and the counts by state (of the same agent or ids)."""
+        wanted = list(statuses) if statuses else ([] if include_history else list(ACTIVE_QUERY_STATUSES))
+        if not include_history:
+            wanted = [status for status in wanted if status in ACTIVE_QUERY_STATUSES]
+            if not wanted:
+                return [], None, await self._supervisor.records.query_counts(agent_id=agent_id, query_ids=query_ids)
+        records, next_seq = await self._supervisor.records.queries_page(
+            statuses=wanted, agent_id=agent_id, query_ids=query_ids, after_seq=after_seq, limit=limit)
+        counts = await self._supervisor.records.query_counts(agent_id=agent_id, query_ids=query_ids)
+        return await self.views(records, include_output), next_seq, counts
+
+    async def views(self, records: Sequence[QueryRecord], include_output: bool) -> list[QueryView]:
+        now = self._supervisor.clock.now_ms()
+        logs = await self._supervisor.records.events_of([record.id for record in records]) if include_output else {}
+        views = []
+        for stored in records:
+            active = self._supervisor.active_query(stored.id)
+            record = active.record if active is not None else stored
+            if active is not None and record.status in ("running", "paused"):
+                record = self._with_live_usage(record)
+            tail = None
+            if include_output:
+                tail = record.output_tail
+                agent = self._supervisor.live(record.agent_id)
+                if active is not None and agent is not None and record.started_ms is not None:
+                    tail = agent.tail.since(active.tail_mark)
+            views.append(QueryView(record, record.active_ms(now), record.wall_ms(now),
+                                   logs.get(record.id, []) if include_output else None, tail))
+        return views
+
+    def _with_live_usage(self, record: QueryRecord) -> QueryRecord:
+        usage = self._live_usage(record)
+        if usage is None:
+            return record
+        return dataclasses.replace(record, turns=usage.turns, input_tokens=usage.input_tokens,
+                                   output_tokens=usage.output_tokens, cost_usd=usage.cost_usd)
+
+    def _live_usage(self, record: QueryRecord) -> Usage | None:
+        agent = self._supervisor.live(record.agent_id)
+        if agent is None or agent.running is None or agent.running.id != record.id:
+            return None
+        if agent.session is not None:
+            return agent.session.live
+        return agent.process.live_usage if agent.process is not None else None
+
+    async def wait(self, query_ids: Sequence[str], *, mode: Literal["all", "any"], timeout_s: float,
+                   progress: Callable[[str], Awaitable[None]] | None = None) -> WaitOutcome:
+        """Until all (or any) of ``query_ids`` have ended, or ``timeout_s`` passed."""
+        if not query_ids:
+            raise InvalidArgument("query_ids is empty; name the queries to wait for")
+        unique = list(dict.fromkeys(query_ids))
+        records = {query_id: await self.get(query_id) for query_id in unique}  # NotFound for an unknown id
+        waiting = {query_id: active for query_id in unique
+                   if (active := self._supervisor.active_query(query_id)) is not None}
+        timed_out = False
+        if waiting and (mode == "all" or len(waiting) == len(unique)):
+            ended = {query_id: asyncio.ensure_future(active.ended.wait()) for query_id, active in waiting.items()}
+            try:
+                async with asyncio.timeout(timeout_s):
+                    pending = set(ended.values())
+                    while pending:
+                        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                        if progress is not None:
+                            finished = len(unique) - len(pending)
+                            await progress(f"{finished} of {len(unique)} queries ended")
+                        if mode == "any":
+                            break
+            except TimeoutError:
+                timed_out = True
+            finally:
+                for future in ended.values():
+                    future.cancel()
+        for query_id in unique:
+            records[query_id] = await self.get(query_id)
+        still = [query_id for query_id in unique if records[query_id].status in ACTIVE_QUERY_STATUSES]
+        return WaitOutcome(await self.views(list(records.values()), include_output=False), timed_out, still)
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    def _observe(self) -> list[RunningQuery]:
+        now = self._supervisor.clock.now_ms()
+        running = []
+        for active in self._supervisor.active_queries():
+            record = active.record
+            agent = self._supervisor.live(record.agent_id)
+            if record.status != "running" or agent is None:
+                continue
+            usage = self._live_usage(record) or Usage()
+            latency = agent.session.last_turn_latency_s if agent.session is not None else None
+            running.append(RunningQuery(record.id, agent.record.type, record.model or agent.record.model,
+                                        (record.active_ms(now) or 0) / 1000, usage, latency))
+        return running
+
+    async def _rule_fired(self, query_id: str, rule: QueryRule, reasons: list[str]) -> None:
+        logger.info("rule %s fires on query %s: %s", rule.name, query_id, "; ".join(reasons))
+        try:
+            await self.control(rule.action, query_id, model=rule.model, actor=f"rule:{rule.name}",
+                               grace_s=self._settings.agent_terminate_grace_s, why=reasons)
+        except (Conflict, NotFound):  # it ended or changed between the check and the action
+            return
+
+    async def _live_agent(self, agent_id: str) -> Agent:
+        agent = self._supervisor.live(agent_id)
+        if agent is not None and not agent.terminating:
+            return agent
+        record = await self._supervisor.records.agent(agent_id)
+        if record is None:
+            raise NotFound(f"no agent {agent_id!r} (agent_list shows the known ones)")
+        raise Conflict(f"agent {agent_id} is {record.status}; queries run on live agents (spawn a new one)")
