@@ -45,7 +45,8 @@ class ExecProcess:
     def __init__(self, process: asyncio.subprocess.Process, log: IO[bytes], tail: OutputTail) -> None:
         self._process = process
         self._log = log
-        self.tail = tail
+        self.tail = tail  # the agent's, across its tasks
+        self._output = OutputTail(tail.max_bytes)  # this task's: its result when it prints no known JSON
         self._usage = JsonLinesUsage()
         self.terminated_by: str | None = None  # set by whoever ends it early, for the outcome's error
 
@@ -85,14 +86,14 @@ class ExecProcess:
         finally:
             self._log.close()
         usage = self._usage
-        result = usage.result if usage.result is not None else self.tail.text()
+        result = usage.result if usage.result is not None else self._output.text()
         if self.terminated_by is not None:
             return TaskOutcome("terminated", result=None, error=f"terminated: {self.terminated_by}", usage=usage.usage,
                                session_id=usage.session_id, exit_code=code)
         if code == 0 and not usage.is_error:
             return TaskOutcome("completed", result=result, usage=usage.usage, session_id=usage.session_id, exit_code=0)
         reason = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
-        detail = (usage.result if usage.is_error and usage.result else self.tail.text()).strip()[-500:]
+        detail = (usage.result if usage.is_error and usage.result else self._output.text()).strip()[-500:]
         return TaskOutcome("failed", result=usage.result, error=f"{reason}: {detail}" if detail else reason,
                            usage=usage.usage, session_id=usage.session_id, exit_code=code)
 
@@ -122,3 +123,4 @@ class ExecProcess:
         self._log.write(data)
         self._log.flush()
         self.tail.add(data)
+        self._output.add(data)

@@ -147,7 +147,7 @@ class OutputTail:
     """The last ``max_bytes`` of a process's output, kept in memory for answers and listings."""
 
     def __init__(self, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self.total_bytes = 0
@@ -156,15 +156,15 @@ class OutputTail:
         self.total_bytes += len(chunk)
         self._chunks.append(chunk)
         self._size += len(chunk)
-        while self._size - len(self._chunks[0]) >= self._max_bytes:
+        while self._size - len(self._chunks[0]) >= self.max_bytes:
             self._size -= len(self._chunks.popleft())
 
     def text(self) -> str:
-        data = b"".join(self._chunks)[-self._max_bytes:]
+        data = b"".join(self._chunks)[-self.max_bytes:]
         return data.decode("utf-8", errors="replace")
 
     def since(self, mark: int) -> str:
         """What came after the first ``mark`` bytes (a past `total_bytes`), as far as it is still kept."""
-        data = b"".join(self._chunks)[-self._max_bytes:]
+        data = b"".join(self._chunks)[-self.max_bytes:]
         kept_from = self.total_bytes - len(data)
         return data[max(mark - kept_from, 0):].decode("utf-8", errors="replace")

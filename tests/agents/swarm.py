@@ -16,7 +16,7 @@ EXEC_AGENT = FIXTURES / "exec_agent.py"
 
 def exec_type(**overrides: Any) -> AgentType:
     """An exec type running tests/fixtures/exec_agent.py with the task as its argument."""
-    return AgentType(runtime="exec", command=(sys.executable, str(EXEC_AGENT), "{task}"), **overrides)
+    return AgentType(**{"runtime": "exec", "command": (sys.executable, str(EXEC_AGENT), "{task}"), **overrides})
 
 
 def agent_settings(tmp_path: Path, types: dict[str, AgentType] | None = None, **overrides: Any) -> Settings:
