@@ -1,0 +1,235 @@
+"""Live control of claude queries: the real Claude Code CLI against the scripted Messages API.
+
+What each test checks is seen from outside the code under test: the counter file a scripted Bash
+loop appends to, the requests the scripted API recorded (with their model), the process table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from server.agents.process_groups import tagged_processes
+from server.agents.rules import QueryRule
+from server.agents.types import AgentType
+from server.config import Settings
+from server.errors import Conflict, InvalidArgument
+from server.services import Services, open_services
+from tests.agents.groups import eventually, file_size, is_running, running_in_group
+from tests.agents.swarm import agent_settings, request, spec
+from tests.fixtures.messages_api import (
+    Answer,
+    ApiError,
+    RecordedRequest,
+    Reply,
+    ScriptedMessagesApi,
+    Usage,
+    default_script,
+)
+
+MODEL = "claude-sonnet-4-5"
+CHEAPER = "claude-haiku-4-5"
+# Not synchronisation: a window of 10 of the loop's 50 ms write periods in which a paused loop's
+# file would grow, and a paused CLI would have sent its next request, if anything still ran.
+QUIET_WINDOW_S = 0.5
+
+
+def settings_for(tmp_path: Path, api: ScriptedMessagesApi, **overrides: object) -> Settings:
+    helper = AgentType(runtime="claude", model=MODEL, allowed_tools=("Bash", "Read"),
+                       env=api.cli_env(tmp_path / "home"))
+    return agent_settings(tmp_path, {"helper": helper}, **overrides)
+
+
+def loop(counter: Path, count: int) -> str:
+    return f"for i in $(seq 1 {count}); do echo $i >> {counter}; sleep 0.05; done"
+
+
+def stepped(marker: str, steps: Sequence[Answer]) -> ScriptedMessagesApi:
+    """An API answering the n-th model turn of the task containing ``marker`` with ``steps[n]``."""
+    turns = itertools.count()
+
+    def script(request: RecordedRequest) -> Answer:
+        if request.kind == "turn" and marker in request.user_text:
+            return steps[min(next(turns), len(steps) - 1)]
+        return default_script(request)
+
+    return ScriptedMessagesApi(script)
+
+
+async def ready_agent(services: Services) -> str:
+    (entry,) = (await services.spawner.spawn_many(request(spec("helper", type="helper")))).entries
+    assert entry.status == "ready", entry
+    return entry.agent_id
+
+
+async def status_of(services: Services, query_id: str) -> str:
+    return (await services.queries.get(query_id)).status
+
+
+async def test_pause_stops_the_loop_and_the_model_requests_and_resume_finishes(
+        tmp_path: Path, messages_api: ScriptedMessagesApi) -> None:
+    counter = tmp_path / "counter.txt"
+    async with open_services(settings_for(tmp_path, messages_api)) as services:
+        agent_id = await ready_agent(services)
+        query = await services.queries.start(agent_id, f"bash: {loop(counter, 40)} # pausing")
+        await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+        paused = await services.queries.control("pause", query.id)
+        assert paused.effect == "now" and paused.detail["processes"] >= 3  # the CLI, bash, its sleep
+        requests, size = len(messages_api.requests), file_size(counter)
+        await asyncio.sleep(QUIET_WINDOW_S)
+        assert file_size(counter) == size, "the paused loop went on writing"
+        assert len(messages_api.requests) == requests, "a paused agent sent a model request"
+        assert await status_of(services, query.id) == "paused"
+        resumed_at = time.monotonic()
+        await services.queries.control("resume", query.id)
+        (done,) = (await services.queries.wait([query.id], mode="all", timeout_s=60)).queries
+        assert done.record.status == "completed" and (done.record.result or "").startswith("done:")
+        assert counter.read_text().split() == [str(i) for i in range(1, 41)]
+        last_turn = messages_api.requests_for("# pausing")[-1]
+        assert last_turn.arrived > resumed_at and last_turn.tool_results
+        assert done.record.paused_total_ms >= QUIET_WINDOW_S * 1000
+        assert done.active_ms is not None and done.wall_ms is not None
+        assert done.active_ms <= done.wall_ms - done.record.paused_total_ms + 1
+
+
+async def test_change_model_mid_query_reaches_the_next_request(tmp_path: Path) -> None:
+    counter = tmp_path / "counter.txt"
+
+    def script(request: RecordedRequest) -> Answer:
+        if request.model == "claude-refused-1":
+            return ApiError(404, "model: claude-refused-1", type="not_found_error")
+        return default_script(request)
+
+    with ScriptedMessagesApi(script) as api:
+        async with open_services(settings_for(tmp_path, api)) as services:
+            agent_id = await ready_agent(services)
+            query = await services.queries.start(agent_id, f"bash: {loop(counter, 20)} # switching")
+            await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+            with pytest.raises(InvalidArgument, match="refused model 'claude-refused-1'.*not found"):
+                await services.queries.control("change_model", query.id, model="claude-refused-1")
+            assert (await services.queries.get(query.id)).model == MODEL
+            changed = await services.queries.control("change_model", query.id, model=CHEAPER)
+            assert changed.effect == "now" and changed.query.model == CHEAPER
+            (done,) = (await services.queries.wait([query.id], mode="all", timeout_s=60)).queries
+            assert done.record.status == "completed"
+            turns = api.requests_for("# switching")
+            assert [turn.model for turn in turns] == [MODEL, CHEAPER]
+            agent = services.agents.live(agent_id)
+            assert agent is not None and agent.record.model == CHEAPER
+
+
+async def test_change_permissions_applies_to_the_next_permission_request(tmp_path: Path) -> None:
+    counter, denied_file, allowed_file = tmp_path / "counter.txt", tmp_path / "first.txt", tmp_path / "second.txt"
+    steps = [
+        Reply.tool("Write", {"file_path": str(denied_file), "content": "one"}),
+        Reply.tool("Bash", {"command": loop(counter, 30), "description": "wait a little"}),
+        Reply.tool("Write", {"file_path": str(allowed_file), "content": "two"}),
+        Reply.text("wrote what I was allowed to"),
+    ]
+    with stepped("[modes]", steps) as api:
+        async with open_services(settings_for(tmp_path, api)) as services:
+            agent_id = await ready_agent(services)
+            query = await services.queries.start(agent_id, "write two files [modes]")
+            await eventually(lambda: file_size(counter) > 0, "the Bash step runs", timeout_s=30)
+            changed = await services.queries.control("change_permissions", query.id, permission_mode="acceptEdits")
+            assert changed.effect == "now" and changed.query.permission_mode == "acceptEdits"
+            (done,) = (await services.queries.wait([query.id], mode="all", timeout_s=60)).queries
+            assert done.record.status == "completed"
+            assert not denied_file.exists() and allowed_file.read_text() == "two"
+            views, _, _ = await services.queries.page(include_history=True, query_ids=[query.id], include_output=True)
+            log = views[0].log
+            assert log is not None
+            decisions = [(event.action, event.outcome, (event.detail or {}).get("tool")) for event in log]
+            assert decisions[0] == ("permission", "denied", "Write")
+            assert ("change_permissions", "now", None) in decisions
+            assert decisions.index(("change_permissions", "now", None)) > 0
+
+
+async def test_terminate_interrupts_and_the_agent_takes_its_next_query(tmp_path: Path,
+                                                                       messages_api: ScriptedMessagesApi) -> None:
+    counter = tmp_path / "counter.txt"
+    async with open_services(settings_for(tmp_path, messages_api)) as services:
+        agent_id = await ready_agent(services)
+        agent = services.agents.live(agent_id)
+        assert agent is not None and agent.record.pid is not None
+        pid = agent.record.pid
+        query = await services.queries.start(agent_id, f"bash: {loop(counter, 2000)}")
+        await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+        ended = await services.queries.control("terminate", query.id, grace_s=5.0)
+        assert ended.detail == {"by": "interrupt", "agent": "ready"}
+        assert await status_of(services, query.id) == "terminated"
+        size = file_size(counter)
+        await asyncio.sleep(QUIET_WINDOW_S)
+        assert file_size(counter) == size, "the interrupted loop went on"
+        with pytest.raises(Conflict, match="is terminated"):
+            await services.queries.control("resume", query.id)
+        again = await services.queries.start(agent_id, "reply: still here")
+        (done,) = (await services.queries.wait([again.id], mode="all", timeout_s=30)).queries
+        assert done.record.result == "still here"
+        assert agent.record.pid == pid and is_running(pid)
+
+
+async def test_terminate_unacknowledged_ends_the_work_by_signals(tmp_path: Path,
+                                                                messages_api: ScriptedMessagesApi) -> None:
+    counter = tmp_path / "counter.txt"
+    async with open_services(settings_for(tmp_path, messages_api)) as services:
+        agent_id = await ready_agent(services)
+        agent = services.agents.live(agent_id)
+        assert agent is not None and agent.record.pid is not None
+        pgid = agent.record.pid
+        query = await services.queries.start(agent_id, f"bash: {loop(counter, 2000)}")
+        await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+        tools = [pid for pid in tagged_processes([agent_id]) if pid not in running_in_group(pgid)]
+        assert tools, "the Bash loop runs outside the CLI's group"
+        # A grace far shorter than any answer: the interrupt cannot be acknowledged in time.
+        ended = await services.queries.control("terminate", query.id, grace_s=0.001)
+        assert ended.detail == {"by": "signals", "agent": "terminated"}
+        assert running_in_group(pgid) == [] and [pid for pid in tools if is_running(pid)] == []
+        assert tagged_processes([agent_id]) == []
+        assert await status_of(services, query.id) == "terminated"
+        size = file_size(counter)
+        await asyncio.sleep(QUIET_WINDOW_S)
+        assert file_size(counter) == size
+
+
+async def test_rules_switch_the_model_and_stop_a_costly_query_once_each(tmp_path: Path) -> None:
+    counter, spent = tmp_path / "counter.txt", tmp_path / "spent.txt"
+    rules = [QueryRule(name="cheaper", action="change_model", model=CHEAPER, min_turns=2),
+             QueryRule(name="budget", action="terminate", max_tokens=50_000)]
+    steps_cheap = [
+        Reply.tool("Bash", {"command": loop(counter, 10), "description": "first"}),
+        Reply.tool("Bash", {"command": loop(counter, 10), "description": "second"}),
+        Reply.text("finished"),
+    ]
+    costly = Usage(input_tokens=80_000, output_tokens=10)
+    turns = itertools.count()
+
+    def script(request: RecordedRequest) -> Answer:
+        if request.kind == "turn" and "[cheap]" in request.user_text:
+            return steps_cheap[min(next(turns), 2)]
+        if request.kind == "turn" and "[costly]" in request.user_text and not request.tool_results:
+            return Reply.tool("Bash", {"command": loop(spent, 2000), "description": "spend"}, usage=costly)
+        return default_script(request)
+
+    with ScriptedMessagesApi(script) as api:
+        settings = settings_for(tmp_path, api, query_rules=rules, query_rules_interval_s=0.05)
+        async with open_services(settings) as services:
+            cheap_agent, costly_agent = await ready_agent(services), await ready_agent(services)
+            cheap = await services.queries.start(cheap_agent, "two steps [cheap]")
+            costly_query = await services.queries.start(costly_agent, "spend [costly]")
+            waited = await services.queries.wait([cheap.id, costly_query.id], mode="all", timeout_s=90)
+            by_id = {view.record.id: view.record for view in waited.queries}
+            assert by_id[cheap.id].status == "completed"
+            assert [turn.model for turn in api.requests_for("[cheap]")] == [MODEL, MODEL, CHEAPER]
+            assert by_id[costly_query.id].status == "terminated"
+            assert by_id[costly_query.id].error == "terminated by rule:budget"
+            views, _, _ = await services.queries.page(include_history=True, include_output=True)
+            logs = {view.record.id: [(e.action, e.actor) for e in view.log or [] if e.action != "permission"]
+                    for view in views}
+            assert logs[cheap.id] == [("change_model", "rule:cheaper")]
+            assert logs[costly_query.id] == [("terminate", "rule:budget")]
