@@ -196,7 +196,8 @@ class Settings(BaseSettings):
     agent_types: dict[str, AgentType] = Field(
         default_factory=dict,
         description="Agent types by name, over the built-in ones ([agent_types.<name>] in the TOML file, or a JSON "
-        "object): runtime, command, model, permission_mode, system_prompt, allowed_tools, disallowed_tools, env, "
+        "object): runtime, command, model, permission_mode, system_prompt, allowed_tools, disallowed_tools, "
+        "allow_bypass_permissions, env, "
         "max_running, pool_size.",
     )
     agent_roots: Annotated[list[Path], NoDecode] = Field(

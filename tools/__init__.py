@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from mcp.server.mcpserver.tools import Tool
 
-from tools import agent_list, agent_terminate, agents_spawn_parallel, memory_search, memory_usage, upload_batch
+from tools import (
+    agent_list,
+    agent_terminate,
+    agents_spawn_parallel,
+    memory_search,
+    memory_usage,
+    query_control,
+    query_list,
+    query_start,
+    query_wait,
+    upload_batch,
+)
 
-TOOL_MODULES = (memory_usage, memory_search, upload_batch, agents_spawn_parallel, agent_list, agent_terminate)
+TOOL_MODULES = (memory_usage, memory_search, upload_batch, agents_spawn_parallel, agent_list, agent_terminate,
+                query_start, query_control, query_list, query_wait)
 
 
 def all_tools() -> list[Tool]:

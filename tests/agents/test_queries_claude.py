@@ -110,7 +110,7 @@ async def test_change_model_mid_query_reaches_the_next_request(tmp_path: Path) -
             agent_id = await ready_agent(services)
             query = await services.queries.start(agent_id, f"bash: {loop(counter, 20)} # switching")
             await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
-            with pytest.raises(InvalidArgument, match="refused model 'claude-refused-1'.*not found"):
+            with pytest.raises(InvalidArgument, match=r"refused model 'claude-refused-1'.*not found"):
                 await services.queries.control("change_model", query.id, model="claude-refused-1")
             assert (await services.queries.get(query.id)).model == MODEL
             changed = await services.queries.control("change_model", query.id, model=CHEAPER)

@@ -1,0 +1,68 @@
+"""``query_start``: give a live agent its next task.
+
+``{"agent_id": "agent-3f2a...", "task": "run the tests and fix what fails"}`` queues the task; a
+claude agent runs its queries one after another in its session (a second one waits ``queued``).
+``wait: true`` answers when it has ended (or ``timeout_s`` passed), with its result.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from server.agents.types import PermissionMode
+from server.services import Services
+from tools.arguments import aliases
+from tools.checked import CheckedTool
+from tools.query_views import ListedQuery
+from tools.results import structured
+
+
+class QueryStartResult(BaseModel):
+    query: ListedQuery
+    timed_out: bool = Field(default=False, description="wait: true and it was still going at timeout_s.")
+
+
+async def query_start(
+    ctx: Context[Services, Any],
+    agent_id: Annotated[str, Field(min_length=1, validation_alias=aliases("agent_id", "agentId"),
+                                   description="A live agent (agent_list status 'active').")],
+    task: Annotated[str, Field(min_length=1, max_length=100_000, description="What the agent should do.")],
+    model: Annotated[str | None, Field(description="Model from this query on (claude: set live).")] = None,
+    permission_mode: Annotated[PermissionMode | None, Field(
+        validation_alias=aliases("permission_mode", "permissionMode"),
+        description="Permission mode from this query on.")] = None,
+    wait: Annotated[bool, Field(description="Answer when the query has ended.")] = False,
+    timeout_s: Annotated[float, Field(gt=0, le=86_400, validation_alias=aliases("timeout_s", "timeoutS"),
+                                      description="With wait: the longest to wait.")] = 600.0,
+) -> Annotated[CallToolResult, QueryStartResult]:
+    """Start a query (a task) on a live agent: queued behind its earlier queries, then run in its
+    session (claude) or as a new process (exec). Answers the query (query_id for query_control and
+    query_wait); with wait: true, once it has ended or timeout_s passed, with its result.
+    Errors start with a code: invalid_argument, not_found, conflict (the agent has ended),
+    forbidden (bypassPermissions not allowed for its type).
+    """
+    services: Services = ctx.request_context.lifespan_context
+    query = await services.queries.start(agent_id, task, model=model, permission_mode=permission_mode)
+    if not wait:
+        (view,) = await services.queries.views([query], include_output=False)
+        return structured(QueryStartResult(query=ListedQuery.from_engine(view)))
+
+    async def progress(message: str) -> None:
+        await ctx.report_progress(0, 1, message)
+
+    waited = await services.queries.wait([query.id], mode="all", timeout_s=timeout_s, progress=progress)
+    return structured(QueryStartResult(query=ListedQuery.from_engine(waited.queries[0]), timed_out=waited.timed_out))
+
+
+def tool() -> Tool:
+    return CheckedTool.from_function(
+        query_start,
+        title="Start a query on an agent",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                    open_world_hint=True),
+    )

@@ -1,0 +1,59 @@
+"""``query_wait``: block until queries end, instead of polling.
+
+``{"query_ids": ["query-9c1e...", "query-02ab..."], "mode": "any", "timeout_s": 120}`` answers as
+soon as one of them has ended (``all``: every one), with each query's state and result.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from server.services import Services
+from tools.arguments import aliases
+from tools.checked import CheckedTool
+from tools.query_views import ListedQuery
+from tools.results import structured
+
+
+class QueryWaitResult(BaseModel):
+    queries: list[ListedQuery] = Field(description="In the order asked, each as it is now.")
+    timed_out: bool
+    pending: list[str] = Field(description="Those that had not ended when it answered.")
+
+
+async def query_wait(
+    ctx: Context[Services, Any],
+    query_ids: Annotated[list[str], Field(min_length=1, max_length=500,
+                                          validation_alias=aliases("query_ids", "queryIds"),
+                                          description="The queries to wait for.")],
+    mode: Annotated[Literal["all", "any"], Field(description="all: until every one ended; any: the first.")] = "all",
+    timeout_s: Annotated[float, Field(gt=0, le=86_400, validation_alias=aliases("timeout_s", "timeoutS"),
+                                      description="The longest to wait.")] = 300.0,
+) -> Annotated[CallToolResult, QueryWaitResult]:
+    """Wait until all (or any) of the queries have ended, or timeout_s passed; answers each
+    query's state and result, and which are still pending. Progress notifications as they end.
+    Errors start with a code: invalid_argument, not_found.
+    """
+    services: Services = ctx.request_context.lifespan_context
+    total = len(dict.fromkeys(query_ids))
+
+    async def progress(message: str) -> None:
+        await ctx.report_progress(int(message.split(" ", 1)[0]), total, message)
+
+    waited = await services.queries.wait(query_ids, mode=mode, timeout_s=timeout_s, progress=progress)
+    return structured(QueryWaitResult(queries=[ListedQuery.from_engine(view) for view in waited.queries],
+                                      timed_out=waited.timed_out, pending=waited.pending))
+
+
+def tool() -> Tool:
+    return CheckedTool.from_function(
+        query_wait,
+        title="Wait for queries",
+        annotations=ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                    open_world_hint=False),
+    )
