@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from server.agents.commands import CommandResult, allowed_executable, run_command
-from server.agents.launch import SpawnFailed, agent_environment
+from server.agents.launch import SpawnFailed, agent_environment, make_dirs
 from server.agents.outcome import Usage
 from server.agents.process_groups import end_group, signal_group, signal_processes
 from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, query_changed
@@ -292,7 +292,9 @@ class QueryControl:
         if executable is None:
             raise Forbidden(f"{argv[0]!r} is not on SWITCHBOARD_QUERY_COMMAND_ALLOWLIST (query_command_allowlist: "
                             f"{', '.join(allowlist)})")
-        result = await run_command([executable, *argv[1:]], Path(agent.record.workdir), env,
+        workdir = Path(agent.record.workdir)
+        await asyncio.to_thread(make_dirs, workdir)  # an exec agent's directory appears with its first task
+        result = await run_command([executable, *argv[1:]], workdir, env,
                                    self._settings.query_command_timeout_s, self._settings.query_command_output_bytes)
         return ControlOutcome(query, "now", command=result)
 
