@@ -257,11 +257,14 @@ async def _wait_until_ended(pgid: int, find_strays: Callable[[], Awaitable[list[
     import asyncio  # see _is_running_off_loop
 
     deadline = time.monotonic() + timeout_s
+    # Most processes die within a millisecond or two of SIGTERM: look again soon, then less often.
+    delay = min(0.001, poll_s)
     while await _is_running_off_loop(pgid) or await find_strays():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        await asyncio.sleep(min(poll_s, remaining))
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, poll_s)
     return True
 
 
