@@ -217,7 +217,8 @@ async def claude_section(client: Client, services: Services, api: ScriptedMessag
             tools = [pid for pid in tagged_processes([agent_id]) if pid not in cli_group]
             action = (client.call_tool("query_control", {"action": "terminate", "query_id": query_id})
                       if through_mcp else session.interrupt())
-            samples.append(await timed(action, lambda pids=tools: not any(state(pid) for pid in pids)))
+            # Gone: exited (a zombie runs no code; its parent, the CLI, reaps it in its own time).
+            samples.append(await timed(action, lambda pids=tools: all(state(pid) in (None, "Z", "X") for pid in pids)))
             await services.queries.wait([query_id], mode="all", timeout_s=30)
     row("claude terminate (interrupt, tools gone)", floor_terminate, terminate)
 

@@ -104,6 +104,25 @@ def running_members(pgid: int) -> list[int]:
     return list(_running_members(pgid))
 
 
+def process_group_of(pid: int) -> int | None:
+    """The process group of ``pid`` while it runs; None once it has exited."""
+    stat = _read_stat(pid)
+    return None if stat is None or _has_exited(pid, stat) else stat.pgrp
+
+
+async def end_processes(pids: Collection[int], grace_s: float, poll_s: float = 0.05) -> None:
+    """SIGTERM (and SIGCONT) to each of ``pids``, then SIGKILL to those still running after ``grace_s``."""
+    import asyncio  # see _is_running_off_loop
+
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        signal_processes(pids, sig)
+    deadline, delay = time.monotonic() + grace_s, min(0.001, poll_s)
+    while (running := [pid for pid in pids if process_group_of(pid) is not None]) and time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, poll_s)
+    signal_processes(running, signal.SIGKILL)
+
+
 def group_survives(leader: ProcessIdentity) -> bool:
     """True when the group that ``leader`` leads (pgid == leader.pid) still has a running member.
 

@@ -31,7 +31,13 @@ from typing import Any, Literal
 from server.agents.commands import CommandResult, allowed_executable, run_command
 from server.agents.launch import SpawnFailed, agent_environment, make_dirs
 from server.agents.outcome import Usage
-from server.agents.process_groups import end_group, signal_group, signal_processes
+from server.agents.process_groups import (
+    end_group,
+    end_processes,
+    process_group_of,
+    signal_group,
+    signal_processes,
+)
 from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, query_changed
 from server.agents.rules import QueryRule, RuleEngine, RunningQuery
 from server.agents.supervisor import ActiveQuery, Agent, Supervisor
@@ -199,8 +205,9 @@ class QueryControl:
         if query.status == "paused":
             await self._continue(agent, active)
         if agent.session is not None:
-            if await self._interrupt(agent, active, grace_s):
-                return ControlOutcome(query, "now", {"by": "interrupt", "agent": "ready"})
+            ended_tools = await self._interrupt(agent, active, grace_s)
+            if ended_tools is not None:
+                return ControlOutcome(query, "now", {"by": "interrupt", "agent": "ready", "tools_ended": ended_tools})
             # Not acknowledged in time: the work is ended by signals, and the agent with it.
             await self._supervisor.end(agent, "terminated", grace_s, error=f"query {query.id} terminated by {actor}")
             await self._wait_ended(active, grace_s)
@@ -214,19 +221,34 @@ class QueryControl:
         await self._wait_ended(active, grace_s)  # between its process's exit and its record: ending already
         return ControlOutcome(query, "now", {"by": "ended on its own"})
 
-    async def _interrupt(self, agent: Agent, active: ActiveQuery, grace_s: float) -> bool:
-        """Interrupts a claude query; True once its result has come back within ``grace_s``."""
+    async def _interrupt(self, agent: Agent, active: ActiveQuery, grace_s: float) -> int | None:
+        """Interrupts a claude query: once the CLI has acknowledged, ends the tools it left running
+        (it may take a second or more to end a Bash command itself) and waits for the query's result.
+        Answers how many tool processes were ended, or None when that did not all happen within
+        ``grace_s``."""
         assert agent.session is not None
         try:
             async with asyncio.timeout(grace_s):
                 await agent.session.interrupt()
+                ended_tools = await self._end_tools(agent, grace_s)
                 await active.ended.wait()
         except TimeoutError:
-            return False
+            return None
         except Exception as error:  # the CLI refused or is gone: signals will do
             logger.info("agent %s: interrupt failed (%s); ending the work by signals", agent.id, error)
-            return False
-        return True
+            return None
+        return ended_tools
+
+    async def _end_tools(self, agent: Agent, grace_s: float) -> int:
+        """Ends what the interrupted query left running outside the CLI's own group (Claude Code runs
+        each Bash command in a session of its own and may take a second or more to end it); answers
+        how many processes that was."""
+        cli = agent.session.pid if agent.session is not None else None
+        tools = [pid for pid in await self._supervisor.stray_scan.find([agent.id])
+                 if cli is None or process_group_of(pid) != cli]
+        if tools:
+            await end_processes(tools, grace_s)
+        return len(tools)
 
     async def _wait_ended(self, active: ActiveQuery, timeout_s: float) -> None:
         try:
