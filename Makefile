@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn schemas clean
+.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control schemas clean
 
 $(BIN)/python:
 	@echo "creating $(VENV)" >&2
@@ -30,7 +30,7 @@ test: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn
+bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control
 
 bench-memory: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/memory_bench.py
@@ -46,6 +46,9 @@ bench-stdio: $(VENV)/.test-installed
 
 bench-spawn: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/spawn_bench.py
+
+bench-control: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/control_bench.py
 
 schemas: $(VENV)/.serve-installed
 	$(BIN)/switchboard schemas
