@@ -233,3 +233,46 @@ async def test_rules_switch_the_model_and_stop_a_costly_query_once_each(tmp_path
                     for view in views}
             assert logs[cheap.id] == [("change_model", "rule:cheaper")]
             assert logs[costly_query.id] == [("terminate", "rule:budget")]
+
+
+async def test_cost_and_latency_rules_fire_once_each(tmp_path: Path) -> None:
+    counter = tmp_path / "counter.txt"
+    slow_steps = [
+        Reply.tool("Bash", {"command": loop(counter, 4), "description": "after a slow turn"}, delay=0.6),
+        Reply.text("done after a slow start"),
+    ]
+    slow_turns = itertools.count()
+
+    def script(request: RecordedRequest) -> Answer:
+        if request.kind == "turn" and "[lag]" in request.user_text:
+            return slow_steps[min(next(slow_turns), 1)]
+        return default_script(request)
+
+    with ScriptedMessagesApi(script) as api:
+        base = {"runtime": "claude", "model": MODEL, "allowed_tools": ("Bash",), "env": api.cli_env(tmp_path / "home")}
+        types = {"spender": AgentType.model_validate(base), "laggard": AgentType.model_validate(base)}
+        rules = [QueryRule(name="pricey", action="pause", max_cost_usd=0.001, agent_type="spender"),
+                 QueryRule(name="slow-model", action="change_model", model=CHEAPER, max_turn_latency_s=0.3,
+                           agent_type="laggard")]
+        settings = agent_settings(tmp_path, types, query_rules=rules, query_rules_interval_s=0.05)
+        async with open_services(settings) as services:
+            spender = await services.spawner.spawn_many(request(spec("s", "reply: learn the price", type="spender"),
+                                                                wait=True))
+            (warmed,) = spender.entries
+            assert warmed.status == "completed" and (warmed.cost_usd or 0) > 0.001  # the session's price is known
+            laggard = (await services.spawner.spawn_many(request(spec("l", type="laggard")))).entries[0]
+            spending = await services.queries.start(warmed.agent_id, f"bash: {loop(tmp_path / 'spent.txt', 2000)}")
+            lagging = await services.queries.start(laggard.agent_id, "slow start [lag]")
+            await eventually(lambda: services.agents.active_query(spending.id) is not None
+                             and services.agents.active_query(spending.id).record.status == "paused",  # type: ignore[union-attr]
+                             "the cost rule pauses the query", timeout_s=30)
+            (lagged,) = (await services.queries.wait([lagging.id], mode="all", timeout_s=60)).queries
+            assert lagged.record.status == "completed"
+            assert [turn.model for turn in api.requests_for("[lag]")] == [MODEL, CHEAPER]
+            await services.queries.control("terminate", spending.id, grace_s=5.0)
+            views, _, _ = await services.queries.page(include_history=True, include_output=True,
+                                                      query_ids=[spending.id, lagging.id])
+            logs = {view.record.id: [(e.action, e.actor) for e in view.log or [] if e.action != "permission"]
+                    for view in views}
+            assert logs[spending.id] == [("pause", "rule:pricey"), ("terminate", "client")]
+            assert logs[lagging.id] == [("change_model", "rule:slow-model")]

@@ -226,11 +226,15 @@ async def test_history_outlives_the_server_and_unfinished_queries_are_lost(tmp_p
 
 async def test_each_rule_fires_once_and_is_logged(tmp_path: Path) -> None:
     output = tmp_path / "loop.txt"
-    rules = [QueryRule(name="long-pause", action="pause", max_runtime_s=0.2),
+    rules = [QueryRule(name="long-pause", action="pause", max_runtime_s=0.2, agent_type="worker"),
+             QueryRule(name="runaway", action="terminate", max_runtime_s=0.2, agent_type="runner"),
              QueryRule(name="never", action="terminate", max_tokens=10_000)]
-    settings = agent_settings(tmp_path, query_rules=rules, query_rules_interval_s=0.05)
+    settings = agent_settings(tmp_path, {"runner": exec_type()}, query_rules=rules, query_rules_interval_s=0.05)
     async with open_services(settings) as services:
-        agent_id = await ready_agent(services)
+        agent_id, runner_id = await ready_agent(services), await ready_agent(services, "runner", type="runner")
+        runaway = await services.queries.start(runner_id, f"loop {tmp_path / 'runaway.txt'}")
+        (stopped,) = (await services.queries.wait([runaway.id], mode="all", timeout_s=10)).queries
+        assert stopped.record.status == "terminated" and stopped.record.error == "terminated by rule:runaway"
         query = await services.queries.start(agent_id, f"loop {output}")
         await eventually(lambda: services.agents.active_query(query.id) is not None
                          and services.agents.active_query(query.id).record.status == "paused",  # type: ignore[union-attr]
@@ -244,7 +248,9 @@ async def test_each_rule_fires_once_and_is_logged(tmp_path: Path) -> None:
             assert (await services.queries.get(query.id)).status == "running"
         await services.queries.control("terminate", query.id, grace_s=1.0)
         views, _, _ = await services.queries.page(include_history=True, include_output=True)
-        log = views[0].log
+        logs = {view.record.id: [(event.action, event.actor) for event in view.log or []] for view in views}
+        assert logs[runaway.id] == [("terminate", "rule:runaway")]
+        log = next(view.log for view in views if view.record.id == query.id)
         assert log is not None
         assert [(event.action, event.actor) for event in log] == [
             ("pause", "rule:long-pause"), ("resume", "client"), ("terminate", "client")]
