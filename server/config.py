@@ -243,7 +243,7 @@ class Settings(BaseSettings):
     # -- queries -------------------------------------------------------------------------------------
     query_command_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Executables query_control execute_command may run (names looked up on the agent's PATH, or "
+        description="Executables query_control execute_command may run (names looked up on the server's PATH, or "
         "absolute paths; os.pathsep-separated or a JSON list). Empty (the default): execute_command is refused.",
     )
     query_command_timeout_s: float = Field(30.0, gt=0, le=3600, description="execute_command: most time it may take.")

@@ -1,9 +1,10 @@
 """``execute_command``: one argv run in an agent's directory and environment, never through a shell.
 
 Only executables on ``SWITCHBOARD_QUERY_COMMAND_ALLOWLIST`` run: an entry is a name looked up on
-the agent's PATH or an absolute path, and the command's first argument must resolve to the same
-file as one of them. The process leads its own group, has no stdin, is ended (group and all) when
-it outlives its timeout, and keeps the last ``output_bytes`` of stdout and of stderr.
+the server's PATH or an absolute path, and the command's first argument (looked up on the
+agent's PATH) must resolve to the same file as one of them. The process leads its own group,
+has no stdin, is ended (group and all) when it outlives its timeout, and keeps the last
+``output_bytes`` of stdout and of stderr.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ class CommandResult:
 
 
 def allowed_executable(executable: str, allowlist: Sequence[str], env: Mapping[str, str]) -> str | None:
-    """The path ``executable`` runs as, when that is the file of an allowlist entry; else None."""
+    """The path ``executable`` runs as (on the agent's PATH), when that is the file of an allowlist
+    entry; else None. Entries are looked up on the server's own PATH, so a PATH the agent's
+    environment points elsewhere cannot make another file count as allowed."""
     resolved = resolve_executable(executable, env)
     if resolved is None:
         return None
     target = os.path.realpath(resolved)
     for entry in allowlist:
-        allowed = resolve_executable(entry, env)
+        allowed = resolve_executable(entry, os.environ)
         if allowed is not None and os.path.realpath(allowed) == target:
             return resolved
     return None

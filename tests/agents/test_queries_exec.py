@@ -161,7 +161,7 @@ async def test_model_and_permission_changes_of_exec_agents_apply_from_the_next_q
 
 async def test_execute_command_runs_allowlisted_argv_in_the_agent_context(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    settings = agent_settings(tmp_path, query_command_allowlist=["pwd", "sh"])
+    settings = agent_settings(tmp_path, query_command_allowlist=["pwd", "sh"], query_command_timeout_s=0.5)
     async with open_services(settings) as services:
         agent_id = await ready_agent(services)
         query = await services.queries.start(agent_id, f"wait {gate}")
@@ -174,6 +174,10 @@ async def test_execute_command_runs_allowlisted_argv_in_the_agent_context(tmp_pa
             "execute_command", query.id, command=["sh", "-c", 'echo "$SWITCHBOARD_AGENT_ID"; echo oops >&2; exit 3'])
         assert env.command is not None and env.command.exit_code == 3
         assert env.command.stdout == f"{agent_id}\n" and env.command.stderr == "oops\n"
+        late = await services.queries.control("execute_command", query.id,
+                                              command=["sh", "-c", "echo started; sleep 30; echo never"])
+        assert late.command is not None and late.command.timed_out and late.command.exit_code is None
+        assert late.command.stdout == "started\n"
         with pytest.raises(Forbidden, match="'ls' is not on SWITCHBOARD_QUERY_COMMAND_ALLOWLIST"):
             await services.queries.control("execute_command", query.id, command=["ls"])
         with pytest.raises(InvalidArgument, match="needs `command`"):
@@ -189,7 +193,7 @@ async def test_execute_command_runs_allowlisted_argv_in_the_agent_context(tmp_pa
         views, _, _ = await services.queries.page(include_history=True, query_ids=[query.id], include_output=True)
         assert views[0].log is not None
         assert [(event.action, (event.detail or {}).get("exit_code")) for event in views[0].log] == [
-            ("execute_command", 0), ("execute_command", 3)]
+            ("execute_command", 0), ("execute_command", 3), ("execute_command", None)]
 
 
 async def test_execute_command_is_refused_without_an_allowlist(tmp_path: Path) -> None:
