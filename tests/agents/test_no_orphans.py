@@ -66,12 +66,21 @@ def test_sigkill_of_the_server_takes_the_agent_group_down(tmp_path: Path) -> Non
     agent = spawn_looper(server, output)
     pgid = agent_pid(server, agent["agent_id"])
     wait_until(lambda: len(running_in_group(pgid)) == 2 and file_size(output) > 0, "the worker and grandchild run")
+    paused = server.call_tool("query_control", {"action": "pause", "query_id": agent["query_id"]})
+    assert paused["structuredContent"]["status"] == "paused"
     server.kill()
     assert server.process.returncode == -signal.SIGKILL
     wait_until(lambda: running_in_group(pgid) == [], "the agent's group is gone")
     after = listed_status(tmp_path, agent["agent_id"])
     assert after["status"] == "lost" and "pid" not in after
     assert "the server running it exited" in after["error"]
+    # Its query, paused when the server died, is lost too, and kept in the history.
+    restarted = start_server(tmp_path)
+    try:
+        history = restarted.call_tool("query_list", {"include_history": True})["structuredContent"]
+        assert [(query["query_id"], query["status"]) for query in history["queries"]] == [(agent["query_id"], "lost")]
+    finally:
+        restarted.close_stdin()
 
 
 def test_the_next_start_reaps_what_a_dead_watchdog_left(tmp_path: Path) -> None:
