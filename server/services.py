@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import anyio
 
-from server.agents.queries import QueryControl
 from server.agents.spawner import Spawner
 from server.agents.supervisor import Supervisor
 from server.clock import Clock, SystemClock
@@ -19,6 +18,7 @@ from server.errors import Unavailable
 from server.memory import ExpirySweeper, MemoryStore
 from server.objects import BatchUploader, ObjectStore
 from server.objects.from_settings import build_uploader, open_object_store
+from server.queries.registry import QueryRegistry
 from server.vectors import (
     Embedder,
     HashingEmbedder,
@@ -42,7 +42,7 @@ class Services:
     uploader: BatchUploader
     agents: Supervisor
     spawner: Spawner
-    queries: QueryControl
+    queries: QueryRegistry
 
 
 @contextlib.asynccontextmanager
@@ -75,7 +75,7 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         # Opened after memory, so closed before it: agents are ended while their records can still be written.
         agents = await Supervisor.open(settings, memory, clock)
         parts.push_async_callback(_closing_shielded, agents.close)
-        queries = QueryControl(agents, settings)
+        queries = QueryRegistry(agents, settings)
         parts.push_async_callback(_closing_shielded, queries.close)  # its rules stop before the agents end
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
                        uploader=uploader, agents=agents, spawner=Spawner(agents), queries=queries)

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from server.agents.queries import QueryView
 from server.agents.records import QueryEvent
+from server.queries.registry import QueryView
 from tools.compact import CompactModel
 from tools.timestamps import iso_utc
 

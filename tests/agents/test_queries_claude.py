@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from server.agents.process_groups import tagged_processes
-from server.agents.rules import QueryRule
 from server.agents.types import AgentType
 from server.config import Settings
 from server.errors import Conflict, InvalidArgument
+from server.queries.rules import QueryRule
 from server.services import Services, open_services
 from tests.agents.groups import eventually, file_size, is_running, running_in_group
 from tests.agents.swarm import agent_settings, request, spec

@@ -1,4 +1,4 @@
-"""`QueryControl`: start queries on live agents, steer them while they run, list them, wait for them.
+"""`QueryRegistry`: start queries on live agents, steer them while they run, list them, wait for them.
 
 A query is one task run by one agent (`records.QueryRecord`). Its states::
 
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from server.agents.commands import CommandResult, allowed_executable, run_command
 from server.agents.launch import SpawnFailed, agent_environment, make_dirs
 from server.agents.outcome import Usage
 from server.agents.process_groups import (
@@ -39,11 +38,12 @@ from server.agents.process_groups import (
     signal_processes,
 )
 from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, query_changed
-from server.agents.rules import QueryRule, RuleEngine, RunningQuery
 from server.agents.supervisor import ActiveQuery, Agent, Supervisor
 from server.agents.types import PERMISSION_MODES
 from server.config import Settings
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
+from server.queries.commands import CommandResult, allowed_executable, run_command
+from server.queries.rules import QueryRule, RuleEngine, RunningQuery
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class WaitOutcome:
     pending: list[str]
 
 
-class QueryControl:
+class QueryRegistry:
     """Queries of this server's agents. Open with the supervisor; `close` before it closes."""
 
     def __init__(self, supervisor: Supervisor, settings: Settings) -> None:
