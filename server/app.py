@@ -18,6 +18,8 @@ import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp
 
 from server import __version__
@@ -25,7 +27,8 @@ from server.agent_memory_endpoint import AgentMemoryEndpoint
 from server.clock import Clock
 from server.config import Settings
 from server.errors import Forbidden, Unavailable
-from server.http_guard import BearerTokenGuard, RequestBodyGuard, loopback_rebinding_protection
+from server.http_guard import BearerTokenGuard, RequestBodyGuard, host_allowed, loopback_rebinding_protection
+from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.services import Services, open_services
 from server.startup_errors import open_services_or_refuse
 from server.stdio_transport import stdio_transport
@@ -42,6 +45,7 @@ INSTRUCTIONS = (
 
 
 MCP_PATH = "/mcp"
+METRICS_PATH = "/metrics"
 
 
 def build_server(
@@ -84,17 +88,28 @@ async def agents_wired(services: Services) -> AsyncIterator[None]:
         yield
 
 
-def build_http_app(server: MCPServer[Services], settings: Settings, host: str) -> ASGIApp:
-    """The streamable HTTP app at ``/mcp``, behind the body guard and (with a token) the bearer token guard."""
-    app: ASGIApp = server.streamable_http_app(
+def build_http_app(services: Services, settings: Settings, host: str) -> ASGIApp:
+    """The streamable HTTP app at ``/mcp`` and Prometheus' ``/metrics``, behind the body guard and
+    (with a token) the bearer token guard on both; without one, ``/metrics`` answers only requests
+    naming this loopback host, as ``/mcp`` does."""
+    protection = _rebinding_protection(settings, _url_host(host))
+    starlette = build_server(settings, services=services).streamable_http_app(
         streamable_http_path=MCP_PATH,
         host=host,
-        transport_security=_rebinding_protection(settings, _url_host(host)),
+        transport_security=protection,
         max_request_body_size=settings.http_max_body_bytes,
     )
-    app = RequestBodyGuard(app, max_body_bytes=settings.http_max_body_bytes, path=MCP_PATH)
+
+    async def metrics(request: Request) -> Response:
+        if protection is not None and not host_allowed(protection, request.headers.get("host", "")):
+            return PlainTextResponse("this endpoint answers requests to its own loopback address only\n",
+                                     status_code=421)
+        return Response(await services.metrics.render(services), media_type=METRICS_CONTENT_TYPE)
+
+    starlette.add_route(METRICS_PATH, metrics, methods=["GET"])
+    app: ASGIApp = RequestBodyGuard(starlette, max_body_bytes=settings.http_max_body_bytes, path=MCP_PATH)
     if settings.http_token is not None:
-        app = BearerTokenGuard(app, settings.http_token.get_secret_value(), path=MCP_PATH)
+        app = BearerTokenGuard(app, settings.http_token.get_secret_value(), paths=(MCP_PATH, METRICS_PATH))
     return app
 
 
@@ -135,7 +150,7 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
     # after uvicorn has stopped serving.
     async with open_services_or_refuse(settings) as services, agents_wired(services), \
             anyio.create_task_group() as tasks:
-        app = build_http_app(build_server(settings, services=services), settings, host)
+        app = build_http_app(services, settings, host)
         config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
         web = _UvicornLeavingSignalsToUs(config)
         tasks.start_soon(_stop_on_signal, web)

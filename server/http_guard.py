@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextvars import ContextVar
 
 import anyio.to_thread
@@ -62,16 +62,24 @@ def loopback_rebinding_protection(url_host: str) -> TransportSecuritySettings:
     )
 
 
-class BearerTokenGuard:
-    """Lets a request to the MCP endpoint through only with ``Authorization: Bearer <token>``."""
+def host_allowed(protection: TransportSecuritySettings, host_header: str) -> bool:
+    """Whether a request's Host header names one of the hosts ``protection`` allows (``name:*``
+    patterns), for endpoints served beside the SDK's, which checks its own."""
+    name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    return any(allowed == host_header or (allowed.endswith(":*") and allowed[:-2] == name)
+               for allowed in protection.allowed_hosts)
 
-    def __init__(self, app: ASGIApp, token: str, *, path: str) -> None:
+
+class BearerTokenGuard:
+    """Lets a request to the guarded endpoints through only with ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str, *, paths: Collection[str]) -> None:
         self._app = app
         self._token = token.encode("utf-8")
-        self._path = path
+        self._paths = tuple(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not is_endpoint(scope, self._path):
+        if not any(is_endpoint(scope, path) for path in self._paths):
             await self._app(scope, receive, send)
             return
         scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")

@@ -16,6 +16,7 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.errors import Unavailable
 from server.memory import ExpirySweeper, MemoryStore
+from server.metrics import ServerMetrics
 from server.objects import BatchUploader, ObjectStore
 from server.objects.from_settings import build_uploader, open_object_store
 from server.queries.registry import QueryRegistry
@@ -43,6 +44,7 @@ class Services:
     agents: Supervisor
     spawner: Spawner
     queries: QueryRegistry
+    metrics: ServerMetrics
 
 
 @contextlib.asynccontextmanager
@@ -78,7 +80,8 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         queries = QueryRegistry(agents, settings)
         parts.push_async_callback(_closing_shielded, queries.close)  # its rules stop before the agents end
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
-                       uploader=uploader, agents=agents, spawner=Spawner(agents), queries=queries)
+                       uploader=uploader, agents=agents, spawner=Spawner(agents), queries=queries,
+                       metrics=ServerMetrics())
 
 
 async def _closing_shielded(close: Callable[..., Awaitable[object]], *args: object) -> None:

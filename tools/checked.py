@@ -14,16 +14,19 @@ A `CheckedTool` keeps the SDK's schema, context injection and output validation,
 from __future__ import annotations
 
 import logging
+import time
 from functools import cached_property
 from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
+from mcp.types import CallToolResult
 
 from server.errors import SwitchboardError
+from server.metrics import ServerMetrics
 from tools.arguments import ToolArguments
-from tools.errors import error_result, internal_error_result
+from tools.errors import INTERNAL, error_result, internal_error_result
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +39,33 @@ class CheckedTool(Tool):
         return ToolArguments(self.fn_metadata, self.parameters)
 
     async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
+        began, outcome = time.perf_counter(), "ok"
         try:
             keyword_arguments = self.arguments.keyword_arguments(arguments)
             injected = {self.context_kwarg: context} if self.context_kwarg is not None else {}
             result = await self.fn_metadata.call_fn(self.fn, self.is_async, keyword_arguments, injected)
+            if isinstance(result, CallToolResult) and result.is_error:
+                outcome = "error"
             return self.fn_metadata.convert_result(result) if convert_result else result
         except MCPError:
+            outcome = "protocol_error"
             raise  # a protocol-level error (JSON-RPC), not a tool failure: the SDK answers it as such
         except SwitchboardError as error:
+            outcome = error.code
             logger.info("Tool %r refused: %r", self.name, str(error))
             return error_result(str(error))
         except Exception as error:
+            outcome = INTERNAL
             logger.exception("Tool %r raised an unexpected exception", self.name)
             return internal_error_result(self.name, error)
+        finally:
+            self._count(context, outcome, time.perf_counter() - began)
+
+    def _count(self, context: Context[Any, Any], outcome: str, seconds: float) -> None:
+        try:
+            services = context.request_context.lifespan_context
+        except ValueError:  # called outside a request (the SDK's own tests do): nothing to count into
+            return
+        metrics = getattr(services, "metrics", None)
+        if isinstance(metrics, ServerMetrics):
+            metrics.record_tool_call(self.name, outcome, seconds)

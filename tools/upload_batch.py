@@ -140,6 +140,11 @@ async def upload_batch(
             await ctx.report_progress(progress.files_done, progress.files_total, message)
 
     result = await services.uploader.upload(request, report)
+    metrics = services.metrics
+    metrics.upload_bytes.inc(result.totals.bytes)
+    metrics.upload_files.labels(outcome="uploaded").inc(len(result.uploaded))
+    for failure in result.failed:
+        metrics.upload_files.labels(outcome=failure.code).inc()
     return structured(UploadBatchResult.from_engine(result))
 
 

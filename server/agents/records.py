@@ -180,6 +180,14 @@ class QueryRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelUsage:
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
 class QueryEvent:
     """One entry of a query's log: a control action or a permission decision."""
 
@@ -427,6 +435,16 @@ class AgentRecords:
             event = _from_row(QueryEvent, _EVENT_COLUMNS, row)
             events.setdefault(event.query_id, []).append(event)
         return events
+
+    async def usage_by_model(self) -> list[ModelUsage]:
+        """Tokens and cost of every query on record, summed by model (unknown model: "unknown")."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT COALESCE(model, 'unknown'), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            "COALESCE(SUM(cost_usd), 0) FROM queries GROUP BY COALESCE(model, 'unknown') ORDER BY 1",
+        )
+        return [ModelUsage(str(model), int(str(inputs)), int(str(outputs)), float(str(cost)))
+                for model, inputs, outputs, cost in rows]
 
     async def counts_by_status(self) -> dict[str, int]:
         rows = await fetch_all(self._conn, "SELECT status, COUNT(*) FROM agents GROUP BY status")

@@ -208,3 +208,28 @@ def test_an_empty_token_is_refused_at_start(tmp_path: Path) -> None:
     process = start_http(tmp_path, free_port(), host="0.0.0.0", SWITCHBOARD_HTTP_TOKEN="  ")
     assert process.wait(30) == 2
     assert "http_token" in (tmp_path / "stderr.log").read_text()
+
+
+@pytest.mark.parametrize("http_server", [{"SWITCHBOARD_HTTP_TOKEN": TOKEN}], indirect=True)
+async def test_metrics_need_the_token_when_the_server_has_one(http_server: str) -> None:
+    metrics_url = http_server.removesuffix("/mcp") + "/metrics"
+    async with httpx2.AsyncClient() as plain:
+        refused = await plain.get(metrics_url)
+        assert refused.status_code == 401 and "Authorization: Bearer" in refused.text
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as authorised:
+        async with Client(streamable_http_client(http_server, http_client=authorised)) as client:
+            await client.call_tool("memory_usage", {"action": "store", "namespace": "seen", "key": "k", "value": "v"})
+        answer = await authorised.get(metrics_url)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    assert 'switchboard_tool_calls_total{outcome="ok",tool="memory_usage"} 1.0' in answer.text
+    assert 'switchboard_memory_entries{namespace="seen"} 1.0' in answer.text
+
+
+async def test_metrics_without_a_token_answer_only_their_loopback_host(http_server: str) -> None:
+    metrics_url = http_server.removesuffix("/mcp") + "/metrics"
+    port = metrics_url.split(":")[2].split("/")[0]
+    async with httpx2.AsyncClient() as http:
+        served = await http.get(metrics_url)
+        assert served.status_code == 200 and "# TYPE switchboard_tool_call_seconds histogram" in served.text
+        rebound = await http.get(metrics_url, headers={"Host": f"evil.example:{port}"})
+        assert rebound.status_code == 421

@@ -1,0 +1,83 @@
+"""`ServerMetrics`: what ``/metrics`` serves, in Prometheus' text format (prometheus-client).
+
+Two kinds of figures: events counted as they happen (tool calls by tool and outcome with their
+latency, agent spawn times, uploaded bytes and files), and state read when Prometheus scrapes
+(memory entries and bytes by namespace, vectors, agents and queries by state, cost and tokens by
+model). Each server has a registry of its own (never prometheus-client's global one), so two
+servers in one process, as in tests, never mix their figures.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Tool calls run from a fraction of a millisecond (a retrieve) to minutes (a spawn with wait).
+_CALL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# A claude agent takes ~0.35 s to start on a quiet machine, an exec agent a few ms, a warm one ~1 ms.
+_SPAWN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class ServerMetrics:
+    """The figures of one server; `render` reads the current state and answers the exposition text."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.tool_calls = Counter("switchboard_tool_calls", "MCP tool calls, by tool and outcome (ok or the error "
+                                  "code).", ["tool", "outcome"], registry=registry)
+        self.tool_seconds = Histogram("switchboard_tool_call_seconds", "Time to answer an MCP tool call.", ["tool"],
+                                      buckets=_CALL_BUCKETS, registry=registry)
+        self.spawn_seconds = Histogram("switchboard_agent_spawn_seconds", "Time from spawn to ready, per agent.",
+                                       ["runtime"], buckets=_SPAWN_BUCKETS, registry=registry)
+        self.upload_bytes = Counter("switchboard_upload_bytes", "Bytes uploaded by upload_batch.", registry=registry)
+        self.upload_files = Counter("switchboard_upload_files", "Files upload_batch handled, by outcome (uploaded, "
+                                    "or the error code).", ["outcome"], registry=registry)
+        self._memory_entries = Gauge("switchboard_memory_entries", "Live memory entries, by namespace.",
+                                     ["namespace"], registry=registry)
+        self._memory_bytes = Gauge("switchboard_memory_bytes", "Bytes of live memory values, by namespace.",
+                                   ["namespace"], registry=registry)
+        self._vectors = Gauge("switchboard_vectors", "Vectors in the semantic index.", registry=registry)
+        self._agents = Gauge("switchboard_agents", "Agents on record, by status.", ["status"], registry=registry)
+        self._queries = Gauge("switchboard_queries", "Queries on record, by status.", ["status"], registry=registry)
+        self._cost = Gauge("switchboard_cost_usd", "Cost of ended queries, by model (as the runtime reported it).",
+                           ["model"], registry=registry)
+        self._tokens = Gauge("switchboard_tokens", "Tokens of ended queries, by model and direction.",
+                             ["model", "direction"], registry=registry)
+
+    def record_tool_call(self, tool: str, outcome: str, seconds: float) -> None:
+        self.tool_calls.labels(tool=tool, outcome=outcome).inc()
+        self.tool_seconds.labels(tool=tool).observe(seconds)
+
+    async def render(self, services: Services) -> bytes:
+        """The exposition text, with the state gauges read now."""
+        stats = await services.memory.stats()
+        _reset(self._memory_entries, self._memory_bytes)
+        for namespace in stats.namespaces:
+            self._memory_entries.labels(namespace=namespace.namespace).set(namespace.entries)
+            self._memory_bytes.labels(namespace=namespace.namespace).set(namespace.bytes)
+        vectors = services.memory.vectors
+        self._vectors.set(vectors.count() if vectors is not None else 0)
+        records = services.agents.records
+        _reset(self._agents, self._queries, self._cost, self._tokens)
+        for status, count in (await records.counts_by_status()).items():
+            self._agents.labels(status=status).set(count)
+        for status, count in (await records.query_counts()).items():
+            self._queries.labels(status=status).set(count)
+        for usage in await records.usage_by_model():
+            self._cost.labels(model=usage.model).set(usage.cost_usd)
+            self._tokens.labels(model=usage.model, direction="input").set(usage.input_tokens)
+            self._tokens.labels(model=usage.model, direction="output").set(usage.output_tokens)
+        return generate_latest(self.registry)
+
+
+def _reset(*gauges: Gauge) -> None:
+    # A namespace deleted or a state emptied since the last scrape must not linger with its old value.
+    for gauge in gauges:
+        gauge.clear()
