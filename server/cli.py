@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, schemas, objects, version."""
+"""The ``switchboard`` command: serve, schemas, objects, status, version."""
 
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", type=Path, default=Path("schemas"), help="directory to write (default ./schemas)")
 
     objects_command.add_parser(commands)
+    status = commands.add_parser("status", help="what the server holds and runs now: memory, vectors, agents, "
+                                                "queries, cost", epilog="Settings as for `serve`.")
+    status.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    status.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -66,7 +70,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "objects":
         return objects_command.run(args)
+    if args.command == "status":
+        return _status(args)
     return _serve(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = settings_for_command(args.data_dir)
+    if settings is None:
+        return 2
+    _configure_logging("WARNING")
+    from server.services import open_services
+    from server.status import render_text, status_of
+
+    async def snapshot() -> str:
+        async with open_services(settings) as services:
+            taken = await status_of(services)
+        return taken.model_dump_json(indent=2) + "\n" if args.json else render_text(taken)
+
+    try:
+        sys.stdout.write(anyio.run(snapshot))
+    except SwitchboardError as error:
+        print(f"switchboard status: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
