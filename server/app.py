@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -33,6 +34,7 @@ from server.services import Services, open_services
 from server.startup_errors import open_services_or_refuse
 from server.stdio_transport import stdio_transport
 from tools import all_tools
+from tools.resources import ResourceUpdates
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +53,18 @@ METRICS_PATH = "/metrics"
 def build_server(
     settings: Settings, *, clock: Clock | None = None, services: Services | None = None
 ) -> MCPServer[Services]:
-    """The MCP server. It opens (and at the end closes) its own services, unless it is given open ones."""
+    """The MCP server (tools and resources). It opens (and at the end closes) its own services,
+    unless it is given open ones."""
+    bus = InMemorySubscriptionBus()
+    updates = ResourceUpdates(bus)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
         if services is not None:
-            yield services
+            async with updates.running(services):
+                yield services
             return
-        async with open_services(settings, clock) as opened, agents_wired(opened):
+        async with open_services(settings, clock) as opened, agents_wired(opened), updates.running(opened):
             yield opened
 
     server: MCPServer[Services] = MCPServer(
@@ -69,7 +75,9 @@ def build_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=list(all_tools()),
+        subscriptions=bus,
     )
+    updates.register(server)
     return server
 
 

@@ -23,6 +23,7 @@ from typing import IO, Any, Protocol
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from server.agents.activity import ActivityLog
+from server.agents.changes import ChangeFeed
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
 from server.agents.exec_runtime import ExecLaunch, ExecProcess, prepare_files
 from server.agents.launch import (
@@ -139,6 +140,7 @@ class Supervisor:
         self.activity = ActivityLog(memory, settings)
         self.memory_access: AgentMemoryAccess | None = None
         self.stray_scan = SharedTaggedScan()  # one /proc scan for the tools of agents ending together
+        self.changes = ChangeFeed()
         self._agents: dict[str, Agent] = {}
         self._queries: dict[str, ActiveQuery] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -231,6 +233,7 @@ class Supervisor:
         for name, value in changes.items():
             setattr(agent.record, name, value)
         await self.records.update_agent(agent.id, status=status, **changes)
+        self.changes.changed("agent", agent.id)
 
     def slot(self, type_name: str, agent_type: AgentType) -> asyncio.Semaphore | None:
         if agent_type.max_running is None:
@@ -363,6 +366,7 @@ class Supervisor:
         event = QueryEvent(query_id, self.clock.now_ms(), action, actor, outcome, detail)
         await self.records.commit(query_event_added(event))
         self.activity.query_event(event)
+        self.changes.changed("query", query_id)
         return event
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -390,6 +394,7 @@ class Supervisor:
         if active is not None:
             active.record.status, active.record.error, active.record.ended_ms = status, error, now
             active.ended.set()
+        self.changes.changed("query", query_id)
 
     def active_query(self, query_id: str) -> ActiveQuery | None:
         return self._queries.get(query_id)
@@ -428,6 +433,8 @@ class Supervisor:
         agent.record.status, agent.record.current_query = "running", query.id
         await self.records.commit(query_changed(query.id, status="running", started_ms=now),
                                   agent_changed(agent.id, status="running", current_query=query.id))
+        self.changes.changed("query", query.id)
+        self.changes.changed("agent", agent.id)
         if agent.agent_type.runtime == "claude":
             assert agent.session is not None
             failure = await self._apply_query_settings(agent, query)
@@ -559,6 +566,8 @@ class Supervisor:
             self._queries.pop(query.id, None)
             if active is not None:
                 active.ended.set()
+            self.changes.changed("query", query.id)
+            self.changes.changed("agent", agent.id)
         self.activity.task_ended(record, query)
 
     # -- ending --------------------------------------------------------------------------------
