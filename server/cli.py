@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, schemas, objects, status, version."""
+"""The ``switchboard`` command: serve, schemas, objects, status, doctor, version."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
                                                 "queries, cost", epilog="Settings as for `serve`.")
     status.add_argument("--json", action="store_true", help="one JSON object instead of text")
     status.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+    doctor = commands.add_parser("doctor", help="check settings, data dir, databases, vector index, object store, "
+                                                "Qdrant, agent executables and Claude credentials",
+                                 epilog="One line per check; exits 1 when any fails. Settings as for `serve`.")
+    doctor.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return objects_command.run(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "doctor":
+        return _doctor(args)
     return _serve(args)
 
 
@@ -94,6 +100,29 @@ def _status(args: argparse.Namespace) -> int:
         print(f"switchboard status: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    settings = settings_for_command(args.data_dir)
+    if settings is None:
+        print("FAIL settings         invalid (see above)")
+        return 1
+    _configure_logging("ERROR")
+    from rich.console import Console
+
+    from server.doctor import diagnose
+
+    async def run() -> bool:
+        healthy = True
+        # The spinner goes to stderr and vanishes: stdout keeps only the result lines.
+        with Console(stderr=True).status("checking", spinner="dots") as spinner:
+            async for check in diagnose(settings):
+                healthy &= check.ok
+                print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<27} {check.detail}", flush=True)
+                spinner.update(f"checked {check.name}")
+        return healthy
+
+    return 0 if anyio.run(run) else 1
 
 
 def _serve(args: argparse.Namespace) -> int:
