@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, schemas, objects, status, doctor, version."""
+"""The ``switchboard`` command: serve, schemas, objects, agents, queries, status, doctor, version."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 
 from server import __version__
+from server.agents import command as agents_command
 from server.config import CONFIG_FILE_ENV, settings_for_command
 from server.errors import SwitchboardError
 from server.objects import command as objects_command
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", type=Path, default=Path("schemas"), help="directory to write (default ./schemas)")
 
     objects_command.add_parser(commands)
+    agents_command.add_parsers(commands)
     status = commands.add_parser("status", help="what the server holds and runs now: memory, vectors, agents, "
                                                 "queries, cost", epilog="Settings as for `serve`.")
     status.add_argument("--json", action="store_true", help="one JSON object instead of text")
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "objects":
         return objects_command.run(args)
+    if args.command in ("agents", "queries"):
+        return agents_command.run(args)
     if args.command == "status":
         return _status(args)
     if args.command == "doctor":

@@ -1,0 +1,180 @@
+"""``switchboard agents`` and ``switchboard queries``: the records, from a shell, and following one.
+
+    switchboard agents [--status S] [--json]         one agent a line (this and earlier runs)
+    switchboard agents --follow AGENT_ID             its log as it grows, until the agent ends
+    switchboard queries [--history] [--json]         active queries (all with --history)
+    switchboard queries --follow QUERY_ID            its state and control log as they change, until it ends
+
+They read ``<data_dir>/agents.sqlite3`` (and an agent's log file) without opening the server's
+other stores, so they are quick and safe beside a running server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+
+from server.agents.records import (
+    ACTIVE_QUERY_STATUSES,
+    ENDED_QUERY_STATUSES,
+    LIVE_AGENT_STATUSES,
+    AgentRecord,
+    AgentRecords,
+    QueryRecord,
+)
+from server.config import Settings, settings_for_command
+from server.errors import NotFound, SwitchboardError
+
+FOLLOW_INTERVAL_S = 0.25
+PAGE = 500
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``agents`` and ``queries`` to the ``switchboard`` command."""
+    agents = commands.add_parser("agents", help="list agents, or follow one's log",
+                                 description="List agents of this and earlier runs, or follow one's log.")
+    agents.add_argument("--status", help="only agents in this status (e.g. running, ready, lost)")
+    agents.add_argument("--follow", metavar="AGENT_ID", help="print its log as it grows, until the agent ends")
+    queries = commands.add_parser("queries", help="list queries, or follow one",
+                                  description="List active queries (all with --history), or follow one.")
+    queries.add_argument("--history", action="store_true", help="ended queries too, of this and earlier runs")
+    queries.add_argument("--follow", metavar="QUERY_ID", help="print its state and control log as they change, "
+                                                              "until it ends")
+    for parser in (agents, queries):
+        parser.add_argument("--json", action="store_true", help="one JSON object a line")
+        parser.add_argument("--data-dir", type=Path,
+                            help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """0 on success, 1 if it failed (an unknown id), 2 for invalid settings."""
+    settings = settings_for_command(args.data_dir)
+    if settings is None:
+        return 2
+    if not settings.agents_database_path.exists():
+        print(f"switchboard: no agents on record in {settings.data_dir} (pass --data-dir or set SWITCHBOARD_DATA_DIR)",
+              file=sys.stderr)
+        return 1
+    try:
+        anyio.run(_run, settings, args, sys.stdout)
+    except SwitchboardError as error:
+        print(f"switchboard: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> None:
+    records = await AgentRecords.open(settings.agents_database_path)
+    try:
+        if args.command == "agents":
+            if args.follow:
+                await _follow_agent(records, settings, args.follow, out)
+            else:
+                await _list_agents(records, args.status, args.json, out)
+        elif args.follow:
+            await _follow_query(records, args.follow, args.json, out)
+        else:
+            await _list_queries(records, args.history, args.json, out)
+    finally:
+        await records.close()
+
+
+async def _list_agents(records: AgentRecords, status: str | None, as_json: bool, out: TextIO) -> None:
+    after: int | None = 0
+    if not as_json:
+        out.write(f"{'AGENT':<20} {'NAME':<16} {'TYPE':<16} {'STATUS':<10} {'PID':>7} {'TASKS':>5} {'COST':>9}\n")
+    while after is not None:
+        agents, after = await records.agents_page(statuses=(status,) if status else (), after_seq=after, limit=PAGE)
+        for agent in agents:
+            out.write(json.dumps(asdict(agent)) + "\n" if as_json else _agent_line(agent))
+    out.flush()
+
+
+def _agent_line(agent: AgentRecord) -> str:
+    return (f"{agent.id:<20} {agent.name[:16]:<16} {agent.type[:16]:<16} {agent.status:<10} {agent.pid or '-':>7} "
+            f"{agent.tasks_run:>5} {agent.cost_usd:>9.4f}\n")
+
+
+async def _list_queries(records: AgentRecords, history: bool, as_json: bool, out: TextIO) -> None:
+    after: int | None = 0
+    if not as_json:
+        out.write(f"{'QUERY':<20} {'AGENT':<20} {'STATUS':<10} {'MODEL':<20} TASK\n")
+    while after is not None:
+        queries, after = await records.queries_page(
+            statuses=() if history else ACTIVE_QUERY_STATUSES, after_seq=after, limit=PAGE)
+        for query in queries:
+            out.write(json.dumps(asdict(query)) + "\n" if as_json else
+                      f"{query.id:<20} {query.agent_id:<20} {query.status:<10} {(query.model or '-')[:20]:<20} "
+                      f"{query.task[:60].replace(chr(10), ' ')}\n")
+    out.flush()
+
+
+async def _follow_agent(records: AgentRecords, settings: Settings, agent_id: str, out: TextIO) -> None:
+    """Prints the agent's log from its start, then what is added, until the agent has ended."""
+    if await records.agent(agent_id) is None:
+        raise NotFound(f"no agent {agent_id!r} (switchboard agents lists them)")
+    state_dir = settings.data_dir.absolute() / "agents" / agent_id
+    offsets: dict[Path, int] = {}
+    while True:
+        record = await records.agent(agent_id)
+        for log in (state_dir / "output.log", state_dir / "session.log"):
+            offsets[log] = await asyncio.to_thread(_copy_new, log, offsets.get(log, 0), out)
+        if record is None or record.status not in LIVE_AGENT_STATUSES:
+            out.write(f"-- agent {agent_id} is {record.status if record else 'gone'}\n")
+            out.flush()
+            return
+        await asyncio.sleep(FOLLOW_INTERVAL_S)
+
+
+def _copy_new(log: Path, offset: int, out: TextIO) -> int:
+    try:
+        with log.open("rb") as source:
+            source.seek(offset)
+            data = source.read()
+    except FileNotFoundError:
+        return offset
+    if data:
+        out.write(data.decode("utf-8", errors="replace"))
+        out.flush()
+    return offset + len(data)
+
+
+async def _follow_query(records: AgentRecords, query_id: str, as_json: bool, out: TextIO) -> None:
+    """Prints the query's state when it changes and each new entry of its log, until it has ended."""
+    seen_state: tuple[object, ...] | None = None
+    seen_events = 0
+    while True:
+        query = await records.query(query_id)
+        if query is None:
+            raise NotFound(f"no query {query_id!r} (switchboard queries --history lists them)")
+        state = (query.status, query.model, query.permission_mode, query.turns, query.paused_total_ms)
+        if state != seen_state:
+            seen_state = state
+            out.write(json.dumps({"query": asdict(query)}) + "\n" if as_json else _query_line(query))
+        events = (await records.events_of([query_id])).get(query_id, [])
+        for event in events[seen_events:]:
+            out.write(json.dumps({"event": asdict(event)}) + "\n" if as_json else
+                      f"   {event.action} by {event.actor}: {event.outcome}"
+                      f"{' ' + json.dumps(event.detail) if event.detail else ''}\n")
+        seen_events = len(events)
+        out.flush()
+        if query.status in ENDED_QUERY_STATUSES:
+            if not as_json and query.result:
+                out.write(f"-- result: {query.result.strip()[:2000]}\n")
+            return
+        await asyncio.sleep(FOLLOW_INTERVAL_S)
+
+
+def _query_line(query: QueryRecord) -> str:
+    detail = query.error or ""
+    return (f"{query.id} {query.status} model={query.model or '-'} mode={query.permission_mode or '-'} "
+            f"turns={query.turns if query.turns is not None else '-'}{' ' + detail if detail else ''}\n")
