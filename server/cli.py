@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, schemas, objects, agents, queries, status, doctor, version."""
+"""The ``switchboard`` command: serve, schemas, objects, memory, agents, queries, status, doctor, version."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from server import __version__
 from server.agents import command as agents_command
 from server.config import CONFIG_FILE_ENV, settings_for_command
 from server.errors import SwitchboardError
+from server.memory import command as memory_command
 from server.objects import command as objects_command
 
 
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
     objects_command.add_parser(commands)
     agents_command.add_parsers(commands)
+    memory_command.add_parser(commands)
     status = commands.add_parser("status", help="what the server holds and runs now: memory, vectors, agents, "
                                                 "queries, cost", epilog="Settings as for `serve`.")
     status.add_argument("--json", action="store_true", help="one JSON object instead of text")
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return objects_command.run(args)
     if args.command in ("agents", "queries"):
         return agents_command.run(args)
+    if args.command == "memory":
+        return memory_command.run(args)
     if args.command == "status":
         return _status(args)
     if args.command == "doctor":

@@ -77,3 +77,30 @@ class MemoryStats:
     total_bytes: int = 0
     database_bytes: int = 0
     expired_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedEntry:
+    """One entry as `MemoryStore.import_entries` takes it: everything an export kept, times absolute."""
+
+    namespace: str
+    key: str
+    value: Any
+    version: int
+    created_ms: int
+    updated_ms: int
+    expires_ms: int | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    namespace: str
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    written: int
+    skipped: list[Skipped]
