@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -19,6 +20,7 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp
@@ -27,6 +29,9 @@ from server import __version__
 from server.agent_memory_endpoint import AgentMemoryEndpoint
 from server.clock import Clock
 from server.config import Settings
+from server.dashboard.app import Dashboard
+from server.dashboard.sessions import DashboardSessions
+from server.dashboard.state import CostHistory
 from server.errors import Forbidden, Unavailable
 from server.http_guard import BearerTokenGuard, RequestBodyGuard, host_allowed, loopback_rebinding_protection
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -96,10 +101,11 @@ async def agents_wired(services: Services) -> AsyncIterator[None]:
         yield
 
 
-def build_http_app(services: Services, settings: Settings, host: str) -> ASGIApp:
-    """The streamable HTTP app at ``/mcp`` and Prometheus' ``/metrics``, behind the body guard and
-    (with a token) the bearer token guard on both; without one, ``/metrics`` answers only requests
-    naming this loopback host, as ``/mcp`` does."""
+def build_http_app(services: Services, settings: Settings, host: str, dashboard: Dashboard) -> ASGIApp:
+    """The streamable HTTP app at ``/mcp``, Prometheus' ``/metrics`` and the dashboard at ``/``,
+    behind the body guard and (with a token) the bearer token guard on ``/mcp`` and ``/metrics``
+    (the dashboard signs browsers in itself); without a token, every route answers only requests
+    naming this loopback host."""
     protection = _rebinding_protection(settings, _url_host(host))
     starlette = build_server(settings, services=services).streamable_http_app(
         streamable_http_path=MCP_PATH,
@@ -115,6 +121,7 @@ def build_http_app(services: Services, settings: Settings, host: str) -> ASGIApp
         return Response(await services.metrics.render(services), media_type=METRICS_CONTENT_TYPE)
 
     starlette.add_route(METRICS_PATH, metrics, methods=["GET"])
+    starlette.router.routes.extend(dashboard.routes())
     app: ASGIApp = RequestBodyGuard(starlette, max_body_bytes=settings.http_max_body_bytes, path=MCP_PATH)
     if settings.http_token is not None:
         app = BearerTokenGuard(app, settings.http_token.get_secret_value(), paths=(MCP_PATH, METRICS_PATH))
@@ -156,15 +163,19 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
         )
     # The stores open before the port does, so a start-up refusal is one clear error, and close
     # after uvicorn has stopped serving.
+    dashboard = new_dashboard(settings, host)
     async with open_services_or_refuse(settings) as services, agents_wired(services), \
-            anyio.create_task_group() as tasks:
-        app = build_http_app(services, settings, host)
+            dashboard.history.sampling(services), anyio.create_task_group() as tasks:
+        dashboard.attach(services)
+        app = build_http_app(services, settings, host, dashboard)
         config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
         web = _UvicornLeavingSignalsToUs(config)
         tasks.start_soon(_stop_on_signal, web)
         url_host = _url_host(host)
         logger.info("starting streamable HTTP at http://%s:%d%s (auth: %s)", url_host, port, MCP_PATH,
                     "bearer token" if settings.http_token else "none, loopback only")
+        # A sign-in link (one use, ten minutes), like a notebook server's: on stderr, never in a log file.
+        print(f"dashboard: {dashboard.sign_in_url(url_host, port)}", file=sys.stderr, flush=True)
         try:
             await web.serve()
         except SystemExit:  # how uvicorn gives up when it cannot listen; it has logged why
@@ -172,6 +183,34 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
         tasks.cancel_scope.cancel()
         if not web.started:
             raise Unavailable(f"cannot serve HTTP on {url_host}:{port}: see the error above")
+
+
+def new_dashboard(settings: Settings, host: str) -> Dashboard:
+    token = settings.http_token.get_secret_value() if settings.http_token is not None else None
+    return Dashboard(DashboardSessions(token), _rebinding_protection(settings, _url_host(host)), CostHistory())
+
+
+async def serve_dashboard(settings: Settings, host: str, port: int) -> None:
+    """Only the dashboard (no ``/mcp``), for watching the agents of servers sharing this data dir."""
+    if settings.http_token is None and not is_loopback(host):
+        raise Forbidden(f"refusing to serve the dashboard on {host} without a token: set SWITCHBOARD_HTTP_TOKEN, "
+                        "or bind to 127.0.0.1")
+    dashboard = new_dashboard(settings, host)
+    async with open_services_or_refuse(settings) as services, dashboard.history.sampling(services), \
+            anyio.create_task_group() as tasks:
+        dashboard.attach(services)
+        config = uvicorn.Config(Starlette(routes=dashboard.routes()), host=host, port=port,
+                                log_level=settings.log_level.lower(), log_config=None)
+        web = _UvicornLeavingSignalsToUs(config)
+        tasks.start_soon(_stop_on_signal, web)
+        print(f"dashboard: {dashboard.sign_in_url(_url_host(host), port)}", flush=True)
+        try:
+            await web.serve()
+        except SystemExit:
+            web.started = False
+        tasks.cancel_scope.cancel()
+        if not web.started:
+            raise Unavailable(f"cannot serve the dashboard on {_url_host(host)}:{port}: see the error above")
 
 
 class _UvicornLeavingSignalsToUs(uvicorn.Server):

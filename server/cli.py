@@ -1,4 +1,5 @@
-"""The ``switchboard`` command: serve, schemas, objects, memory, agents, queries, status, doctor, version."""
+"""The ``switchboard`` command: serve, dashboard, schemas, objects, memory, agents, queries, status, doctor,
+version."""
 
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
                                                 "queries, cost", epilog="Settings as for `serve`.")
     status.add_argument("--json", action="store_true", help="one JSON object instead of text")
     status.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+    dashboard = commands.add_parser("dashboard", help="serve only the dashboard and print its URL",
+                                    description="Serve the dashboard (no /mcp) for the servers sharing this data "
+                                                "dir; with SWITCHBOARD_HTTP_TOKEN the printed URL signs you in once.")
+    dashboard.add_argument("--host", help="bind address (default SWITCHBOARD_HTTP_HOST or 127.0.0.1); anything but "
+                                          "loopback requires SWITCHBOARD_HTTP_TOKEN")
+    dashboard.add_argument("--port", type=int, default=8766, help="port (default 8766)")
+    dashboard.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
     doctor = commands.add_parser("doctor", help="check settings, data dir, databases, vector index, object store, "
                                                 "Qdrant, agent executables and Claude credentials",
                                  epilog="One line per check; exits 1 when any fails. Settings as for `serve`.")
@@ -86,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args)
     if args.command == "doctor":
         return _doctor(args)
+    if args.command == "dashboard":
+        return _dashboard(args)
     return _serve(args)
 
 
@@ -107,6 +117,29 @@ def _status(args: argparse.Namespace) -> int:
     except SwitchboardError as error:
         print(f"switchboard status: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    settings = settings_for_command(args.data_dir)
+    if settings is None:
+        return 2
+    _configure_logging(settings.log_level)
+    from server.app import serve_dashboard
+
+    try:
+        anyio.run(serve_dashboard, settings, args.host or settings.http_host, args.port)
+    except SwitchboardError as error:
+        logging.getLogger("switchboard").error("%s", error)
+        return 1
+    except BaseExceptionGroup as group:
+        found = _first_domain_error(group)
+        if found is None:
+            raise
+        logging.getLogger("switchboard").error("%s", found)
+        return 1
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

@@ -370,6 +370,22 @@ class AgentRecords:
         agents = [_from_row(AgentRecord, _AGENT_COLUMNS, row[1:]) for row in rows]
         return agents, (int(str(rows[-1][0])) if more and rows else None)
 
+    async def recent_agents(self, limit: int) -> list[AgentRecord]:
+        """The ``limit`` newest agents, newest first."""
+        rows = await fetch_all(self._conn, f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agents ORDER BY seq DESC LIMIT ?",
+                               (limit,))
+        return [_from_row(AgentRecord, _AGENT_COLUMNS, row) for row in rows]
+
+    async def recent_ended_queries(self, limit: int) -> list[QueryRecord]:
+        """The ``limit`` newest queries that have ended, newest first."""
+        marks = ",".join("?" * len(ENDED_QUERY_STATUSES))
+        rows = await fetch_all(
+            self._conn,
+            f"SELECT {', '.join(_QUERY_COLUMNS)} FROM queries WHERE status IN ({marks}) ORDER BY seq DESC LIMIT ?",
+            (*ENDED_QUERY_STATUSES, limit),
+        )
+        return [_from_row(QueryRecord, _QUERY_COLUMNS, row) for row in rows]
+
     async def live_agents(self) -> list[AgentRecord]:
         """Agents recorded as alive (by any server run)."""
         marks = ",".join("?" * len(LIVE_AGENT_STATUSES))

@@ -1,0 +1,225 @@
+"""The dashboard's HTTP routes: the page, sign-in, its data (JSON and server-sent events) and controls.
+
+    GET  /                                the page (signed in), else a redirect to /login
+    GET  /login?code=...                  the printed one-time link: a session cookie, then /
+    GET  /login, POST /login (token=...)  sign in with the server's token
+    GET  /static/app.js, /static/style.css
+    GET  /api/state                       everything the page shows, and the session's CSRF token
+    GET  /api/events                      the same, pushed (text/event-stream) on each change
+    POST /api/queries/{query_id}/control  {"action": "pause" | "resume" | "terminate" | "change_model", "model"?}
+    GET  /api/memory/search?q=...&namespace=...
+
+Without a token the server is on loopback, and every route answers only requests whose Host names
+it (as ``/mcp`` does); with one, everything but the sign-in and the static files needs a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from server.dashboard.sessions import COOKIE, SESSION_TTL_S, DashboardSessions, Session, csrf_ok
+from server.dashboard.state import CostHistory, dashboard_state
+from server.errors import SwitchboardError
+from server.http_guard import host_allowed
+from server.services import Services
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+PUSH_EVERY_S = 5.0      # also without changes: CPU, memory and active times move on their own
+SETTLE_S = 0.1          # changes that come together are pushed together
+CONTROL_ACTIONS = ("pause", "resume", "terminate", "change_model")
+_STATUS_FOR_CODE = {"invalid_argument": 400, "not_found": 404, "conflict": 409, "forbidden": 403, "too_large": 413}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Dashboard:
+    """The dashboard of one server: its sessions, its history, its routes."""
+
+    def __init__(self, sessions: DashboardSessions, protection: TransportSecuritySettings | None,
+                 history: CostHistory) -> None:
+        self._sessions = sessions
+        self._protection = protection
+        self.history = history
+        self._attached: Services | None = None
+
+    def attach(self, services: Services) -> None:
+        """The open services it shows (set once the stores are open, before it serves)."""
+        self._attached = services
+
+    @property
+    def _services(self) -> Services:
+        assert self._attached is not None, "attach() the services before serving"
+        return self._attached
+
+    def sign_in_url(self, url_host: str, port: int) -> str:
+        """Where a browser starts: with a token, a one-time sign-in link; without, the page."""
+        base = f"http://{url_host}:{port}"
+        return f"{base}/login?code={self._sessions.new_code()}" if self._sessions.needs_sign_in else f"{base}/"
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self._guarded(self._page, api=False), methods=["GET"]),
+            Route("/login", self._hosted(self._login), methods=["GET", "POST"]),
+            Route("/static/{name}", self._hosted(self._static), methods=["GET"]),
+            Route("/api/state", self._guarded(self._state), methods=["GET"]),
+            Route("/api/events", self._guarded(self._events), methods=["GET"]),
+            Route("/api/queries/{query_id}/control", self._guarded(self._control), methods=["POST"]),
+            Route("/api/memory/search", self._guarded(self._search), methods=["GET"]),
+        ]
+
+    # -- access --------------------------------------------------------------------------------
+
+    def _hosted(self, handler: Handler) -> Handler:
+        """Without a token: only requests naming this loopback host (a rebound name gets nothing)."""
+
+        async def checked(request: Request) -> Response:
+            if self._protection is not None and not host_allowed(self._protection, request.headers.get("host", "")):
+                return Response("this dashboard answers requests to its own loopback address only\n", 421)
+            return await handler(request)
+
+        return checked
+
+    def _guarded(self, handler: Callable[[Request, Session], Awaitable[Response]], *, api: bool = True) -> Handler:
+        async def checked(request: Request) -> Response:
+            session_id = request.cookies.get(COOKIE)
+            session = self._sessions.session(session_id)
+            fresh = None
+            if session is None:
+                if self._sessions.needs_sign_in:
+                    if api:
+                        return JSONResponse({"error": "sign in first: open the link the server printed, or /login"},
+                                            401)
+                    return RedirectResponse("/login", 303)
+                fresh = self._sessions.open_without_sign_in()
+                session = self._sessions.session(fresh)
+                assert session is not None
+            if request.method == "POST" and not self._same_origin(request, session):
+                return JSONResponse({"error": "refused: a state-changing request needs this page's X-CSRF-Token "
+                                              "and its own Origin"}, 403)
+            response = await handler(request, session)
+            if fresh is not None:
+                _set_cookie(response, fresh)
+            return response
+
+        return self._hosted(checked)
+
+    @staticmethod
+    def _same_origin(request: Request, session: Session) -> bool:
+        origin = request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+            return False
+        return csrf_ok(session, request.headers.get("x-csrf-token"))
+
+    async def _login(self, request: Request) -> Response:
+        session_id = None
+        if request.method == "POST":
+            form = await request.form()
+            token = form.get("token")
+            session_id = self._sessions.redeem_token(token) if isinstance(token, str) else None
+            if session_id is None:
+                return HTMLResponse(_login_form("That is not this server's token."), 401)
+        elif "code" in request.query_params:
+            session_id = self._sessions.redeem_code(request.query_params["code"])
+            if session_id is None:
+                return HTMLResponse(_login_form("That sign-in link has been used or has expired; sign in with the "
+                                                "token, or restart the dashboard for a new link."), 401)
+        elif not self._sessions.needs_sign_in:
+            return RedirectResponse("/", 303)
+        if session_id is None:
+            return HTMLResponse(_login_form(None))
+        response = RedirectResponse("/", 303)
+        _set_cookie(response, session_id)
+        return response
+
+    # -- the page ------------------------------------------------------------------------------
+
+    async def _page(self, _request: Request, _session: Session) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=_NO_STORE)
+
+    async def _static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            return Response("not found\n", 404)
+        return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers=_NO_STORE)
+
+    async def _state(self, _request: Request, session: Session) -> Response:
+        return JSONResponse({**await dashboard_state(self._services, self.history), "csrf": session.csrf})
+
+    async def _events(self, request: Request, _session: Session) -> Response:
+        return StreamingResponse(self._stream(request), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def _stream(self, request: Request) -> AsyncIterator[str]:
+        changed = asyncio.Event()
+        stop_listening = self._services.agents.changes.listen(lambda _kind, _ident: changed.set())
+        try:
+            while True:
+                state = await dashboard_state(self._services, self.history)
+                yield f"event: state\ndata: {json.dumps(state, separators=(',', ':'))}\n\n"
+                try:
+                    await asyncio.wait_for(changed.wait(), PUSH_EVERY_S)
+                    await asyncio.sleep(SETTLE_S)
+                except TimeoutError:
+                    pass
+                changed.clear()
+                if await request.is_disconnected():
+                    return
+        finally:
+            stop_listening()
+
+    async def _control(self, request: Request, _session: Session) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "the body must be JSON: {\"action\": ..., \"model\"?: ...}"}, 400)
+        action = body.get("action") if isinstance(body, dict) else None
+        if action not in CONTROL_ACTIONS:
+            return JSONResponse({"error": f"action must be one of {', '.join(CONTROL_ACTIONS)}"}, 400)
+        query_id = request.path_params["query_id"]
+        try:
+            outcome = await self._services.queries.control(action, query_id, model=body.get("model"),
+                                                          actor="dashboard")
+        except SwitchboardError as error:
+            return JSONResponse({"error": str(error)}, _STATUS_FOR_CODE.get(error.code, 500))
+        return JSONResponse({"query_id": query_id, "status": outcome.query.status, "effect": outcome.effect})
+
+    async def _search(self, request: Request, _session: Session) -> Response:
+        text = request.query_params.get("q", "").strip()
+        if not text:
+            return JSONResponse({"hits": []})
+        try:
+            hits = await self._services.memory.search_semantic(
+                text, namespace=request.query_params.get("namespace") or None, k=20)
+        except SwitchboardError as error:
+            return JSONResponse({"error": str(error)}, _STATUS_FOR_CODE.get(error.code, 500))
+        return JSONResponse({"hits": [{"namespace": hit.entry.namespace, "key": hit.entry.key,
+                                       "score": round(hit.score, 3), "value": hit.entry.value} for hit in hits]})
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _set_cookie(response: Response, session_id: str) -> None:
+    response.set_cookie(COOKIE, session_id, max_age=int(SESSION_TTL_S), path="/", httponly=True, samesite="strict")
+
+
+def _login_form(problem: str | None) -> str:
+    note = f'<p class="problem">{problem}</p>' if problem else ""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Switchboard: sign in</title>
+<link rel="stylesheet" href="/static/style.css"></head><body class="login"><main>
+<h1>Switchboard</h1>{note}<p>Open the link the server printed, or sign in with its token
+(<code>SWITCHBOARD_HTTP_TOKEN</code>).</p>
+<form method="post" action="/login"><input type="password" name="token" autocomplete="current-password"
+placeholder="token" required autofocus><button type="submit">Sign in</button></form></main></body></html>"""

@@ -1,0 +1,103 @@
+"""What the dashboard shows, gathered in one call, and the last hour of cost and running agents."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any
+
+from server.agents.proc_stats import group_usage
+from server.objects.uploader import SUMMARY_NAMESPACE
+from server.services import Services
+from server.status import status_of
+
+SAMPLE_EVERY_S = 15.0
+HOUR_S = 3600.0
+RECENT_AGENTS = 100
+RECENT_QUERIES = 30
+RECENT_UPLOADS = 20
+TAIL_CHARS = 4000
+
+
+class CostHistory:
+    """Samples of total cost and running agents, every 15 s for the last hour, for the page's chart."""
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[int, float, int]] = deque(maxlen=int(HOUR_S / SAMPLE_EVERY_S) + 1)
+
+    async def sample(self, services: Services) -> None:
+        records = services.agents.records
+        cost = sum(row.cost_usd for row in await records.usage_by_model())
+        running = (await records.counts_by_status()).get("running", 0)
+        self.samples.append((services.clock.now_ms(), round(cost, 6), running))
+
+    @contextlib.asynccontextmanager
+    async def sampling(self, services: Services) -> AsyncIterator[None]:
+        async def forever() -> None:
+            while True:
+                await self.sample(services)
+                await asyncio.sleep(SAMPLE_EVERY_S)
+
+        task = asyncio.create_task(forever(), name="dashboard-history")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def dashboard_state(services: Services, history: CostHistory) -> dict[str, Any]:
+    """Everything the page renders, as JSON-ready data."""
+    snapshot = await status_of(services)
+    records = services.agents.records
+    now = services.clock.now_ms()
+    agents = []
+    for record in await records.recent_agents(RECENT_AGENTS):
+        live = services.agents.live(record.id)
+        current = live.record if live is not None else record
+        usage = await asyncio.to_thread(group_usage, current.pid) if current.pid else None
+        agents.append({
+            "agent_id": current.id, "name": current.name, "type": current.type, "status": current.status,
+            "model": current.model, "pid": current.pid, "tasks_run": current.tasks_run,
+            "cost_usd": round(current.cost_usd, 6), "current_query": current.current_query,
+            "uptime_s": round((now - current.ready_ms) / 1000) if current.ready_ms and not current.ended_ms else None,
+            "cpu_seconds": round(usage.cpu_seconds, 1) if usage else None,
+            "rss_bytes": usage.rss_bytes if usage else None,
+        })
+    active, _, _ = await services.queries.page(include_output=True, limit=200)
+    ended = await services.queries.views(await records.recent_ended_queries(RECENT_QUERIES), include_output=True)
+    queries = [_query(view.record, view.active_ms, view.output_tail, view.log, controllable=services.agents
+                      .live(view.record.agent_id) is not None) for view in [*active, *ended]]
+    uploads = sorted(await services.memory.export_page(namespace=SUMMARY_NAMESPACE),
+                     key=lambda entry: entry.updated_ms, reverse=True)[:RECENT_UPLOADS]
+    return {
+        "status": snapshot.model_dump(),
+        "agents": agents,
+        "queries": queries,
+        "uploads": [{"key": entry.key, "at_ms": entry.updated_ms, **_summary(entry.value)} for entry in uploads],
+        "history": list(history.samples),
+    }
+
+
+def _query(record: Any, active_ms: int | None, tail: str | None, log: Any, *, controllable: bool) -> dict[str, Any]:
+    return {
+        "query_id": record.id, "agent_id": record.agent_id, "status": record.status, "task": record.task[:300],
+        "model": record.model, "permission_mode": record.permission_mode, "active_ms": active_ms,
+        "turns": record.turns, "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
+        "cost_usd": record.cost_usd, "result": (record.result or "")[-TAIL_CHARS:], "error": record.error,
+        "output_tail": (tail or "")[-TAIL_CHARS:], "log": [asdict(event) for event in log or []],
+        "controllable": controllable,
+    }
+
+
+def _summary(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {}
+    listed = value.get("failed")
+    failed: list[Any] = listed if isinstance(listed, list) else []
+    return {"status": value.get("status"), "bucket": value.get("bucket"), "files": value.get("files"),
+            "failed": failed[:20], "bytes": value.get("bytes")}
