@@ -3,6 +3,8 @@ by test_dashboard_browser.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.e2e.stdio_peer import server_env
 from tests.e2e.test_http_server import free_port, start_http, wait_until_listening
 
 TOKEN = "dash-http-token"
@@ -79,3 +82,22 @@ async def test_without_a_token_loopback_hosts_only_and_csrf_for_changes(dashboar
         assert allowed.status_code == 404 and "no query 'query-nope'" in allowed.json()["error"]
         odd = await http.post(url, json={"action": "explode"}, headers={"X-CSRF-Token": csrf})
         assert odd.status_code == 400
+
+
+def test_the_dashboard_command_serves_only_the_dashboard_and_prints_its_url(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "server.cli", "dashboard", "--port", str(port)],
+                               env=server_env(tmp_path / "data"), cwd=Path(__file__).resolve().parents[2],
+                               stdout=subprocess.PIPE, stderr=(tmp_path / "stderr.log").open("wb"), text=True)
+    try:
+        wait_until_listening(process, port)  # type: ignore[arg-type]
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line == f"dashboard: http://127.0.0.1:{port}/\n"
+        with httpx2.Client() as http:
+            assert http.get(f"http://127.0.0.1:{port}/").status_code == 200
+            assert "switchboard_tool_calls_total" not in http.get(f"http://127.0.0.1:{port}/metrics").text
+            assert http.get(f"http://127.0.0.1:{port}/mcp").status_code == 404
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
