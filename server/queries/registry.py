@@ -131,6 +131,11 @@ class QueryRegistry:
             record = await self._supervisor.records.query(query_id)
             if record is None:
                 raise NotFound(f"no query {query_id!r} (query_list with include_history shows the known ones)")
+            if record.status in ACTIVE_QUERY_STATUSES:  # another server sharing the data dir runs it
+                owner = await self._supervisor.records.agent(record.agent_id)
+                where = f" (pid {owner.server_pid})" if owner is not None else ""
+                raise Conflict(f"query {query_id} is {record.status} under another Switchboard server{where} "
+                               f"sharing this data dir; {action} it through that server")
             raise Conflict(f"query {query_id} is {record.status}; {action} needs a query that has not ended")
         agent = self._supervisor.live(active.record.agent_id)
         if agent is None:

@@ -4,6 +4,7 @@ grandchild, checked transitions, execute_command, history across a restart, rule
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -290,3 +291,16 @@ async def test_wait_any_all_and_timeout(tmp_path: Path) -> None:
         assert messages and messages[-1] == "2 of 2 queries ended"
         with pytest.raises(NotFound):
             await services.queries.wait(["query-nope"], mode="all", timeout_s=1)
+
+
+async def test_a_query_of_another_server_on_the_same_data_dir_is_controlled_there(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    settings = agent_settings(tmp_path)
+    async with open_services(settings) as owner, open_services(settings) as other:
+        agent_id = await ready_agent(owner)
+        query = await owner.queries.start(agent_id, f"wait {gate}")
+        with pytest.raises(Conflict, match=f"is (queued|running) under another Switchboard server \\(pid {os.getpid()}\\)"):
+            await other.queries.control("pause", query.id)
+        assert (await other.queries.get(query.id)).status in ("queued", "running")
+        gate.write_text("go")
+        await owner.queries.wait([query.id], mode="all", timeout_s=10)
