@@ -86,7 +86,7 @@ async def status_of(services: Services) -> StatusSnapshot:
         vector_backend=services.settings.vector_backend, vectors=vectors.count() if vectors is not None else 0,
         embedder=vectors.embedder_name if vectors is not None else None,
         agents_by_status=await records.counts_by_status(),
-        live_agents=[_agent_row(_current(services, record), now) for record in await records.live_agents()],
+        live_agents=[_agent_row(current_record(services, record), now) for record in await records.live_agents()],
         queries_by_status=query_counts,
         active_queries=[QueryRow(query_id=view.record.id, agent_id=view.record.agent_id, status=view.record.status,
                                  model=view.record.model, active_ms=view.active_ms, turns=view.record.turns,
@@ -98,7 +98,7 @@ async def status_of(services: Services) -> StatusSnapshot:
     )
 
 
-def _current(services: Services, stored: AgentRecord) -> AgentRecord:
+def current_record(services: Services, stored: AgentRecord) -> AgentRecord:
     """An agent of this process as it is in memory (never behind its row); one of another server
     sharing the data directory as its row says."""
     live = services.agents.live(stored.id)

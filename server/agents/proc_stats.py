@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,29 +19,35 @@ class GroupUsage:
     rss_bytes: int
 
 
-def group_usage(pgid: int) -> GroupUsage | None:
-    """Summed over every live process of the group (the agent and the tools it started); None when
-    the group is gone or /proc is not there."""
-    processes, ticks, pages = 0, 0, 0
+def usage_of_groups(pgids: Collection[int]) -> dict[int, GroupUsage]:
+    """CPU and RSS of each of ``pgids`` that still runs, summed over the group's live processes (the
+    agent and the tools it started), in one scan of /proc: a swarm's agents are sampled together,
+    not with a scan each."""
+    wanted = set(pgids)
+    totals: dict[int, list[int]] = {}  # pgid -> [processes, ticks, pages]
     try:
-        entries = list(_PROC.iterdir())
+        entries = list(_PROC.iterdir()) if wanted else []
     except OSError:
-        return None
+        return {}
     for entry in entries:
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            statm = (entry / "statm").read_text()
         except OSError:
             continue  # exited while we looked
         # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
         fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[2]) != pgid or fields[0] == "Z":
+        pgid = int(fields[2])
+        if pgid not in wanted or fields[0] == "Z":
             continue
-        processes += 1
-        ticks += int(fields[11]) + int(fields[12])
-        pages += int(statm.split()[1])
-    if not processes:
-        return None
-    return GroupUsage(processes=processes, cpu_seconds=ticks / _TICKS, rss_bytes=pages * _PAGE)
+        try:
+            pages = int((entry / "statm").read_text().split()[1])
+        except OSError:
+            continue
+        total = totals.setdefault(pgid, [0, 0, 0])
+        total[0] += 1
+        total[1] += int(fields[11]) + int(fields[12])
+        total[2] += pages
+    return {pgid: GroupUsage(processes=count, cpu_seconds=ticks / _TICKS, rss_bytes=pages * _PAGE)
+            for pgid, (count, ticks, pages) in totals.items()}

@@ -36,7 +36,7 @@ from server.agents.launch import (
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.permissions import decide as decide_permission
 from server.agents.pool import PooledWorker, WarmPool
-from server.agents.proc_stats import group_usage
+from server.agents.proc_stats import usage_of_groups
 from server.agents.process_groups import (
     ProcessIdentity,
     boot_id,
@@ -684,10 +684,9 @@ class Supervisor:
         interval = self.settings.agent_metrics_interval_s
         while True:
             await asyncio.sleep(interval)
-            for agent in list(self._agents.values()):
-                pid = agent.record.pid if agent.session is not None or agent.process is not None else None
-                if pid is None:
-                    continue
-                usage = group_usage(pid)
-                if usage is not None:
-                    self.activity.sample(agent.record, usage, self.clock.now_ms())
+            running = {agent.record.pid: agent for agent in list(self._agents.values())
+                       if agent.record.pid is not None and (agent.session is not None or agent.process is not None)}
+            usage = await asyncio.to_thread(usage_of_groups, list(running))
+            for pid, agent in running.items():
+                if pid in usage:
+                    self.activity.sample(agent.record, usage[pid], self.clock.now_ms())

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
-from server.agents.proc_stats import group_usage
+from server.agents.proc_stats import usage_of_groups
 from server.objects.uploader import SUMMARY_NAMESPACE
 from server.services import Services
-from server.status import status_of
+from server.status import current_record, status_of
 
 SAMPLE_EVERY_S = 15.0
 HOUR_S = 3600.0
@@ -56,10 +56,10 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
     records = services.agents.records
     now = services.clock.now_ms()
     agents = []
-    for record in await records.recent_agents(RECENT_AGENTS):
-        live = services.agents.live(record.id)
-        current = live.record if live is not None else record
-        usage = await asyncio.to_thread(group_usage, current.pid) if current.pid else None
+    recent = [current_record(services, record) for record in await records.recent_agents(RECENT_AGENTS)]
+    usage_by_pid = await asyncio.to_thread(usage_of_groups, [record.pid for record in recent if record.pid])
+    for current in recent:
+        usage = usage_by_pid.get(current.pid) if current.pid else None
         agents.append({
             "agent_id": current.id, "name": current.name, "type": current.type, "status": current.status,
             "model": current.model, "pid": current.pid, "tasks_run": current.tasks_run,
