@@ -15,6 +15,7 @@ from server.services import Services
 from server.status import current_record, status_of
 
 SAMPLE_EVERY_S = 15.0
+MIN_GAP_S = 5.0
 HOUR_S = 3600.0
 RECENT_AGENTS = 100
 RECENT_QUERIES = 30
@@ -23,10 +24,15 @@ TAIL_CHARS = 4000
 
 
 class CostHistory:
-    """Samples of total cost and running agents, every 15 s for the last hour, for the page's chart."""
+    """Samples of total cost and running agents over the last hour, for the page's chart: every 15 s,
+    and within 5 s of a change (so a new swarm shows up at once, without sampling on every event)."""
 
-    def __init__(self) -> None:
-        self.samples: deque[tuple[int, float, int]] = deque(maxlen=int(HOUR_S / SAMPLE_EVERY_S) + 1)
+    def __init__(self, every_s: float = SAMPLE_EVERY_S, min_gap_s: float = MIN_GAP_S) -> None:
+        self._every_s, self._min_gap_s = every_s, min_gap_s
+        self.samples: deque[tuple[int, float, int]] = deque(maxlen=int(HOUR_S / min_gap_s) + 1)
+
+    def last_hour(self, now_ms: int) -> list[tuple[int, float, int]]:
+        return [sample for sample in self.samples if sample[0] >= now_ms - HOUR_S * 1000]
 
     async def sample(self, services: Services) -> None:
         records = services.agents.records
@@ -36,15 +42,24 @@ class CostHistory:
 
     @contextlib.asynccontextmanager
     async def sampling(self, services: Services) -> AsyncIterator[None]:
+        changed = asyncio.Event()
+
         async def forever() -> None:
             while True:
+                changed.clear()
                 await self.sample(services)
-                await asyncio.sleep(SAMPLE_EVERY_S)
+                try:
+                    await asyncio.wait_for(changed.wait(), self._every_s)
+                    await asyncio.sleep(self._min_gap_s)
+                except TimeoutError:
+                    pass
 
+        stop_listening = services.agents.changes.listen(lambda _kind, _ident: changed.set())
         task = asyncio.create_task(forever(), name="dashboard-history")
         try:
             yield
         finally:
+            stop_listening()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -79,7 +94,7 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
         "agents": agents,
         "queries": queries,
         "uploads": [{"key": entry.key, "at_ms": entry.updated_ms, **_summary(entry.value)} for entry in uploads],
-        "history": list(history.samples),
+        "history": history.last_hour(now),
     }
 
 

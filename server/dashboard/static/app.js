@@ -60,7 +60,7 @@ function renderChart(history) {
   const svg = $("#chart");
   svg.replaceChildren();
   if (history.length < 2) {
-    svg.append(svgNode("text", { x: 8, y: 64, fill: "#6b7385", "font-size": 12 }, "collecting samples (one every 15 s)"));
+    svg.append(svgNode("text", { x: 8, y: 64, fill: "#6b7385", "font-size": 12 }, "collecting samples (every 15 s, and soon after each change)"));
     return;
   }
   const start = history[0][0], span = Math.max(history[history.length - 1][0] - start, 1);
