@@ -61,6 +61,7 @@ class ResourceUpdates:
         self._sessions: dict[str, set[ServerSession]] = {}  # resources/subscribe: uri -> sessions
         self._log_sizes: dict[str, int] = {}  # agent id -> output count last announced
         self._status_due = False
+        self._sending: set[asyncio.Task[None]] = set()
         self.services: Services | None = None
 
     def register(self, server: MCPServer[Services]) -> None:
@@ -110,7 +111,9 @@ class ResourceUpdates:
             self._announce(query_uri(ident))
 
     def _announce(self, uri: str) -> None:
-        asyncio.get_running_loop().create_task(self._send(uri), name="resource-updated")
+        task = asyncio.get_running_loop().create_task(self._send(uri), name="resource-updated")
+        self._sending.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._sending.discard)
 
     async def _send(self, uri: str) -> None:
         await self._bus.publish(ResourceUpdated(uri=uri))
