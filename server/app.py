@@ -52,6 +52,9 @@ INSTRUCTIONS = (
 
 
 MCP_PATH = "/mcp"
+# Requests still open this long after a shutdown began are cut (a client's event stream would
+# otherwise hold the server, and its stores, open for good).
+GRACEFUL_SHUTDOWN_S = 10
 METRICS_PATH = "/metrics"
 
 
@@ -168,9 +171,10 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
             dashboard.history.sampling(services), anyio.create_task_group() as tasks:
         dashboard.attach(services)
         app = build_http_app(services, settings, host, dashboard)
-        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
+        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         web = _UvicornLeavingSignalsToUs(config)
-        tasks.start_soon(_stop_on_signal, web)
+        tasks.start_soon(_stop_on_signal, web, dashboard)
         url_host = _url_host(host)
         logger.info("starting streamable HTTP at http://%s:%d%s (auth: %s)", url_host, port, MCP_PATH,
                     "bearer token" if settings.http_token else "none, loopback only")
@@ -200,9 +204,10 @@ async def serve_dashboard(settings: Settings, host: str, port: int) -> None:
             anyio.create_task_group() as tasks:
         dashboard.attach(services)
         config = uvicorn.Config(Starlette(routes=dashboard.routes()), host=host, port=port,
-                                log_level=settings.log_level.lower(), log_config=None)
+                                log_level=settings.log_level.lower(), log_config=None,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         web = _UvicornLeavingSignalsToUs(config)
-        tasks.start_soon(_stop_on_signal, web)
+        tasks.start_soon(_stop_on_signal, web, dashboard)
         print(f"dashboard: {dashboard.sign_in_url(_url_host(host), port)}", flush=True)
         try:
             await web.serve()
@@ -230,11 +235,13 @@ def _rebinding_protection(settings: Settings, url_host: str) -> TransportSecurit
     return loopback_rebinding_protection(url_host)
 
 
-async def _stop_on_signal(web: uvicorn.Server) -> None:
-    """The first signal stops uvicorn gracefully (open requests finish); a second one stops it at once."""
+async def _stop_on_signal(web: uvicorn.Server, dashboard: Dashboard) -> None:
+    """The first signal stops uvicorn gracefully (open requests finish, the dashboard's event streams
+    end); a second one stops it at once."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for received in signals:
             logger.info("received %s; shutting down", signal.Signals(received).name)
+            dashboard.close()
             if web.should_exit:
                 web.force_exit = True
             web.should_exit = True

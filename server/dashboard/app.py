@@ -53,6 +53,11 @@ class Dashboard:
         self._protection = protection
         self.history = history
         self._attached: Services | None = None
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """Ends every open event stream (the server is shutting down)."""
+        self._closing.set()
 
     def attach(self, services: Services) -> None:
         """The open services it shows (set once the stores are open, before it serves)."""
@@ -164,19 +169,21 @@ class Dashboard:
     async def _stream(self, request: Request) -> AsyncIterator[str]:
         changed = asyncio.Event()
         stop_listening = self._services.agents.changes.listen(lambda _kind, _ident: changed.set())
+        closing = asyncio.ensure_future(self._closing.wait())
         try:
-            while True:
+            while not self._closing.is_set():
                 state = await dashboard_state(self._services, self.history)
                 yield f"event: state\ndata: {json.dumps(state, separators=(',', ':'))}\n\n"
-                try:
-                    await asyncio.wait_for(changed.wait(), PUSH_EVERY_S)
+                change = asyncio.ensure_future(changed.wait())
+                await asyncio.wait((change, closing), timeout=PUSH_EVERY_S, return_when=asyncio.FIRST_COMPLETED)
+                change.cancel()
+                if change.done() and not change.cancelled():
                     await asyncio.sleep(SETTLE_S)
-                except TimeoutError:
-                    pass
                 changed.clear()
                 if await request.is_disconnected():
                     return
         finally:
+            closing.cancel()
             stop_listening()
 
     async def _control(self, request: Request, _session: Session) -> Response:

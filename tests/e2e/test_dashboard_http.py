@@ -101,3 +101,21 @@ def test_the_dashboard_command_serves_only_the_dashboard_and_prints_its_url(tmp_
     finally:
         process.terminate()
         assert process.wait(30) == 0
+
+
+async def test_an_open_event_stream_neither_blocks_nor_outlives_a_shutdown(tmp_path: Path) -> None:
+    port = free_port()
+    process = start_http(tmp_path, port)
+    try:
+        wait_until_listening(process, port)
+        async with httpx2.AsyncClient(timeout=30) as http, \
+                http.stream("GET", f"http://127.0.0.1:{port}/api/events") as stream:
+            lines = stream.aiter_lines()
+            assert await anext(lines) == "event: state"
+            assert (await anext(lines)).startswith('data: {"status":')
+            process.terminate()  # with the stream still open
+            assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "memory store closed" in (tmp_path / "stderr.log").read_text()
