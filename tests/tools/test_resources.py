@@ -97,3 +97,23 @@ async def test_subscriptions_listen_announces_a_query_change(settings: Settings,
                         break
         query = json.loads(text_of(await client.read_resource(uri)))
         assert query["status"] == "completed"
+
+
+async def test_an_agents_log_is_announced_when_it_grows(settings: Settings, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    async with Client(build_server(settings), mode="auto") as client:
+        agent = await spawn_with_task(client, f"wait {gate}", wait=False)
+        uri = f"switchboard://agents/{agent['agent_id']}/log"
+        async with client.listen(resource_subscriptions=[uri, "switchboard://status"]) as subscription:
+            gate.write_text("the gate opened")
+            seen: set[str] = set()
+            with anyio.fail_after(10):
+                async for event in subscription:
+                    if isinstance(event, ResourceUpdated):
+                        seen.add(event.uri)
+                    if seen >= {uri, "switchboard://status"}:
+                        break
+        with anyio.fail_after(10):
+            while "opened" not in text_of(await client.read_resource(uri)):
+                await anyio.sleep(0.05)
+        assert text_of(await client.read_resource(uri)) == "waiting\nthe gate opened\n"
