@@ -202,6 +202,8 @@ class QueryEvent:
 _AGENT_COLUMNS = tuple(f.name for f in fields(AgentRecord))
 _QUERY_COLUMNS = tuple(f.name for f in fields(QueryRecord))
 _EVENT_COLUMNS = tuple(f.name for f in fields(QueryEvent))
+_COLUMNS: dict[type[Any], tuple[str, ...]] = {AgentRecord: _AGENT_COLUMNS, QueryRecord: _QUERY_COLUMNS,
+                                              QueryEvent: _EVENT_COLUMNS}
 _JSON_COLUMNS = frozenset({"capabilities", "usage", "detail"})
 
 
@@ -213,6 +215,16 @@ def _from_row(kind: type[Any], columns: Sequence[str], row: Sequence[object]) ->
     values = {name: (json.loads(str(value)) if name in _JSON_COLUMNS and value is not None else value)
               for name, value in zip(columns, row)}
     return kind(**values)
+
+
+def _where(**columns: Sequence[object]) -> tuple[str, list[object]]:
+    """``column IN (...)`` for each column given values (a column given none is not filtered), ANDed."""
+    clauses, params = ["1"], list[object]()
+    for column, values in columns.items():
+        if values:
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    return " AND ".join(clauses), params
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,120 +347,74 @@ class AgentRecords:
     # -- reads ---------------------------------------------------------------------------------
 
     async def agent(self, agent_id: str) -> AgentRecord | None:
-        rows = await fetch_all(self._conn, f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agents WHERE id = ?", (agent_id,))
-        return _from_row(AgentRecord, _AGENT_COLUMNS, rows[0]) if rows else None
+        found = await self._select(AgentRecord, "agents", "id = ?", [agent_id])
+        return found[0] if found else None
 
     async def query(self, query_id: str) -> QueryRecord | None:
-        rows = await fetch_all(self._conn, f"SELECT {', '.join(_QUERY_COLUMNS)} FROM queries WHERE id = ?", (query_id,))
-        return _from_row(QueryRecord, _QUERY_COLUMNS, rows[0]) if rows else None
-
-    async def queries_of(self, agent_id: str) -> list[QueryRecord]:
-        rows = await fetch_all(
-            self._conn, f"SELECT {', '.join(_QUERY_COLUMNS)} FROM queries WHERE agent_id = ? ORDER BY seq", (agent_id,)
-        )
-        return [_from_row(QueryRecord, _QUERY_COLUMNS, row) for row in rows]
+        found = await self._select(QueryRecord, "queries", "id = ?", [query_id])
+        return found[0] if found else None
 
     async def agents_page(
         self, *, statuses: Sequence[str] = (), agent_type: str | None = None, after_seq: int = 0, limit: int = 50
     ) -> tuple[list[AgentRecord], int | None]:
         """Agents in creation order after ``after_seq``; also the seq to continue from (None at the end)."""
-        where = ["seq > ?"]
-        params: list[object] = [after_seq]
-        if statuses:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params.extend(statuses)
-        if agent_type is not None:
-            where.append("type = ?")
-            params.append(agent_type)
-        rows = await fetch_all(
-            self._conn,
-            f"SELECT seq, {', '.join(_AGENT_COLUMNS)} FROM agents WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
-            (*params, limit + 1),
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        agents = [_from_row(AgentRecord, _AGENT_COLUMNS, row[1:]) for row in rows]
-        return agents, (int(str(rows[-1][0])) if more and rows else None)
+        where, params = _where(status=statuses, type=[agent_type] if agent_type is not None else [])
+        return await self._page(AgentRecord, "agents", where, params, after_seq, limit)
 
     async def recent_agents(self, limit: int) -> list[AgentRecord]:
         """The ``limit`` newest agents, newest first."""
-        rows = await fetch_all(self._conn, f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agents ORDER BY seq DESC LIMIT ?",
-                               (limit,))
-        return [_from_row(AgentRecord, _AGENT_COLUMNS, row) for row in rows]
+        return await self._select(AgentRecord, "agents", "1", [], order="seq DESC", limit=limit)
 
     async def recent_ended_queries(self, limit: int) -> list[QueryRecord]:
         """The ``limit`` newest queries that have ended, newest first."""
-        marks = ",".join("?" * len(ENDED_QUERY_STATUSES))
-        rows = await fetch_all(
-            self._conn,
-            f"SELECT {', '.join(_QUERY_COLUMNS)} FROM queries WHERE status IN ({marks}) ORDER BY seq DESC LIMIT ?",
-            (*ENDED_QUERY_STATUSES, limit),
-        )
-        return [_from_row(QueryRecord, _QUERY_COLUMNS, row) for row in rows]
+        where, params = _where(status=ENDED_QUERY_STATUSES)
+        return await self._select(QueryRecord, "queries", where, params, order="seq DESC", limit=limit)
 
     async def live_agents(self) -> list[AgentRecord]:
         """Agents recorded as alive (by any server run)."""
-        marks = ",".join("?" * len(LIVE_AGENT_STATUSES))
-        rows = await fetch_all(
-            self._conn,
-            f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agents WHERE status IN ({marks}) ORDER BY seq",
-            LIVE_AGENT_STATUSES,
-        )
-        return [_from_row(AgentRecord, _AGENT_COLUMNS, row) for row in rows]
+        where, params = _where(status=LIVE_AGENT_STATUSES)
+        return await self._select(AgentRecord, "agents", where, params)
 
     async def queries_page(
         self, *, statuses: Sequence[str] = (), agent_id: str | None = None, query_ids: Sequence[str] = (),
         after_seq: int = 0, limit: int = 50,
     ) -> tuple[list[QueryRecord], int | None]:
         """Queries in creation order after ``after_seq``; also the seq to continue from (None at the end)."""
-        where, params = self._query_filter(statuses, agent_id, query_ids)
-        where.append("seq > ?")
-        params.append(after_seq)
-        rows = await fetch_all(
-            self._conn,
-            f"SELECT seq, {', '.join(_QUERY_COLUMNS)} FROM queries WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
-            (*params, limit + 1),
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        queries = [_from_row(QueryRecord, _QUERY_COLUMNS, row[1:]) for row in rows]
-        return queries, (int(str(rows[-1][0])) if more and rows else None)
+        where, params = _where(status=statuses, agent_id=[agent_id] if agent_id is not None else [], id=query_ids)
+        return await self._page(QueryRecord, "queries", where, params, after_seq, limit)
 
     async def query_counts(self, *, agent_id: str | None = None, query_ids: Sequence[str] = ()) -> dict[str, int]:
         """How many queries are in each state (of one agent, or of ``query_ids``, when given)."""
-        where, params = self._query_filter((), agent_id, query_ids)
-        rows = await fetch_all(
-            self._conn, f"SELECT status, COUNT(*) FROM queries WHERE {' AND '.join(where)} GROUP BY status", params)
+        where, params = _where(agent_id=[agent_id] if agent_id is not None else [], id=query_ids)
+        rows = await fetch_all(self._conn, f"SELECT status, COUNT(*) FROM queries WHERE {where} GROUP BY status", params)
         return {str(status): int(str(count)) for status, count in rows}
 
-    @staticmethod
-    def _query_filter(statuses: Sequence[str], agent_id: str | None,
-                      query_ids: Sequence[str]) -> tuple[list[str], list[object]]:
-        where, params = ["1"], list[object]()
-        if statuses:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params.extend(statuses)
-        if agent_id is not None:
-            where.append("agent_id = ?")
-            params.append(agent_id)
-        if query_ids:
-            where.append(f"id IN ({','.join('?' * len(query_ids))})")
-            params.extend(query_ids)
-        return where, params
+    async def _select(self, kind: type[Any], table: str, where: str, params: Sequence[object], *,
+                      order: str = "seq", limit: int = -1) -> list[Any]:
+        columns = _COLUMNS[kind]
+        rows = await fetch_all(
+            self._conn, f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY {order} LIMIT ?",
+            (*params, limit))
+        return [_from_row(kind, columns, row) for row in rows]
+
+    async def _page(self, kind: type[Any], table: str, where: str, params: Sequence[object], after_seq: int,
+                    limit: int) -> tuple[list[Any], int | None]:
+        """One page in creation order after ``after_seq``, and the seq to continue from (None at the end)."""
+        columns = _COLUMNS[kind]
+        rows = await fetch_all(
+            self._conn, f"SELECT seq, {', '.join(columns)} FROM {table} WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",
+            (*params, after_seq, limit + 1))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_from_row(kind, columns, row[1:]) for row in rows], (int(str(rows[-1][0])) if more and rows else None)
 
     async def events_of(self, query_ids: Sequence[str]) -> dict[str, list[QueryEvent]]:
         """The logs of ``query_ids``, oldest first."""
         if not query_ids:
             return {}
-        rows = await fetch_all(
-            self._conn,
-            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM query_events "
-            f"WHERE query_id IN ({','.join('?' * len(query_ids))}) ORDER BY seq",
-            tuple(query_ids),
-        )
+        where, params = _where(query_id=query_ids)
         events: dict[str, list[QueryEvent]] = {}
-        for row in rows:
-            event = _from_row(QueryEvent, _EVENT_COLUMNS, row)
+        for event in await self._select(QueryEvent, "query_events", where, params):
             events.setdefault(event.query_id, []).append(event)
         return events
 
