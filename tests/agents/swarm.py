@@ -9,6 +9,8 @@ from typing import Any
 from server.agents.spawner import AgentSpec, SpawnRequest
 from server.agents.types import AgentType
 from server.config import Settings
+from tests.agents.conftest import MODEL
+from tests.fixtures.messages_api import ScriptedMessagesApi
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXEC_AGENT = FIXTURES / "exec_agent.py"
@@ -17,6 +19,13 @@ EXEC_AGENT = FIXTURES / "exec_agent.py"
 def exec_type(**overrides: Any) -> AgentType:
     """An exec type running tests/fixtures/exec_agent.py with the task as its argument."""
     return AgentType(**{"runtime": "exec", "command": (sys.executable, str(EXEC_AGENT), "{task}"), **overrides})
+
+
+def claude_type(api: ScriptedMessagesApi, home: Path, **overrides: Any) -> AgentType:
+    """A claude type answering to the scripted API (its own HOME), model MODEL, Bash and Read allowed."""
+    fields: dict[str, Any] = {"runtime": "claude", "model": MODEL, "allowed_tools": ("Bash", "Read"),
+                              "env": api.cli_env(home), **overrides}
+    return AgentType.model_validate(fields)
 
 
 def agent_settings(tmp_path: Path, types: dict[str, AgentType] | None = None, **overrides: Any) -> Settings:

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.agents.types import AgentType
 from server.config import Settings
 from server.services import open_services
+from tests.agents.conftest import MODEL
 from tests.agents.groups import eventually, file_size, running_in_group
-from tests.agents.swarm import agent_settings, request, spec
+from tests.agents.swarm import agent_settings, claude_type, request, spec
 from tests.fixtures.messages_api import ScriptedMessagesApi
-
-MODEL = "claude-sonnet-4-5"
 
 
 def claude_settings(tmp_path: Path, api: ScriptedMessagesApi, **type_fields: object) -> Settings:
-    fields: dict[str, object] = {"runtime": "claude", "model": MODEL, "allowed_tools": ("Bash", "Read"),
-                                 "env": api.cli_env(tmp_path / "home"), **type_fields}
-    return agent_settings(tmp_path, {"helper": AgentType.model_validate(fields)})
+    return agent_settings(tmp_path, {"helper": claude_type(api, tmp_path / "home", **type_fields)})
 
 
 async def test_ten_claude_agents_spawn_in_parallel_and_answer(tmp_path: Path, messages_api: ScriptedMessagesApi) -> None:

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from server.agents.process_groups import tagged_processes
-from server.agents.types import AgentType
+from server.agents.records import QueryRecord
 from server.config import Settings
 from server.errors import Conflict, InvalidArgument
 from server.queries.rules import QueryRule
 from server.services import Services, open_services
+from tests.agents.conftest import MODEL
 from tests.agents.groups import eventually, file_size, is_running, running_in_group
-from tests.agents.swarm import agent_settings, request, spec
+from tests.agents.swarm import agent_settings, claude_type, request, spec
 from tests.fixtures.messages_api import (
     Answer,
     ApiError,
@@ -32,7 +33,6 @@ from tests.fixtures.messages_api import (
     default_script,
 )
 
-MODEL = "claude-sonnet-4-5"
 CHEAPER = "claude-haiku-4-5"
 # Not synchronisation: a window of 10 of the loop's 50 ms write periods in which a paused loop's
 # file would grow, and a paused CLI would have sent its next request, if anything still ran.
@@ -40,9 +40,7 @@ QUIET_WINDOW_S = 0.5
 
 
 def settings_for(tmp_path: Path, api: ScriptedMessagesApi, **overrides: object) -> Settings:
-    helper = AgentType(runtime="claude", model=MODEL, allowed_tools=("Bash", "Read"),
-                       env=api.cli_env(tmp_path / "home"))
-    return agent_settings(tmp_path, {"helper": helper}, **overrides)
+    return agent_settings(tmp_path, {"helper": claude_type(api, tmp_path / "home")}, **overrides)
 
 
 def loop(counter: Path, count: int) -> str:
@@ -65,6 +63,17 @@ async def ready_agent(services: Services) -> str:
     (entry,) = (await services.spawner.spawn_many(request(spec("helper", type="helper")))).entries
     assert entry.status == "ready", entry
     return entry.agent_id
+
+
+async def looping(services: Services, counter: Path) -> tuple[str, int, QueryRecord]:
+    """A ready agent running a long Bash loop that appends to ``counter``: its id, its CLI's pid
+    (the leader of its group) and the query, once the loop writes."""
+    agent_id = await ready_agent(services)
+    agent = services.agents.live(agent_id)
+    assert agent is not None and agent.record.pid is not None
+    query = await services.queries.start(agent_id, f"bash: {loop(counter, 2000)}")
+    await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+    return agent_id, agent.record.pid, query
 
 
 async def status_of(services: Services, query_id: str) -> str:
@@ -154,12 +163,7 @@ async def test_terminate_interrupts_and_the_agent_takes_its_next_query(tmp_path:
                                                                        messages_api: ScriptedMessagesApi) -> None:
     counter = tmp_path / "counter.txt"
     async with open_services(settings_for(tmp_path, messages_api)) as services:
-        agent_id = await ready_agent(services)
-        agent = services.agents.live(agent_id)
-        assert agent is not None and agent.record.pid is not None
-        pid = agent.record.pid
-        query = await services.queries.start(agent_id, f"bash: {loop(counter, 2000)}")
-        await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+        agent_id, pid, query = await looping(services, counter)
         ended = await services.queries.control("terminate", query.id, grace_s=5.0)
         assert (ended.detail["by"], ended.detail["agent"]) == ("interrupt", "ready")
         assert await status_of(services, query.id) == "terminated"
@@ -171,19 +175,15 @@ async def test_terminate_interrupts_and_the_agent_takes_its_next_query(tmp_path:
         again = await services.queries.start(agent_id, "reply: still here")
         (done,) = (await services.queries.wait([again.id], mode="all", timeout_s=30)).queries
         assert done.record.result == "still here"
-        assert agent.record.pid == pid and is_running(pid)
+        agent = services.agents.live(agent_id)
+        assert agent is not None and agent.record.pid == pid and is_running(pid)
 
 
 async def test_terminate_unacknowledged_ends_the_work_by_signals(tmp_path: Path,
                                                                 messages_api: ScriptedMessagesApi) -> None:
     counter = tmp_path / "counter.txt"
     async with open_services(settings_for(tmp_path, messages_api)) as services:
-        agent_id = await ready_agent(services)
-        agent = services.agents.live(agent_id)
-        assert agent is not None and agent.record.pid is not None
-        pgid = agent.record.pid
-        query = await services.queries.start(agent_id, f"bash: {loop(counter, 2000)}")
-        await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
+        agent_id, pgid, query = await looping(services, counter)
         tools = [pid for pid in tagged_processes([agent_id]) if pid not in running_in_group(pgid)]
         assert tools, "the Bash loop runs outside the CLI's group"
         # A grace far shorter than any answer: the interrupt cannot be acknowledged in time.
@@ -249,8 +249,9 @@ async def test_cost_and_latency_rules_fire_once_each(tmp_path: Path) -> None:
         return default_script(request)
 
     with ScriptedMessagesApi(script) as api:
-        base = {"runtime": "claude", "model": MODEL, "allowed_tools": ("Bash",), "env": api.cli_env(tmp_path / "home")}
-        types = {"spender": AgentType.model_validate(base), "laggard": AgentType.model_validate(base)}
+        home = tmp_path / "home"
+        types = {"spender": claude_type(api, home, allowed_tools=("Bash",)),
+                 "laggard": claude_type(api, home, allowed_tools=("Bash",))}
         rules = [QueryRule(name="pricey", action="pause", max_cost_usd=0.001, agent_type="spender"),
                  QueryRule(name="slow-model", action="change_model", model=CHEAPER, max_turn_latency_s=0.3,
                            agent_type="laggard")]
