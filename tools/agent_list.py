@@ -13,9 +13,9 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from server.agents.records import AgentRecord
-from server.errors import InvalidArgument
+from server.agents.records import LIVE_AGENT_STATUSES, AgentRecord
 from server.services import Services
+from tools.arguments import seq_cursor
 from tools.checked import CheckedTool
 from tools.compact import CompactModel
 from tools.results import structured
@@ -74,9 +74,6 @@ class AgentListResult(CompactModel):
     next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page.")
 
 
-ACTIVE = ("queued", "spawning", "ready", "running", "waiting")
-
-
 async def agent_list(
     ctx: Context[Services, Any],
     status: Annotated[Status | None, Field(description="Only this status; 'active' = queued..waiting.")] = None,
@@ -90,12 +87,8 @@ async def agent_list(
     """
     services: Services = ctx.request_context.lifespan_context
     supervisor = services.agents
-    after = 0
-    if cursor:
-        if not cursor.isdigit():
-            raise InvalidArgument("cursor is not one this tool gave out; pass next_cursor unchanged, or omit it")
-        after = int(cursor)
-    statuses = ACTIVE if status == "active" else (status,) if status else ()
+    after = seq_cursor(cursor)
+    statuses = LIVE_AGENT_STATUSES if status == "active" else (status,) if status else ()
     records, next_seq = await supervisor.records.agents_page(statuses=statuses, agent_type=type or None,
                                                              after_seq=after, limit=limit)
     calls = supervisor.memory_access.calls_by_agent() if supervisor.memory_access is not None else {}

@@ -38,6 +38,15 @@ def aliases(name: str, *others: str) -> AliasChoices:
     return AliasChoices(name, *others)
 
 
+def seq_cursor(cursor: str) -> int:
+    """Where a listing continues: the ``next_cursor`` a previous page gave out (empty: the start)."""
+    if not cursor:
+        return 0
+    if not cursor.isdigit():
+        raise InvalidArgument("cursor is not one this tool gave out; pass next_cursor unchanged, or omit it")
+    return int(cursor)
+
+
 @dataclass(frozen=True)
 class FieldShape:
     """One argument: its own name, every spelling accepted, and the object shape inside it, if any."""

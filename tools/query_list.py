@@ -14,9 +14,8 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from server.errors import InvalidArgument
 from server.services import Services
-from tools.arguments import aliases
+from tools.arguments import aliases, seq_cursor
 from tools.checked import CheckedTool
 from tools.compact import CompactModel
 from tools.query_views import ListedQuery
@@ -52,11 +51,7 @@ async def query_list(
     Errors start with a code: invalid_argument.
     """
     services: Services = ctx.request_context.lifespan_context
-    after = 0
-    if cursor:
-        if not cursor.isdigit():
-            raise InvalidArgument("cursor is not one this tool gave out; pass next_cursor unchanged, or omit it")
-        after = int(cursor)
+    after = seq_cursor(cursor)
     views, next_seq, counts = await services.queries.page(
         include_history=include_history, statuses=(status,) if status else (), agent_id=agent_id,
         query_ids=query_ids or (), include_output=include_output, limit=limit, after_seq=after)
