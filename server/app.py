@@ -158,35 +158,27 @@ async def serve_stdio(settings: Settings) -> None:
 
 
 async def serve_http(settings: Settings, host: str, port: int) -> None:
-    """Serve streamable HTTP at ``http://host:port/mcp``. Off loopback a bearer token is mandatory."""
-    if settings.http_token is None and not is_loopback(host):
-        raise Forbidden(
-            f"refusing to serve HTTP on {host} without a token: set SWITCHBOARD_HTTP_TOKEN, "
-            "or bind to 127.0.0.1"
-        )
+    """Serve streamable HTTP at ``http://host:port/mcp`` (with ``/metrics`` and the dashboard at ``/``).
+    Off loopback a bearer token is mandatory."""
+    _refuse_open_without_token(settings, host, "HTTP")
     # The stores open before the port does, so a start-up refusal is one clear error, and close
     # after uvicorn has stopped serving.
     dashboard = new_dashboard(settings, host)
     async with open_services_or_refuse(settings) as services, agents_wired(services), \
-            dashboard.history.sampling(services), anyio.create_task_group() as tasks:
+            dashboard.history.sampling(services):
         dashboard.attach(services)
-        app = build_http_app(services, settings, host, dashboard)
-        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None,
-                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-        web = _UvicornLeavingSignalsToUs(config)
-        tasks.start_soon(_stop_on_signal, web, dashboard)
-        url_host = _url_host(host)
-        logger.info("starting streamable HTTP at http://%s:%d%s (auth: %s)", url_host, port, MCP_PATH,
+        logger.info("starting streamable HTTP at http://%s:%d%s (auth: %s)", _url_host(host), port, MCP_PATH,
                     "bearer token" if settings.http_token else "none, loopback only")
-        # A sign-in link (one use, ten minutes), like a notebook server's: on stderr, never in a log file.
-        print(f"dashboard: {dashboard.sign_in_url(url_host, port)}", file=sys.stderr, flush=True)
-        try:
-            await web.serve()
-        except SystemExit:  # how uvicorn gives up when it cannot listen; it has logged why
-            web.started = False
-        tasks.cancel_scope.cancel()
-        if not web.started:
-            raise Unavailable(f"cannot serve HTTP on {url_host}:{port}: see the error above")
+        await _serve_web(build_http_app(services, settings, host, dashboard), settings, host, port, dashboard, "HTTP")
+
+
+async def serve_dashboard(settings: Settings, host: str, port: int) -> None:
+    """Only the dashboard (no ``/mcp``), for watching the agents of servers sharing this data dir."""
+    _refuse_open_without_token(settings, host, "the dashboard")
+    dashboard = new_dashboard(settings, host)
+    async with open_services_or_refuse(settings) as services, dashboard.history.sampling(services):
+        dashboard.attach(services)
+        await _serve_web(Starlette(routes=dashboard.routes()), settings, host, port, dashboard, "the dashboard")
 
 
 def new_dashboard(settings: Settings, host: str) -> Dashboard:
@@ -194,28 +186,29 @@ def new_dashboard(settings: Settings, host: str) -> Dashboard:
     return Dashboard(DashboardSessions(token), _rebinding_protection(settings, _url_host(host)), CostHistory())
 
 
-async def serve_dashboard(settings: Settings, host: str, port: int) -> None:
-    """Only the dashboard (no ``/mcp``), for watching the agents of servers sharing this data dir."""
+def _refuse_open_without_token(settings: Settings, host: str, what: str) -> None:
     if settings.http_token is None and not is_loopback(host):
-        raise Forbidden(f"refusing to serve the dashboard on {host} without a token: set SWITCHBOARD_HTTP_TOKEN, "
+        raise Forbidden(f"refusing to serve {what} on {host} without a token: set SWITCHBOARD_HTTP_TOKEN, "
                         "or bind to 127.0.0.1")
-    dashboard = new_dashboard(settings, host)
-    async with open_services_or_refuse(settings) as services, dashboard.history.sampling(services), \
-            anyio.create_task_group() as tasks:
-        dashboard.attach(services)
-        config = uvicorn.Config(Starlette(routes=dashboard.routes()), host=host, port=port,
-                                log_level=settings.log_level.lower(), log_config=None,
-                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-        web = _UvicornLeavingSignalsToUs(config)
+
+
+async def _serve_web(app: ASGIApp, settings: Settings, host: str, port: int, dashboard: Dashboard, what: str) -> None:
+    """Runs uvicorn until a signal (see `_stop_on_signal`); raises `Unavailable` if it cannot listen."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    web = _UvicornLeavingSignalsToUs(config)
+    async with anyio.create_task_group() as tasks:
         tasks.start_soon(_stop_on_signal, web, dashboard)
-        print(f"dashboard: {dashboard.sign_in_url(_url_host(host), port)}", flush=True)
+        # A sign-in link (one use, ten minutes), like a notebook server's: on stderr (stdout is no
+        # place for it), never in a log file.
+        print(f"dashboard: {dashboard.sign_in_url(_url_host(host), port)}", file=sys.stderr, flush=True)
         try:
             await web.serve()
-        except SystemExit:
+        except SystemExit:  # how uvicorn gives up when it cannot listen; it has logged why
             web.started = False
         tasks.cancel_scope.cancel()
-        if not web.started:
-            raise Unavailable(f"cannot serve the dashboard on {_url_host(host)}:{port}: see the error above")
+    if not web.started:
+        raise Unavailable(f"cannot serve {what} on {_url_host(host)}:{port}: see the error above")
 
 
 class _UvicornLeavingSignalsToUs(uvicorn.Server):

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -127,20 +128,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     _configure_logging(settings.log_level)
     from server.app import serve_dashboard
 
-    try:
-        anyio.run(serve_dashboard, settings, args.host or settings.http_host, args.port)
-    except SwitchboardError as error:
-        logging.getLogger("switchboard").error("%s", error)
-        return 1
-    except BaseExceptionGroup as group:
-        found = _first_domain_error(group)
-        if found is None:
-            raise
-        logging.getLogger("switchboard").error("%s", found)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return _run_server(serve_dashboard, settings, args.host or settings.http_host, args.port)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -178,11 +166,15 @@ def _serve(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message="can_use_tool will not be invoked for")
     from server.app import serve_http, serve_stdio
 
+    if args.transport == "http":
+        return _run_server(serve_http, settings, args.host or settings.http_host, args.port or settings.http_port)
+    return _run_server(serve_stdio, settings)
+
+
+def _run_server(serve: Callable[..., Awaitable[None]], *args: object) -> int:
+    """Runs a server until it stops: 0, or 1 once a refusal is logged (one line, what to fix)."""
     try:
-        if args.transport == "http":
-            anyio.run(serve_http, settings, args.host or settings.http_host, args.port or settings.http_port)
-        else:
-            anyio.run(serve_stdio, settings)
+        anyio.run(serve, *args)
     except SwitchboardError as error:
         logging.getLogger("switchboard").error("%s", error)
         return 1

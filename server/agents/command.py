@@ -58,14 +58,12 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_for_command(args.data_dir)
     if settings is None:
         return 2
-    if not settings.agents_database_path.exists():
-        print(f"switchboard: no agents on record in {settings.data_dir} (pass --data-dir or set SWITCHBOARD_DATA_DIR)",
-              file=sys.stderr)
-        return 1
     try:
+        if not settings.agents_database_path.exists():
+            raise NotFound(f"no agents on record in {settings.data_dir} (pass --data-dir or set SWITCHBOARD_DATA_DIR)")
         anyio.run(_run, settings, args, sys.stdout)
     except SwitchboardError as error:
-        print(f"switchboard: {error}", file=sys.stderr)
+        sys.stderr.write(f"switchboard: {error}\n")
         return 1
     except KeyboardInterrupt:
         pass

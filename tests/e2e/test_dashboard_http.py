@@ -86,14 +86,13 @@ async def test_without_a_token_loopback_hosts_only_and_csrf_for_changes(dashboar
 
 def test_the_dashboard_command_serves_only_the_dashboard_and_prints_its_url(tmp_path: Path) -> None:
     port = free_port()
+    log = tmp_path / "stderr.log"
     process = subprocess.Popen([sys.executable, "-m", "server.cli", "dashboard", "--port", str(port)],
                                env=server_env(tmp_path / "data"), cwd=Path(__file__).resolve().parents[2],
-                               stdout=subprocess.PIPE, stderr=(tmp_path / "stderr.log").open("wb"), text=True)
+                               stdout=subprocess.PIPE, stderr=log.open("wb"))
     try:
-        wait_until_listening(process, port)  # type: ignore[arg-type]
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line == f"dashboard: http://127.0.0.1:{port}/\n"
+        wait_until_listening(process, port)
+        assert f"dashboard: http://127.0.0.1:{port}/\n" in log.read_text()
         with httpx2.Client() as http:
             assert http.get(f"http://127.0.0.1:{port}/").status_code == 200
             assert "switchboard_tool_calls_total" not in http.get(f"http://127.0.0.1:{port}/metrics").text
@@ -101,6 +100,7 @@ def test_the_dashboard_command_serves_only_the_dashboard_and_prints_its_url(tmp_
     finally:
         process.terminate()
         assert process.wait(30) == 0
+    assert process.stdout is not None and process.stdout.read() == b""  # stdout stays clean
 
 
 async def test_an_open_event_stream_neither_blocks_nor_outlives_a_shutdown(tmp_path: Path) -> None:
