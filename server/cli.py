@@ -15,7 +15,7 @@ import anyio
 
 from server import __version__
 from server.agents import command as agents_command
-from server.config import CONFIG_FILE_ENV, settings_for_command
+from server.config import CONFIG_FILE_ENV, add_data_dir_argument, settings_for_command
 from server.errors import SwitchboardError
 from server.memory import command as memory_command
 from server.objects import command as objects_command
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="HTTP bind address (default SWITCHBOARD_HTTP_HOST or 127.0.0.1); "
                                       "anything but loopback requires SWITCHBOARD_HTTP_TOKEN")
     serve.add_argument("--port", type=int, help="HTTP port (default SWITCHBOARD_HTTP_PORT or 8765)")
-    serve.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+    add_data_dir_argument(serve)
     serve.add_argument("--config", type=Path,
                        help=f"TOML settings file (default ./switchboard.toml; env {CONFIG_FILE_ENV})")
 
@@ -50,18 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what the server holds and runs now: memory, vectors, agents, "
                                                 "queries, cost", epilog="Settings as for `serve`.")
     status.add_argument("--json", action="store_true", help="one JSON object instead of text")
-    status.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+    add_data_dir_argument(status)
     dashboard = commands.add_parser("dashboard", help="serve only the dashboard and print its URL",
                                     description="Serve the dashboard (no /mcp) for the servers sharing this data "
                                                 "dir; with SWITCHBOARD_HTTP_TOKEN the printed URL signs you in once.")
     dashboard.add_argument("--host", help="bind address (default SWITCHBOARD_HTTP_HOST or 127.0.0.1); anything but "
                                           "loopback requires SWITCHBOARD_HTTP_TOKEN")
     dashboard.add_argument("--port", type=int, default=8766, help="port (default 8766)")
-    dashboard.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+    add_data_dir_argument(dashboard)
     doctor = commands.add_parser("doctor", help="check settings, data dir, databases, vector index, object store, "
                                                 "Qdrant, agent executables and Claude credentials",
                                  epilog="One line per check; exits 1 when any fails. Settings as for `serve`.")
-    doctor.add_argument("--data-dir", type=Path, help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+    add_data_dir_argument(doctor)
     commands.add_parser("version", help="print the version")
     return parser
 

@@ -6,6 +6,7 @@ Every default works on a laptop with nothing else installed: data lives in
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -372,6 +373,11 @@ def _split_paths(value: object) -> object:
             return json.loads(text)
         return [part for part in text.split(os.pathsep) if part]
     return value
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser, what: str = "state directory") -> None:
+    """``--data-dir`` for a ``switchboard`` command; `settings_for_command` takes its value."""
+    parser.add_argument("--data-dir", type=Path, help=f"{what} (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
 
 
 def settings_for_command(data_dir: Path | None) -> Settings | None:

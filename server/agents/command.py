@@ -29,7 +29,7 @@ from server.agents.records import (
     AgentRecords,
     QueryRecord,
 )
-from server.config import Settings, settings_for_command
+from server.config import Settings, add_data_dir_argument, settings_for_command
 from server.errors import NotFound, SwitchboardError
 
 FOLLOW_INTERVAL_S = 0.25
@@ -49,8 +49,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
                                                               "until it ends")
     for parser in (agents, queries):
         parser.add_argument("--json", action="store_true", help="one JSON object a line")
-        parser.add_argument("--data-dir", type=Path,
-                            help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+        add_data_dir_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

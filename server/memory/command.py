@@ -24,7 +24,7 @@ import anyio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from server.config import Settings, settings_for_command
+from server.config import Settings, add_data_dir_argument, settings_for_command
 from server.errors import InvalidArgument, SwitchboardError
 from server.memory.models import Entry, ImportedEntry, Skipped
 from server.startup_errors import open_services_or_refuse
@@ -45,8 +45,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     imported.add_argument("file", type=Path, metavar="FILE", help="JSON lines, as `memory export` writes them")
     imported.add_argument("--chunk", type=int, default=CHUNK, help=f"lines per transaction (default {CHUNK})")
     for parser in (export, imported):
-        parser.add_argument("--data-dir", type=Path,
-                            help="state directory (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
+        add_data_dir_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

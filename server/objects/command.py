@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import anyio
 
-from server.config import Settings, settings_for_command
+from server.config import Settings, add_data_dir_argument, settings_for_command
 from server.errors import InvalidArgument, NotFound, SwitchboardError
 from server.objects.from_settings import open_object_store
 from server.objects.naming import check_bucket
@@ -49,9 +49,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="write to FILE (replaced only once the whole object has arrived) instead of stdout")
     for parser in (listing, get):
         parser.add_argument("--bucket", help="default: SWITCHBOARD_S3_BUCKET, or 'local' for the local store")
-        parser.add_argument("--data-dir", type=Path,
-                            help="state directory holding the local store (default SWITCHBOARD_DATA_DIR or "
-                                 "./.switchboard)")
+        add_data_dir_argument(parser, "state directory holding the local store")
 
 
 def run(args: argparse.Namespace) -> int:
