@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from server.agents.claude_runtime import ClaudeSession
 from server.agents.launch import SpawnFailed, agent_environment, make_dirs
 from server.agents.outcome import Usage
 from server.agents.process_groups import (
@@ -37,7 +38,7 @@ from server.agents.process_groups import (
     signal_group,
     signal_processes,
 )
-from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, query_changed
+from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, agent_changed, query_changed
 from server.agents.supervisor import ActiveQuery, Agent, Supervisor
 from server.agents.types import PERMISSION_MODES
 from server.config import Settings
@@ -263,45 +264,36 @@ class QueryRegistry:
             logger.warning("query %s: its work is gone but its end was not recorded in time", active.id)
 
     async def _change_model(self, agent: Agent, active: ActiveQuery, model: str) -> ControlOutcome:
-        query = active.record
-        if query.started_ms is None:  # not started: it starts with this model
-            query.model = model
-            await self._supervisor.records.commit(query_changed(query.id, model=model))
-            return ControlOutcome(query, "now", {"applies": "when it starts"})
-        if agent.session is None:  # exec: each query is a new process, started with the agent's model
-            agent.record.model = model
-            await self._supervisor.records.update_agent(agent.id, model=model)
-            return ControlOutcome(query, "next_query")
-        self._refuse_while_paused(query, "change_model")
-        try:
-            await agent.session.set_model(model)
-        except Exception as error:  # the SDK raises a bare Exception with the CLI's reason
-            raise InvalidArgument(f"Claude Code refused model {model!r}: {error}; nothing was changed") from None
-        query.model = agent.record.model = model
-        await self._supervisor.records.commit(query_changed(query.id, model=model))
-        await self._supervisor.records.update_agent(agent.id, model=model)
-        return ControlOutcome(query, "now")
+        return await self._change(agent, active, "model", model, lambda session: session.set_model(model))
 
     async def _change_permissions(self, agent: Agent, active: ActiveQuery, mode: str) -> ControlOutcome:
-        query = active.record
         self._check_mode(agent, mode)
+        # Once set, Switchboard also answers the agent's permission requests under this mode.
+        return await self._change(agent, active, "permission_mode", mode,
+                                  lambda session: session.set_permission_mode(mode))
+
+    async def _change(self, agent: Agent, active: ActiveQuery, setting: Literal["model", "permission_mode"],
+                      value: str, apply_live: Callable[[ClaudeSession], Awaitable[None]]) -> ControlOutcome:
+        """A query not started yet starts with the new value; an exec agent's next query does (each
+        query is a new process); a claude session gets it live, or nothing changes."""
+        query, records = active.record, self._supervisor.records
         if query.started_ms is None:
-            query.permission_mode = mode
-            await self._supervisor.records.commit(query_changed(query.id, permission_mode=mode))
+            setattr(query, setting, value)
+            await records.commit(query_changed(query.id, **{setting: value}))
             return ControlOutcome(query, "now", {"applies": "when it starts"})
         if agent.session is None:
-            agent.record.permission_mode = mode
-            await self._supervisor.records.update_agent(agent.id, permission_mode=mode)
+            setattr(agent.record, setting, value)
+            await records.commit(agent_changed(agent.id, **{setting: value}))
             return ControlOutcome(query, "next_query")
-        self._refuse_while_paused(query, "change_permissions")
+        self._refuse_while_paused(query, f"change_{'model' if setting == 'model' else 'permissions'}")
         try:
-            await agent.session.set_permission_mode(mode)
-        except Exception as error:
-            raise InvalidArgument(f"Claude Code refused permission mode {mode!r}: {error}; nothing was changed") from None
-        # From here on Switchboard answers the agent's permission requests under this mode too.
-        query.permission_mode = agent.record.permission_mode = mode
-        await self._supervisor.records.commit(query_changed(query.id, permission_mode=mode))
-        await self._supervisor.records.update_agent(agent.id, permission_mode=mode)
+            await apply_live(agent.session)
+        except Exception as error:  # the SDK raises a bare Exception carrying the CLI's reason
+            raise InvalidArgument(f"Claude Code refused {setting.replace('_', ' ')} {value!r}: {error}; "
+                                  "nothing was changed") from None
+        setattr(query, setting, value)
+        setattr(agent.record, setting, value)
+        await records.commit(query_changed(query.id, **{setting: value}), agent_changed(agent.id, **{setting: value}))
         return ControlOutcome(query, "now")
 
     async def _execute(self, agent: Agent, active: ActiveQuery, argv: Sequence[str]) -> ControlOutcome:
