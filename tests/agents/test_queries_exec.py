@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from server.agents.records import QueryRecord
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from server.queries.rules import QueryRule
 from server.services import Services, open_services
@@ -26,6 +27,20 @@ async def ready_agent(services: Services, name: str = "worker", type: str = "wor
     (entry,) = (await services.spawner.spawn_many(request(spec(name, type=type)))).entries
     assert entry.status == "ready", entry
     return entry.agent_id
+
+
+async def looping(services: Services, output: Path) -> tuple[str, QueryRecord, int]:
+    """A ready agent whose query runs a worker and its grandchild appending to ``output``: the agent's
+    id, the query and the worker's process group, once both write."""
+    agent_id = await ready_agent(services)
+    query = await services.queries.start(agent_id, f"loop {output}")
+    agent = services.agents.live(agent_id)
+    assert agent is not None
+    await eventually(lambda: agent.process is not None, "the loop's process starts")
+    assert agent.process is not None
+    pgid = agent.process.pid
+    await eventually(lambda: len(running_in_group(pgid)) == 2 and file_size(output) > 0, "worker and grandchild write")
+    return agent_id, query, pgid
 
 
 def states(pids: list[int]) -> set[str]:
@@ -57,13 +72,7 @@ async def test_a_second_query_waits_queued_for_the_first(tmp_path: Path) -> None
 async def test_pause_freezes_the_worker_and_its_grandchild_and_resume_continues(tmp_path: Path) -> None:
     output = tmp_path / "loop.txt"
     async with open_services(agent_settings(tmp_path)) as services:
-        agent_id = await ready_agent(services)
-        query = await services.queries.start(agent_id, f"loop {output}")
-        agent = services.agents.live(agent_id)
-        await eventually(lambda: agent is not None and agent.process is not None, "the loop's process starts")
-        assert agent is not None and agent.process is not None
-        pgid = agent.process.pid
-        await eventually(lambda: len(running_in_group(pgid)) == 2 and file_size(output) > 0, "worker and grandchild write")
+        agent_id, query, pgid = await looping(services, output)
         pids = running_in_group(pgid)
 
         paused = await services.queries.control("pause", query.id)
@@ -99,13 +108,7 @@ async def test_pause_freezes_the_worker_and_its_grandchild_and_resume_continues(
 async def test_a_paused_query_can_be_terminated(tmp_path: Path) -> None:
     output = tmp_path / "loop.txt"
     async with open_services(agent_settings(tmp_path)) as services:
-        agent_id = await ready_agent(services)
-        query = await services.queries.start(agent_id, f"loop {output}")
-        agent = services.agents.live(agent_id)
-        await eventually(lambda: agent is not None and agent.process is not None and file_size(output) > 0,
-                         "the loop writes")
-        assert agent is not None and agent.process is not None
-        pgid = agent.process.pid
+        _, query, pgid = await looping(services, output)
         await services.queries.control("pause", query.id)
         ended = await services.queries.control("terminate", query.id, grace_s=1.0)
         assert ended.query.status == "terminated"

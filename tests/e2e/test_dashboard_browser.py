@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.agents.groups import file_size, running_in_group, stat_fields
 from tests.agents.swarm import EXEC_AGENT
-from tests.e2e.test_http_server import free_port, start_http, wait_until_listening
+from tests.e2e.test_http_server import free_port, printed_sign_in_link, start_http, wait_until_listening
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
@@ -41,12 +40,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
                          SWITCHBOARD_AGENT_ROOTS=str(tmp_path))
     try:
         wait_until_listening(process, port)
-        log = tmp_path / "stderr.log"
-        deadline = time.monotonic() + 10
-        while "dashboard: " not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling the log against a deadline
-        link = log.read_text().split("dashboard: ", 1)[1].split()[0]
-        yield f"http://127.0.0.1:{port}/mcp", link
+        yield f"http://127.0.0.1:{port}/mcp", printed_sign_in_link(tmp_path / "stderr.log")
     finally:
         process.terminate()
         assert process.wait(30) == 0

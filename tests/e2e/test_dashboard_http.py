@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import httpx2
 import pytest
 
 from tests.e2e.stdio_peer import server_env
-from tests.e2e.test_http_server import free_port, start_http, wait_until_listening
+from tests.e2e.test_http_server import free_port, printed_sign_in_link, start_http, wait_until_listening
 
 TOKEN = "dash-http-token"
 
@@ -25,11 +24,7 @@ def dashboard(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[
     process = start_http(tmp_path, port, **getattr(request, "param", {}))
     try:
         wait_until_listening(process, port)
-        log = tmp_path / "stderr.log"
-        deadline = time.monotonic() + 10
-        while "dashboard: " not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling the log against a deadline
-        yield f"http://127.0.0.1:{port}", log.read_text().split("dashboard: ", 1)[1].split()[0]
+        yield f"http://127.0.0.1:{port}", printed_sign_in_link(tmp_path / "stderr.log")
     finally:
         process.terminate()
         assert process.wait(30) == 0
@@ -92,7 +87,7 @@ def test_the_dashboard_command_serves_only_the_dashboard_and_prints_its_url(tmp_
                                stdout=subprocess.PIPE, stderr=log.open("wb"))
     try:
         wait_until_listening(process, port)
-        assert f"dashboard: http://127.0.0.1:{port}/\n" in log.read_text()
+        assert printed_sign_in_link(log) == f"http://127.0.0.1:{port}/"
         with httpx2.Client() as http:
             assert http.get(f"http://127.0.0.1:{port}/").status_code == 200
             assert "switchboard_tool_calls_total" not in http.get(f"http://127.0.0.1:{port}/metrics").text

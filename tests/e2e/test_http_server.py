@@ -49,6 +49,15 @@ def start_http(tmp_path: Path, port: int, host: str = "127.0.0.1", **env: str) -
     )
 
 
+def printed_sign_in_link(log: Path) -> str:
+    """The dashboard link a server printed on stderr at start (polled for against a deadline)."""
+    deadline = time.monotonic() + 10
+    while "dashboard: " not in log.read_text():
+        assert time.monotonic() < deadline, "the server printed no dashboard link"
+        time.sleep(0.05)
+    return log.read_text().split("dashboard: ", 1)[1].split()[0]
+
+
 @pytest.fixture
 def http_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A server on a free loopback port; parametrise (indirect) with a dict of extra environment variables."""
