@@ -63,11 +63,7 @@ async def test_resources_subscribe_announces_a_query_change(settings: Settings, 
     updated: list[str] = []
 
     async def on_message(message: Any) -> None:
-        if isinstance(message, types.ServerNotification) and isinstance(message, types.ResourceUpdatedNotification):
-            updated.append(str(message.params.uri))
-        elif isinstance(getattr(message, "root", None), types.ResourceUpdatedNotification):
-            updated.append(str(message.root.params.uri))
-        elif isinstance(message, types.ResourceUpdatedNotification):
+        if isinstance(message, types.ResourceUpdatedNotification):
             updated.append(str(message.params.uri))
 
     async with Client(build_server(settings), mode="legacy", message_handler=on_message) as client:
