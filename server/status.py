@@ -70,14 +70,19 @@ class StatusSnapshot(BaseModel):
     upload_batches: int
 
 
-async def status_of(services: Services) -> StatusSnapshot:
-    """The server's state now."""
+async def status_of(services: Services, *, detail: bool = True) -> StatusSnapshot:
+    """The server's state now; without ``detail``, only the totals (no list of live agents and
+    active queries, for a caller that lists them its own way)."""
     now = services.clock.now_ms()
     stats = await services.memory.stats()
     vectors = services.memory.vectors
     records = services.agents.records
     usage = await records.usage_by_model()
-    active, _, query_counts = await services.queries.page(limit=500)
+    if detail:
+        active, _, query_counts = await services.queries.page(limit=500)
+        live = [_agent_row(current_record(services, record), now) for record in await records.live_agents()]
+    else:
+        active, query_counts, live = [], await records.query_counts(), []
     return StatusSnapshot(
         version=__version__, data_dir=str(services.settings.data_dir), at_ms=now,
         memory_entries=stats.total_entries, memory_bytes=stats.total_bytes, database_bytes=stats.database_bytes,
@@ -86,7 +91,7 @@ async def status_of(services: Services) -> StatusSnapshot:
         vector_backend=services.settings.vector_backend, vectors=vectors.count() if vectors is not None else 0,
         embedder=vectors.embedder_name if vectors is not None else None,
         agents_by_status=await records.counts_by_status(),
-        live_agents=[_agent_row(current_record(services, record), now) for record in await records.live_agents()],
+        live_agents=live,
         queries_by_status=query_counts,
         active_queries=[QueryRow(query_id=view.record.id, agent_id=view.record.agent_id, status=view.record.status,
                                  model=view.record.model, active_ms=view.active_ms, turns=view.record.turns,
@@ -142,9 +147,11 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _size(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{count} B"
+    if count < 1024:
+        return f"{count} B"
+    size, unit = count / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, larger
+    return f"{size:.1f} {unit}"

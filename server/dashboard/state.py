@@ -11,6 +11,7 @@ from typing import Any
 
 from server.agents.proc_stats import usage_of_groups
 from server.objects.uploader import SUMMARY_NAMESPACE
+from server.queries.registry import QueryView
 from server.services import Services
 from server.status import current_record, status_of
 
@@ -67,7 +68,7 @@ class CostHistory:
 
 async def dashboard_state(services: Services, history: CostHistory) -> dict[str, Any]:
     """Everything the page renders, as JSON-ready data."""
-    snapshot = await status_of(services)
+    snapshot = await status_of(services, detail=False)  # the page lists agents and queries itself
     records = services.agents.records
     now = services.clock.now_ms()
     agents = []
@@ -85,8 +86,8 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
         })
     active, _, _ = await services.queries.page(include_output=True, limit=200)
     ended = await services.queries.views(await records.recent_ended_queries(RECENT_QUERIES), include_output=True)
-    queries = [_query(view.record, view.active_ms, view.output_tail, view.log, controllable=services.agents
-                      .live(view.record.agent_id) is not None) for view in [*active, *ended]]
+    queries = [_query(view, controllable=services.agents.live(view.record.agent_id) is not None)
+               for view in [*active, *ended]]
     uploads = sorted(await services.memory.export_page(namespace=SUMMARY_NAMESPACE),
                      key=lambda entry: entry.updated_ms, reverse=True)[:RECENT_UPLOADS]
     return {
@@ -98,13 +99,14 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
     }
 
 
-def _query(record: Any, active_ms: int | None, tail: str | None, log: Any, *, controllable: bool) -> dict[str, Any]:
+def _query(view: QueryView, *, controllable: bool) -> dict[str, Any]:
+    record = view.record
     return {
         "query_id": record.id, "agent_id": record.agent_id, "status": record.status, "task": record.task[:300],
-        "model": record.model, "permission_mode": record.permission_mode, "active_ms": active_ms,
+        "model": record.model, "permission_mode": record.permission_mode, "active_ms": view.active_ms,
         "turns": record.turns, "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
         "cost_usd": record.cost_usd, "result": (record.result or "")[-TAIL_CHARS:], "error": record.error,
-        "output_tail": (tail or "")[-TAIL_CHARS:], "log": [asdict(event) for event in log or []],
+        "output_tail": (view.output_tail or "")[-TAIL_CHARS:], "log": [asdict(event) for event in view.log or []],
         "controllable": controllable,
     }
 
