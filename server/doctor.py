@@ -43,7 +43,7 @@ async def diagnose(settings: Settings) -> AsyncIterator[Check]:
         yield await asyncio.to_thread(_integrity, label, path)
     try:
         async with open_services_or_refuse(settings) as services:
-            yield _vectors_consistent(services)
+            yield await _vectors_consistent(services)
             yield await _object_store(services)
             yield await _qdrant(settings)
             for check in _agent_types(services):
@@ -78,17 +78,22 @@ def _integrity(label: str, path: Path) -> Check:
     return Check(label, True, f"{path.name} passes quick_check")
 
 
-def _vectors_consistent(services: Services) -> Check:
+async def _vectors_consistent(services: Services) -> Check:
     vectors = services.memory.vectors
     if vectors is None:
         return Check("vector index", True, "semantic indexing is off")
-    with sqlite3.connect(f"file:{services.settings.database_path}?mode=ro", uri=True, timeout=10) as conn:
-        (rows,) = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()
+    rows = await asyncio.to_thread(_count_rows, services.settings.database_path, "vectors")
     if vectors.count() != rows:
         return Check("vector index", False, f"{vectors.count()} vectors in the index, {rows} in SQLite; restart the "
                                             "server to rebuild the index from SQLite")
     return Check("vector index", True, f"{rows} vectors, as in SQLite ({services.settings.vector_backend}, "
                                        f"{vectors.embedder_name})")
+
+
+def _count_rows(path: Path, table: str) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        (rows,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    return int(rows)
 
 
 async def _object_store(services: Services) -> Check:

@@ -22,7 +22,7 @@ class SharedTaggedScan:
         self._next_tags: set[str] = set()
         self._next_result: asyncio.Future[dict[str, list[int]]] | None = None
         self._runner: asyncio.Task[None] | None = None
-        self.scans = 0  # how many scans ran (for tests and curiosity)
+        self.scans = 0  # how many scans ran: the sharing, observable
 
     async def find(self, tags: Collection[str]) -> list[int]:
         """Running processes carrying one of ``tags``, from a scan that began after this call."""
