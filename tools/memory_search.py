@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field, JsonValue
+from pydantic import Field
 
 from server.errors import InvalidArgument
 from server.memory import Entry, ScoredEntry
@@ -21,6 +21,7 @@ from server.vectors import text_to_embed
 from tools.arguments import aliases
 from tools.checked import CheckedTool
 from tools.compact import CompactModel
+from tools.json_value import JsonValue
 from tools.results import structured
 from tools.timestamps import iso_utc
 from tools.wording import shown
