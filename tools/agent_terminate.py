@@ -12,8 +12,9 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
+from server.agents.supervisor import StopFailed, Supervisor
 from server.errors import InvalidArgument
 from server.services import Services
 from tools.arguments import aliases
@@ -26,7 +27,8 @@ class TerminatedAgent(CompactModel):
     agent_id: str
     name: str
     type: str
-    status: str = Field(description="Its final state: terminated, or how it had already ended.")
+    status: str = Field(description="Its final state: terminated, or how it had already ended; its current one "
+                        "when its processes could not be confirmed gone (then error says why).")
     error: str | None = None
 
 
@@ -39,13 +41,16 @@ async def agent_terminate(
     agent_id: Annotated[str, Field(validation_alias=aliases("agent_id", "agentId"),
                                    description="The agent to end.")] = "",
     type: Annotated[str, Field(description="End every live agent of this type.")] = "",
-    all: Annotated[bool, Field(description="End every live agent.")] = False,
+    # Strict: only a JSON true ends every agent, never "true", 1 or "yes".
+    all: Annotated[StrictBool, Field(description="End every live agent.")] = False,
     grace_s: Annotated[float, Field(ge=0, le=300, validation_alias=aliases("grace_s", "graceS"),
                                     description="Seconds between SIGTERM and SIGKILL.")] = 5.0,
 ) -> Annotated[CallToolResult, AgentTerminateResult]:
     """End agents: agent_id, or every live agent of a type, or all: true (exactly one of them).
     Ends the session, then SIGTERM and, after grace_s, SIGKILL to the process group, tools
     included; a running task ends as terminated. Idempotent: answers each agent's final state.
+    An agent whose processes cannot be confirmed gone is answered with its current status and an
+    error (unavailable: ...); it stays listed and its stop is retried.
     Errors start with a code: invalid_argument, not_found.
     """
     services: Services = ctx.request_context.lifespan_context
@@ -60,12 +65,23 @@ async def agent_terminate(
         if type and type not in supervisor.types:
             supervisor.types.get(type)  # raises, listing the known types
         ids = [agent.id for agent in supervisor.live_agents() if all or agent.record.type == type]
-    records = await asyncio.gather(*(supervisor.terminate(one, grace_s) for one in ids))
-    return structured(AgentTerminateResult(agents=[
-        TerminatedAgent(agent_id=record.id, name=record.name, type=record.type, status=record.status,
-                        **({"error": record.error} if record.error else {}))
-        for record in records
-    ]))
+    answers = await asyncio.gather(*(_terminate_one(supervisor, one, grace_s) for one in ids))
+    return structured(AgentTerminateResult(agents=list(answers)))
+
+
+async def _terminate_one(supervisor: Supervisor, agent_id: str, grace_s: float) -> TerminatedAgent:
+    """One agent's final state; or, when its processes could not be confirmed gone, its state now
+    and why (it stays live and the stop is retried), so one agent's trouble never hides the others'."""
+    try:
+        record = await supervisor.terminate(agent_id, grace_s)
+        error = record.error
+    except StopFailed as failure:
+        live = supervisor.live(agent_id)
+        if live is None:
+            raise
+        record, error = live.record, str(failure)
+    return TerminatedAgent(agent_id=record.id, name=record.name, type=record.type, status=record.status,
+                           **({"error": error} if error else {}))
 
 
 def tool() -> Tool:

@@ -25,6 +25,8 @@ from tools.results import structured
 RESULT_CHARS = 4000
 # claude-flow's priority words.
 PRIORITY_WORDS = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+# Priorities are stored as SQLite integers and only compared: a million either way is room enough.
+PRIORITY_BOUND = 1_000_000
 
 
 class SpawnSpec(BaseModel):
@@ -38,8 +40,8 @@ class SpawnSpec(BaseModel):
     permission_mode: str | None = Field(default=None, validation_alias=aliases("permission_mode", "permissionMode"))
     cwd: str | None = Field(default=None, description="Working directory under the agent roots; default: its own.")
     capabilities: list[str] = Field(default_factory=list)
-    priority: int | Literal["low", "medium", "high", "critical"] = Field(
-        default=0, description="Higher starts first (low..critical = 0..3).")
+    priority: Annotated[int, Field(ge=-PRIORITY_BOUND, le=PRIORITY_BOUND)] | Literal[
+        "low", "medium", "high", "critical"] = Field(default=0, description="Higher starts first (low..critical = 0..3).")
     command: list[str] | None = Field(default=None, description="exec argv; only if the server allows ad-hoc commands.")
 
 
@@ -69,13 +71,20 @@ class SpawnedAgent(CompactModel):
 
 
 class SpawnTotals(BaseModel):
+    """Each requested agent is counted once, by its status at the answer: the counts add up to requested."""
+
     requested: int
-    spawned: int
+    spawned: int = Field(description="Up: ready, running, or its task completed.")
+    queued: int = Field(description="Waiting for a running slot (SWITCHBOARD_AGENT_MAX_RUNNING).")
+    spawning: int = Field(description="Still starting (only when the answer timed out).")
+    waiting: int = Field(description="Waiting for its dependencies' tasks.")
     failed: int
     skipped: int
+    terminated: int
     wall_ms: float
     spawn_ms_sum: float
-    speedup: float | None = Field(description="spawn_ms_sum / wall_ms: what spawning in parallel saved.")
+    spawns_in_flight: float | None = Field(
+        description="spawn_ms_sum / wall_ms: how many agents were starting at once, on average over the call.")
     timed_out: bool
 
 
@@ -88,9 +97,12 @@ class SpawnResult(BaseModel):
         return cls(
             agents=[SpawnedAgent.from_engine(entry) for entry in report.entries],
             totals=SpawnTotals(
-                requested=len(report.entries), spawned=report.spawned, failed=report.failed, skipped=report.skipped,
+                requested=len(report.entries), spawned=report.spawned, queued=report.count("queued"),
+                spawning=report.count("spawning"), waiting=report.count("waiting"), failed=report.count("failed"),
+                skipped=report.count("skipped"), terminated=report.count("terminated"),
                 wall_ms=round(report.wall_ms, 1), spawn_ms_sum=round(report.spawn_ms_total, 1),
-                speedup=round(report.speedup, 2) if report.speedup is not None else None, timed_out=report.timed_out,
+                spawns_in_flight=round(report.spawns_in_flight, 2) if report.spawns_in_flight is not None else None,
+                timed_out=report.timed_out,
             ),
         )
 
@@ -106,15 +118,18 @@ async def agents_spawn_parallel(
     wait: Annotated[bool, Field(description="Answer when every task has ended (else when all are up).")] = False,
     timeout_s: Annotated[float | None, Field(gt=0, le=86400, validation_alias=aliases("timeout_s", "timeoutS", "timeout"),
                                              description="Answer by then with what is known.")] = None,
+    queue: Annotated[bool, Field(description="When the server already runs its most agents at once: wait queued "
+                                 "(true), or refuse the call with at_capacity and spawn nothing (false).")] = True,
 ) -> Annotated[CallToolResult, SpawnResult]:
     """Start real worker agents (Claude Code sessions, or configured commands) in parallel.
 
     The request is checked whole first (unique names, known types, dependencies exist, no cycle,
     cwd allowed); any error spawns nothing. A task starts after its dependencies' tasks completed,
     with their results handed on; dependents of a failed agent are skipped. Answers per agent:
-    agent_id, status (ready|running|waiting|completed|failed|skipped), query_id, error, spawn_ms;
-    with wait, each task's result. Agents keep running after the answer: agent_list, agent_terminate.
-    Errors start with a code: invalid_argument, forbidden, too_large.
+    agent_id, status (queued|ready|running|waiting|completed|failed|skipped), query_id, error, spawn_ms;
+    with wait, each task's result. Beyond the server's running cap agents wait queued (or, with
+    queue: false, the call is refused). Agents keep running after the answer: agent_list,
+    agent_terminate. Errors start with a code: invalid_argument, forbidden, too_large, at_capacity.
     """
     services: Services = ctx.request_context.lifespan_context
     request = SpawnRequest(
@@ -129,6 +144,7 @@ async def agents_spawn_parallel(
         batch_size=batch_size,
         wait=wait,
         timeout_s=timeout_s,
+        queue=queue,
     )
 
     async def progress(done: int, total: int, message: str) -> None:

@@ -60,7 +60,7 @@ class ClaudeLaunch:
     system_prompt: str | None
     allowed_tools: list[str]
     disallowed_tools: list[str]
-    mcp_servers: dict[str, Any] = field(default_factory=dict)
+    mcp_config: Path | None = None  # a 0600 file (`launch.write_mcp_config`): never the token on argv
     setting_sources: list[str] = field(default_factory=list)
 
     @property
@@ -151,13 +151,13 @@ class ClaudeSession:
         return ClaudeAgentOptions(
             cli_path=str(launch.launcher),
             cwd=str(launch.workdir),
-            env={**launch.env, **launcher_env(launch.cli, launch.pid_file)},
+            env={**launch.env, **launcher_env(launch.cli, launch.pid_file, launch.env)},
             model=launch.model,
             permission_mode=launch.permission_mode,  # type: ignore[arg-type]
             system_prompt=system_prompt,
             allowed_tools=launch.allowed_tools,
             disallowed_tools=launch.disallowed_tools,
-            mcp_servers=launch.mcp_servers,
+            mcp_servers=launch.mcp_config if launch.mcp_config is not None else {},
             setting_sources=launch.setting_sources,  # type: ignore[arg-type]
             can_use_tool=self._can_use_tool,
             stderr=self._on_stderr,

@@ -15,8 +15,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from server.agents.capacity import Ticket
 from server.agents.claude_runtime import ClaudeSession
-from server.agents.launch import SpawnFailed
+from server.agents.launch import SpawnFailed, remove_mcp_config
 from server.agents.outcome import OutputTail
 from server.agents.process_groups import end_group, identify
 from server.agents.types import AgentType
@@ -35,6 +36,7 @@ class PooledWorker:
     agent_id: str
     session: ClaudeSession
     tail: OutputTail
+    ticket: Ticket | None  # its place under SWITCHBOARD_AGENT_MAX_RUNNING, handed on to the agent that takes it
 
 
 class WarmPool:
@@ -110,10 +112,17 @@ class WarmPool:
                                                     supervisor.workdir_for(agent_id))
         tail = OutputTail(supervisor.settings.agent_output_tail_bytes)
         session = ClaudeSession(launch, supervisor.permission_decider(agent_id, type_name, agent_type), tail)
-        await session.start(supervisor.settings.agent_spawn_timeout_s)
+        ticket = await supervisor.capacity.take()  # an idle session holds files and memory like a busy one
+        try:
+            await session.start(supervisor.settings.agent_spawn_timeout_s)
+        except BaseException:
+            ticket.release()
+            raise
+        finally:  # the CLI read it as it started: its token stays on disk no longer than that
+            remove_mcp_config(launch.state_dir)
         if session.pid is not None and (identity := identify(session.pid)) is not None:
             (await supervisor.watchdog()).watch(identity.pid, identity.start_time, agent_id)
-        return PooledWorker(agent_id, session, tail)
+        return PooledWorker(agent_id, session, tail, ticket)
 
     async def discard(self, worker: PooledWorker) -> None:
         """Ends an idle worker (its session, group and memory token)."""
@@ -128,6 +137,9 @@ class WarmPool:
             if watchdog is not None:
                 watchdog.forget(pid)
         await closing
+        if worker.ticket is not None:
+            worker.ticket.release()
+            worker.ticket = None
         if self._supervisor.memory_access is not None:
             self._supervisor.memory_access.revoke(worker.agent_id)
 

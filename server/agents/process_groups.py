@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the watchdog imports this module and starts faster without 
 
 log = logging.getLogger(__name__)
 
-GroupEnding = Literal["gone", "terminated", "killed"]
+GroupEnding = Literal["gone", "terminated", "killed", "survived"]
 
 PROC = "/proc"
 # A stat line is a few hundred bytes; the command name inside it is at most 64.
@@ -45,6 +45,8 @@ PGRP_INDEX = 5 - 3
 START_TIME_INDEX = 22 - 3
 # "Z" zombie and "X" dead: the process has exited and runs no code any more.
 EXITED_STATES = frozenset({"Z", "X"})
+# A process's /proc entry that vanished, or that is another user's: skipped by a scan.
+_UNREADABLE = frozenset({errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM})
 # After SIGKILL only a process stuck in uninterruptible sleep (D) can linger; wait this long for it.
 KILL_WAIT_S = 5.0
 
@@ -162,8 +164,8 @@ async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, scan: 
     other callers (without it, each look is a scan of its own).
 
     Returns "gone" when nothing was running, "terminated" when everything ended within the grace
-    period, "killed" when SIGKILL was needed. After SIGKILL it waits up to ``kill_wait_s`` (only a
-    process in uninterruptible sleep can take long), logging if something is left. Polls every
+    period, "killed" when SIGKILL was needed, "survived" when something still ran ``kill_wait_s``
+    after SIGKILL (only a process in uninterruptible sleep can take long; logged). Polls every
     ``poll_s`` with asyncio.sleep, so the event loop never blocks. Zombies do not count: the caller
     may reap the leader before or after this returns.
     """
@@ -191,6 +193,7 @@ async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, scan: 
     if not await _wait_until_ended(pgid, find_strays, kill_wait_s, poll_s):
         members = running_members(pgid)
         log.warning("process group %d still has running members %s %.1f s after SIGKILL", pgid, members, kill_wait_s)
+        return "survived"
     return "killed"
 
 
@@ -245,8 +248,10 @@ def tagged_processes_by_tag(tags: Collection[str]) -> dict[str, list[int]]:
             try:
                 with open(f"{PROC}/{entry.name}/environ", "rb") as source:
                     environ = source.read()
-            except OSError:  # gone, or not ours to read
-                continue
+            except OSError as error:
+                if error.errno in _UNREADABLE:  # gone, or not ours to read
+                    continue
+                raise  # EMFILE and the like: a scan that skipped processes would say they are gone
             for variable in environ.split(b"\0"):
                 if variable.startswith(prefix) and variable[len(prefix):] in wanted:
                     pid = int(entry.name)

@@ -17,13 +17,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from server.agents.capacity import AtCapacity, Ticket
 from server.agents.launch import SpawnFailed
 from server.agents.outcome import TaskOutcome
 from server.agents.pool import PooledWorker
-from server.agents.records import QueryRecord
-from server.agents.supervisor import Agent, Supervisor, new_id
+from server.agents.records import AgentStatus, QueryRecord
+from server.agents.supervisor import Agent, StopFailed, Supervisor, new_id
 from server.agents.types import PERMISSION_MODES, AgentType
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
 
@@ -32,6 +33,17 @@ logger = logging.getLogger(__name__)
 EntryStatus = Literal["queued", "spawning", "ready", "running", "waiting", "completed", "failed", "skipped",
                       "terminated"]
 Progress = Callable[[int, int, str], Awaitable[None]]
+
+
+class Report(Protocol):
+    """Tells the caller about one entry (see `Spawner.spawn_many`)."""
+
+    async def __call__(self, entry: SpawnEntry, message: str, final: bool = False) -> None: ...
+
+# A dependency cycle is named by this many of its agents at most (its start and its end).
+CYCLE_NAMES_SHOWN = 10
+# Longest cwd accepted, in bytes: Linux's PATH_MAX (the kernel refuses longer paths anyway).
+CWD_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,7 @@ class SpawnRequest:
     batch_size: int = 3
     wait: bool = False
     timeout_s: float | None = None
+    queue: bool = True  # at SWITCHBOARD_AGENT_MAX_RUNNING: wait queued (True) or refuse the call (False)
 
 
 @dataclass(slots=True)
@@ -73,10 +86,14 @@ class SpawnEntry:
     result: str | None = None
     turns: int | None = None
     cost_usd: float | None = None
-    # Set once the agent is up (or failed to come up); and once its task (if any) ended.
+    # Set once the agent is up (or queued, waiting, failed to come up); once the caller was told so
+    # (a progress notification); and once its task (if any) ended and the caller was told that too.
     spawned: asyncio.Event = field(default_factory=asyncio.Event)
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     succeeded: bool = False
+    progress_owed: int = 1  # notifications promised: its coming up, and with ``wait`` its task's end
+    progress_sent: int = 0
 
 
 @dataclass(slots=True)
@@ -85,25 +102,21 @@ class SpawnReport:
     wall_ms: float
     timed_out: bool
 
+    def count(self, *statuses: EntryStatus) -> int:
+        return sum(1 for entry in self.entries if entry.status in statuses)
+
     @property
     def spawned(self) -> int:
-        return sum(1 for entry in self.entries if entry.spawn_ms is not None and entry.status not in ("skipped",))
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for entry in self.entries if entry.status == "failed")
-
-    @property
-    def skipped(self) -> int:
-        return sum(1 for entry in self.entries if entry.status == "skipped")
+        """Up, working or done: every status but the ones that have their own count."""
+        return self.count("ready", "running", "completed")
 
     @property
     def spawn_ms_total(self) -> float:
         return sum(entry.spawn_ms or 0.0 for entry in self.entries)
 
     @property
-    def speedup(self) -> float | None:
-        """Sum of spawn times over wall time: how much the parallel spawn saved."""
+    def spawns_in_flight(self) -> float | None:
+        """Sum of spawn times over wall time: how many agents were starting at once, on average."""
         return self.spawn_ms_total / self.wall_ms if self.wall_ms > 0 and self.spawn_ms_total else None
 
 
@@ -152,7 +165,7 @@ class Spawner:
             raise InvalidArgument("; ".join(problems))
         cycle = _find_cycle([item.depends_on_new for item in planned])
         if cycle:
-            raise InvalidArgument("dependency cycle: " + " -> ".join(specs[i].name for i in cycle))
+            raise InvalidArgument("dependency cycle: " + _cycle_text([specs[i].name for i in cycle]))
         return planned
 
     async def _plan_one(self, spec: AgentSpec, index_of: dict[str, int]) -> _Planned:
@@ -189,12 +202,23 @@ class Spawner:
 
     def _allowed_cwd(self, cwd: str) -> Path:
         roots = self._settings.agent_roots
-        path = Path(cwd).expanduser()
-        resolved = (path if path.is_absolute() else roots[0] / path).resolve()
-        if not any(resolved == root.resolve() or resolved.is_relative_to(root.resolve()) for root in roots):
+        if "\x00" in cwd:
+            raise InvalidArgument(f"cwd must not contain a NUL character; got {cwd[:60]!r}")
+        size = len(cwd.encode("utf-8", "surrogateescape"))
+        if size > CWD_MAX_BYTES:
+            raise InvalidArgument(f"cwd is {size} bytes long; at most {CWD_MAX_BYTES} bytes")
+        try:
+            path = Path(cwd).expanduser()
+            resolved = (path if path.is_absolute() else roots[0] / path).resolve()
+            inside = any(resolved == root.resolve() or resolved.is_relative_to(root.resolve()) for root in roots)
+            is_dir = inside and resolved.is_dir()
+        except (OSError, RuntimeError) as error:  # a name over 255 bytes, a symlink loop, an unknown ~user
+            reason = getattr(error, "strerror", None) or str(error)
+            raise InvalidArgument(f"cwd {cwd[:60]!r} is not a usable path ({reason})") from None
+        if not inside:
             raise InvalidArgument(f"cwd {cwd!r} is outside the agent roots ({', '.join(map(str, roots))}; "
                                   "SWITCHBOARD_AGENT_ROOTS)")
-        if not resolved.is_dir():
+        if not is_dir:
             raise InvalidArgument(f"cwd {cwd!r} is not a directory")
         return resolved
 
@@ -204,22 +228,42 @@ class Spawner:
         """Checks the request, starts every agent and its task, and answers when all are up (or,
         with ``wait``, when every task has ended), or when ``timeout_s`` has passed."""
         planned = await self._plan(request)
+        reserved = [] if request.queue else self._reserve_running_slots(planned)
         for item in planned:
             if item.agent_type.pool_size and item.cwd is None and (worker := self._supervisor.pool.take(item.spec.type)):
                 item.worker = worker
                 item.entry.agent_id = worker.agent_id
+            item.entry.progress_owed = 2 if request.wait and item.spec.task else 1
         loop = asyncio.get_running_loop()
         began = loop.time()
-        agents = await asyncio.gather(*(self._record(item) for item in planned))  # committed together
-        events_total = len(planned) + sum(1 for item in planned if item.spec.task)
+        try:
+            agents = await asyncio.gather(*(self._record(item) for item in planned))  # committed together
+        except BaseException:
+            for ticket in reserved:
+                ticket.release()
+            raise
+        for agent, item in zip(agents, planned, strict=True):
+            if reserved and item.worker is None and (agent.agent_type.runtime == "claude" or item.spec.task):
+                agent.ticket = reserved.pop()
+        for ticket in reserved:  # a pool worker (with a slot of its own) was taken instead
+            ticket.release()
+        events_total = sum(item.entry.progress_owed for item in planned)
         events_done = 0
+        answered = False
 
-        async def report(message: str) -> None:
+        async def report(entry: SpawnEntry, message: str, final: bool = False) -> None:
+            """One progress notification about ``entry``: its coming up (queued, waiting, ready,
+            started: the first only), or its end (``final``: whatever it still owes). None after the
+            answer, whose progress token has expired by then."""
             nonlocal events_done
-            events_done += 1
-            if progress is not None:
-                with contextlib.suppress(Exception):
-                    await progress(events_done, events_total, message)
+            steps = entry.progress_owed - entry.progress_sent if final else int(entry.progress_sent == 0)
+            if steps > 0 and not answered:
+                entry.progress_sent += steps
+                events_done += steps
+                if progress is not None:
+                    with contextlib.suppress(Exception):
+                        await progress(events_done, events_total, message)
+            entry.announced.set()
 
         order = sorted(range(len(planned)), key=lambda i: -planned[i].spec.priority)
         batches = [order[start:start + request.batch_size] for start in range(0, len(order), request.batch_size)]
@@ -235,14 +279,40 @@ class Spawner:
             )
         self._supervisor.spawn_background(self._release_batches(batches, released, planned), name="spawn-batches")
 
-        waiting_for = [item.entry.finished if request.wait else item.entry.spawned for item in planned]
+        # Up means told: the answer comes after every notification it promised.
+        waiting_for = [item.entry.finished if request.wait else item.entry.announced for item in planned]
         timed_out = False
         try:
             async with asyncio.timeout(request.timeout_s):
                 await asyncio.gather(*(event.wait() for event in waiting_for))
         except TimeoutError:
             timed_out = True
+        answered = True
         return SpawnReport([item.entry for item in planned], (loop.time() - began) * 1000, timed_out)
+
+    def _reserve_running_slots(self, planned: list[_Planned]) -> list[Ticket]:
+        """For a call that may not queue: a slot under SWITCHBOARD_AGENT_MAX_RUNNING for each agent that
+        runs a process in it (a claude session, an exec task), all now, or `AtCapacity` and none."""
+        pooled: dict[str, int] = {}
+        needed = 0
+        for item in planned:
+            if item.agent_type.runtime != "claude" and not item.spec.task:
+                continue
+            if item.agent_type.pool_size and item.cwd is None:
+                taken = pooled.get(item.spec.type, 0)
+                if taken < self._supervisor.pool.idle_count(item.spec.type):
+                    pooled[item.spec.type] = taken + 1
+                    continue
+            needed += 1
+        cap = self._supervisor.capacity
+        tickets = cap.try_take_many(needed)
+        if tickets is None:
+            raise AtCapacity(
+                f"{needed} agent(s) of this call would run now, but {max(cap.free, 0)} of the server's "
+                f"{cap.limit} running slots are free ({cap.running} running, {cap.waiting} queued; "
+                "SWITCHBOARD_AGENT_MAX_RUNNING): nothing was spawned. Retry later, end agents with agent_terminate, "
+                "or pass queue: true to wait queued")
+        return tickets
 
     async def _record(self, item: _Planned) -> Agent:
         spec, agent_type = item.spec, item.agent_type
@@ -265,9 +335,17 @@ class Spawner:
             released[number].set()
 
     async def _life(self, item: _Planned, agent: Agent, planned: list[_Planned], released: asyncio.Event,
-                    in_flight: asyncio.Semaphore, report: Callable[[str], Awaitable[None]]) -> None:
+                    in_flight: asyncio.Semaphore, report: Report) -> None:
         entry = item.entry
         supervisor = self._supervisor
+
+        async def queued() -> None:
+            entry.status = "queued"
+            entry.spawned.set()
+            cap = supervisor.capacity
+            await report(entry, f"{entry.name} queued: {cap.running} agents running, the most the server runs at "
+                                f"once (SWITCHBOARD_AGENT_MAX_RUNNING={cap.limit})")
+
         try:
             await released.wait()
             reason = self._failed_dependency(item, planned)
@@ -280,6 +358,10 @@ class Spawner:
                 if slot is not None:
                     await slot.acquire()
                     supervisor.hold_slot(agent)
+                if item.worker is None and agent.ticket is None:
+                    agent.ticket = await supervisor.admit(agent, queued)
+                    if agent.ticket is None:
+                        raise SpawnFailed("terminated while it was queued", transient=False)
                 async with in_flight:
                     await supervisor.set_status(agent, "spawning")
                     entry.status = "spawning"
@@ -292,19 +374,20 @@ class Spawner:
                                             spawn_ms=entry.spawn_ms)
                 supervisor.activity.spawned(agent.record)
                 entry.spawned.set()
-                await report(f"{entry.name} ready")
+                await report(entry, f"{entry.name} ready", final=not task)
             elif not task:  # an exec agent has no process until its first task
                 entry.status, entry.spawn_ms = "ready", 0.0
                 await supervisor.set_status(agent, "ready", ready_ms=supervisor.clock.now_ms(), spawn_ms=0.0)
                 supervisor.activity.spawned(agent.record)
                 entry.spawned.set()
-                await report(f"{entry.name} ready")
+                await report(entry, f"{entry.name} ready", final=True)
             elif has_dependencies:  # it is up when its task's process starts, after its dependencies
                 entry.status = "waiting"
                 await supervisor.set_status(agent, "waiting")
                 entry.spawned.set()
+                await report(entry, f"{entry.name} waiting for its dependencies")
             if item.spec.task:
-                await self._run_task(item, agent, planned, in_flight, report)
+                await self._run_task(item, agent, planned, in_flight, report, queued)
             else:
                 entry.succeeded = True
         except SpawnFailed as error:
@@ -317,10 +400,11 @@ class Spawner:
             await self._fail(item, agent, f"internal: {error!r}", report)
         finally:
             entry.spawned.set()
+            entry.announced.set()
             entry.finished.set()
 
     async def _run_task(self, item: _Planned, agent: Agent, planned: list[_Planned], in_flight: asyncio.Semaphore,
-                        report: Callable[[str], Awaitable[None]]) -> None:
+                        report: Report, queued: Callable[[], Awaitable[None]]) -> None:
         entry, spec = item.entry, item.spec
         supervisor = self._supervisor
         inputs = await self._await_dependencies(item, planned)
@@ -348,21 +432,21 @@ class Spawner:
                 in_flight.release()
                 holding = False
 
-            running = asyncio.ensure_future(supervisor.run_task(agent, query, prompt, inputs, started))
+            running = asyncio.ensure_future(supervisor.run_task(agent, query, prompt, inputs, started, queued))
             try:
                 up = asyncio.ensure_future(entry.spawned.wait())
                 await asyncio.wait((running, up), return_when=asyncio.FIRST_COMPLETED)
                 up.cancel()
                 if entry.spawn_ms is not None:  # its process started: the agent is up
                     supervisor.activity.spawned(agent.record)
-                    await report(f"{entry.name} started")
+                    await report(entry, f"{entry.name} started")
                 outcome = await running
             finally:
                 running.cancel()
                 if holding:
                     in_flight.release()
         self._take_outcome(entry, outcome, agent)
-        await report(f"{entry.name} task {entry.status}")
+        await report(entry, f"{entry.name} task {entry.status}", final=True)
 
     def _take_outcome(self, entry: SpawnEntry, outcome: TaskOutcome, agent: Agent) -> None:
         entry.status = "terminated" if agent.terminating else outcome.status
@@ -406,24 +490,32 @@ class Spawner:
         if item.worker is not None and agent.session is None:  # taken from the pool but never adopted
             await self._supervisor.pool.discard(item.worker)
 
-    async def _skip(self, item: _Planned, agent: Agent, reason: str, report: Callable[[str], Awaitable[None]]) -> None:
+    async def _skip(self, item: _Planned, agent: Agent, reason: str, report: Report) -> None:
         await self._give_back_worker(item, agent)
         entry = item.entry
         entry.status, entry.error = "skipped", f"skipped: {reason}"
         if entry.query_id is not None:
             await self._supervisor.close_query(entry.query_id, "skipped", entry.error)
-        await self._supervisor.end(agent, "skipped", self._settings.agent_terminate_grace_s, error=entry.error)
-        await report(f"{entry.name} skipped")
+        await self._end_quietly(agent, "skipped", self._settings.agent_terminate_grace_s, entry.error)
+        await report(entry, f"{entry.name} skipped", final=True)
 
-    async def _fail(self, item: _Planned, agent: Agent, error: str, report: Callable[[str], Awaitable[None]]) -> None:
+    async def _fail(self, item: _Planned, agent: Agent, error: str, report: Report) -> None:
         await self._give_back_worker(item, agent)
         entry = item.entry
         entry.status, entry.error = "failed", error
         if entry.query_id is not None:
             await self._supervisor.close_query(entry.query_id, "failed", error)
-        await self._supervisor.end(agent, "failed", 1.0, error=error)
+        await self._end_quietly(agent, "failed", 1.0, error)
         self._supervisor.activity.spawned(agent.record)
-        await report(f"{entry.name} failed")
+        await report(entry, f"{entry.name} failed", final=True)
+
+    async def _end_quietly(self, agent: Agent, status: AgentStatus, grace_s: float, error: str | None) -> None:
+        """Ends an agent that will not run; one whose processes cannot be confirmed gone stays live
+        (the supervisor retries its stop), which is no reason to fail the others."""
+        try:
+            await self._supervisor.end(agent, status, grace_s, error=error)
+        except StopFailed as failure:
+            logger.warning("agent %s: %s", agent.id, failure.message)
 
 
 def _prompt_with_inputs(task: str, inputs: dict[str, Any] | None) -> str:
@@ -437,23 +529,37 @@ def _prompt_with_inputs(task: str, inputs: dict[str, Any] | None) -> str:
 
 
 def _find_cycle(edges: Sequence[Sequence[int]]) -> list[int] | None:
-    """A dependency cycle as a path of indices (first repeated at the end), or None."""
-    state = [0] * len(edges)  # 0 unvisited, 1 on the stack, 2 done
-    stack: list[int] = []
+    """A dependency cycle as a path of indices (first repeated at the end), or None.
 
-    def visit(node: int) -> list[int] | None:
-        state[node] = 1
-        stack.append(node)
-        for target in edges[node]:
+    A depth-first search with its own stack, not Python's: a chain as long as the per-call limit
+    allows (1,000) would exceed the interpreter's recursion limit."""
+    state = [0] * len(edges)  # 0 unvisited, 1 on the path, 2 done
+    for root in range(len(edges)):
+        if state[root]:
+            continue
+        state[root] = 1
+        path, next_edge = [root], [0]  # the nodes being visited, and which of its edges each follows next
+        while path:
+            node, position = path[-1], next_edge[-1]
+            if position == len(edges[node]):
+                state[node] = 2
+                path.pop()
+                next_edge.pop()
+                continue
+            next_edge[-1] += 1
+            target = edges[node][position]
             if state[target] == 1:
-                return [*stack[stack.index(target):], target]
-            if state[target] == 0 and (found := visit(target)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in range(len(edges)):
-        if state[node] == 0 and (found := visit(node)):
-            return found
+                return [*path[path.index(target):], target]
+            if state[target] == 0:
+                state[target] = 1
+                path.append(target)
+                next_edge.append(0)
     return None
+
+
+def _cycle_text(names: Sequence[str]) -> str:
+    """``a -> b -> a``; a long cycle by its start and end, with its length."""
+    if len(names) <= CYCLE_NAMES_SHOWN:
+        return " -> ".join(names)
+    head, tail = names[:CYCLE_NAMES_SHOWN // 2], names[-(CYCLE_NAMES_SHOWN // 2):]
+    return f"{' -> '.join(head)} -> ... -> {' -> '.join(tail)} ({len(names) - 1} agents)"

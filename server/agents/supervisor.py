@@ -15,23 +15,25 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from server.agents.activity import ActivityLog
+from server.agents.capacity import RunningCap, Ticket, default_max_running
 from server.agents.changes import ChangeFeed
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
 from server.agents.exec_runtime import ExecLaunch, ExecProcess, prepare_files
 from server.agents.launch import (
     SpawnFailed,
-    agent_environment,
     make_dirs,
+    remove_mcp_config,
     resolve_executable,
     write_claude_launcher,
+    write_mcp_config,
 )
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.permissions import decide as decide_permission
@@ -66,12 +68,22 @@ from server.agents.types import MEMORY_TOOLS, AgentType, AgentTypes, render_comm
 from server.agents.watchdog import Watchdog
 from server.clock import Clock
 from server.config import Settings
-from server.errors import NotFound
+from server.errors import NotFound, SwitchboardError
 from server.memory import MemoryStore
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_CLI = "bundled"
+# A stop that cannot confirm the agent's processes ended (EMFILE reading /proc, a process stuck in
+# the kernel) is tried this many times in the call, then again in the background at this interval.
+STOP_ATTEMPTS = 4
+STOP_RETRY_INTERVAL_S = 5.0
+
+
+class StopFailed(SwitchboardError):
+    """An agent's processes could not be confirmed gone; it stays live and the stop is retried."""
+
+    code = "unavailable"
 
 
 class AgentMemoryAccess(Protocol):
@@ -104,7 +116,12 @@ class Agent:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a task runs
     holds_slot: bool = False
+    ticket: Ticket | None = None  # its place under SWITCHBOARD_AGENT_MAX_RUNNING while its processes run
     terminating: bool = False
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one stop attempt at a time
+    stop_error: str | None = None  # why the last stop could not confirm its processes ended
+    stop_retrying: bool = False
     # Its queries run one at a time, in the order they were started (asyncio.Lock is FIFO).
     query_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: ActiveQuery | None = None
@@ -151,6 +168,7 @@ class Supervisor:
         self._closed = False
         self.identity = identify(os.getpid())
         self.boot_id = boot_id()
+        self.capacity = RunningCap(settings.agent_max_running or default_max_running())
         self.pool = WarmPool(self)
         self._sampler = asyncio.create_task(self._sample_metrics(), name="agent-metrics")
 
@@ -259,7 +277,10 @@ class Supervisor:
                     raise SpawnFailed("terminated before it was ready", transient=False)
                 decider = self.permission_decider(agent.id, agent.record.type, agent.agent_type)
                 session = ClaudeSession(await self._claude_launch(agent), decider, agent.tail)
-                await session.start(self.settings.agent_spawn_timeout_s)
+                try:
+                    await session.start(self.settings.agent_spawn_timeout_s)
+                finally:  # the CLI read it as it started: its token stays on disk no longer than that
+                    remove_mcp_config(self.state_dir(agent))
                 agent.session = session
         spawn_ms = (asyncio.get_running_loop().time() - began) * 1000
         await self._adopt(agent, agent.session.pid if agent.session else None)
@@ -270,6 +291,7 @@ class Supervisor:
         permission mode live where they differ from the type's. Answers the time it took in ms."""
         began = asyncio.get_running_loop().time()
         agent.session, agent.tail = worker.session, worker.tail
+        agent.ticket, worker.ticket = worker.ticket, None
         if agent.record.model != agent.agent_type.model:
             await worker.session.set_model(agent.record.model)
         if agent.record.permission_mode != agent.agent_type.permission_mode:
@@ -298,23 +320,24 @@ class Supervisor:
             self._launcher = write_claude_launcher(self.settings.data_dir / "run")
         state_dir = self.workdir_for(agent_id)
         make_dirs(state_dir, workdir)
-        mcp_servers: dict[str, Any] = {}
+        mcp_config: Path | None = None
         allowed = list(agent_type.allowed_tools)
         if self.memory_access is not None and self.settings.agent_shared_memory:
-            mcp_servers["switchboard"] = await self.memory_access.grant(agent_id)
+            servers = {"switchboard": await self.memory_access.grant(agent_id)}
+            mcp_config = await asyncio.to_thread(write_mcp_config, state_dir, servers)
             allowed.extend(tool for tool in MEMORY_TOOLS if tool not in allowed)
         return ClaudeLaunch(
             cli=self.claude_cli(agent_type),
             launcher=self._launcher,
             workdir=workdir,
             state_dir=state_dir,
-            env=agent_environment(agent_id, agent_type.env),
+            env=agent_type.environment(agent_id),
             model=model,
             permission_mode=permission_mode,
             system_prompt=agent_type.system_prompt,
             allowed_tools=allowed,
             disallowed_tools=list(agent_type.disallowed_tools),
-            mcp_servers=mcp_servers,
+            mcp_config=mcp_config,
             setting_sources=list(agent_type.setting_sources),
         )
 
@@ -403,10 +426,12 @@ class Supervisor:
         return list(self._queries.values())
 
     async def run_task(self, agent: Agent, query: QueryRecord, prompt: str, inputs: dict[str, Any] | None,
-                       on_started: Callable[[float], None] | None = None) -> TaskOutcome:
+                       on_started: Callable[[float], None] | None = None,
+                       on_queued: Callable[[], Awaitable[None]] | None = None) -> TaskOutcome:
         """Runs one task to its end, after the agent's earlier ones, and records it. ``on_started``
         gets the spawn time (ms) once its process is up (an exec agent's process start; a claude
-        agent's session is already up)."""
+        agent's session is already up); ``on_queued`` is told when an exec task waits for a slot
+        under SWITCHBOARD_AGENT_MAX_RUNNING."""
         active = self._queries.setdefault(query.id, ActiveQuery(query))
         async with agent.query_lock:
             if active.ended.is_set():  # terminated while it waited its turn (already recorded)
@@ -420,14 +445,43 @@ class Supervisor:
             agent.running = active
             active.tail_mark = agent.tail.total_bytes
             try:
-                return await self._run_task(agent, active, prompt, inputs, on_started)
+                return await self._run_task(agent, active, prompt, inputs, on_started, on_queued)
             finally:
                 agent.running = None
                 agent.idle.set()
 
     async def _run_task(self, agent: Agent, active: ActiveQuery, prompt: str, inputs: dict[str, Any] | None,
-                        on_started: Callable[[float], None] | None) -> TaskOutcome:
+                        on_started: Callable[[float], None] | None,
+                        on_queued: Callable[[], Awaitable[None]] | None) -> TaskOutcome:
         query = active.record
+        if agent.agent_type.runtime != "claude":
+            # An exec task's process counts toward the server's cap while it runs; until a slot is
+            # free the query stays queued (and is ended, never started, if the agent ends meanwhile).
+            ticket = agent.ticket or await self.admit(agent, on_queued)
+            if ticket is None:
+                outcome = TaskOutcome("terminated", error="terminated while it waited for a running slot")
+                await self._finish_query(agent, query, outcome)
+                return outcome
+            agent.ticket = ticket
+            try:
+                await self._mark_running(agent, query)
+                outcome = await self._run_exec(agent, query, prompt, inputs, on_started)
+            finally:
+                if agent.ticket is ticket and agent.process is None:  # its process is gone: the slot is free
+                    ticket.release()
+                    agent.ticket = None
+            await self._finish_query(agent, query, outcome)
+            return outcome
+        await self._mark_running(agent, query)
+        assert agent.session is not None
+        failure = await self._apply_query_settings(agent, query)
+        if on_started is not None:
+            on_started(0.0)
+        outcome = failure or await agent.session.run(prompt)
+        await self._finish_query(agent, query, outcome)
+        return outcome
+
+    async def _mark_running(self, agent: Agent, query: QueryRecord) -> None:
         now = self.clock.now_ms()
         query.status, query.started_ms = "running", now
         agent.record.status, agent.record.current_query = "running", query.id
@@ -435,16 +489,6 @@ class Supervisor:
                                   agent_changed(agent.id, status="running", current_query=query.id))
         self.changes.changed("query", query.id)
         self.changes.changed("agent", agent.id)
-        if agent.agent_type.runtime == "claude":
-            assert agent.session is not None
-            failure = await self._apply_query_settings(agent, query)
-            if on_started is not None:
-                on_started(0.0)
-            outcome = failure or await agent.session.run(prompt)
-        else:
-            outcome = await self._run_exec(agent, query, prompt, inputs, on_started)
-        await self._finish_query(agent, query, outcome)
-        return outcome
 
     async def _apply_query_settings(self, agent: Agent, query: QueryRecord) -> TaskOutcome | None:
         """A claude query started with its own model or permission mode: set live on the session,
@@ -472,7 +516,7 @@ class Supervisor:
         values = {"task": task, "model": query.model or record.model or "",
                   "permission_mode": query.permission_mode or record.permission_mode or "",
                   "agent_id": agent.id, "workdir": str(workdir)}
-        env = agent_environment(agent.id, agent.agent_type.env)
+        env = agent.agent_type.environment(agent.id)
         inputs_path = state_dir / f"inputs-{query.id}.json" if inputs is not None else None
         launch = ExecLaunch(render_command(agent.command, values), workdir, env, state_dir / "output.log")
         # Creating directories and files takes about a millisecond each on a VM's disk: in a thread,
@@ -490,6 +534,9 @@ class Supervisor:
                 log.close()
                 raise
             agent.process = process
+            if agent.terminating:  # ended while it started: end_group below ends it at once
+                process.terminated_by = "agent_terminate"
+                signal_processes([process.pid], signal.SIGKILL)
             spawn_ms = (asyncio.get_running_loop().time() - began) * 1000
             started: dict[str, object] = {}
             identity = identify(process.pid)
@@ -507,11 +554,12 @@ class Supervisor:
                 recorded = self.records.update_agent(agent.id, **started) if started else asyncio.sleep(0)
                 _, outcome = await asyncio.gather(recorded, process.wait())
             finally:
-                agent.process = None
-                record.pid = None
-                watchdog.forget(process.pid)
                 # The task's tools may have left children in its group: they go with it.
-                await end_group(process.pid, 0.5, tag=agent.id, scan=self.stray_scan)
+                ending = await end_group(process.pid, 0.5, tag=agent.id, scan=self.stray_scan)
+                if ending != "survived":
+                    agent.process = None
+                    record.pid = None
+                    watchdog.forget(process.pid)
         return outcome
 
     async def _start_exec(self, launch: ExecLaunch, agent: Agent, log: IO[bytes]) -> ExecProcess:
@@ -584,14 +632,51 @@ class Supervisor:
         await self.end(agent, "terminated", grace_s, error=None if reason == "terminated" else reason)
         return agent.record
 
+    async def admit(self, agent: Agent, on_queued: Callable[[], Awaitable[None]] | None = None) -> Ticket | None:
+        """A slot under SWITCHBOARD_AGENT_MAX_RUNNING for the agent's processes, waiting ``queued`` in
+        line when all are taken (``on_queued`` is told once); None when the agent is ended meanwhile."""
+        ticket = self.capacity.try_take()
+        if ticket is None:
+            if on_queued is not None:
+                await on_queued()
+            taking = asyncio.ensure_future(self.capacity.take())
+            stopping = asyncio.ensure_future(agent.stop_requested.wait())
+            try:
+                await asyncio.wait((taking, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not taking.done():
+                    taking.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await taking
+            ticket = taking.result() if taking.done() and not taking.cancelled() else None
+        if ticket is not None and agent.terminating:
+            ticket.release()
+            return None
+        return ticket
+
     async def end(self, agent: Agent, status: AgentStatus, grace_s: float, *, error: str | None = None) -> None:
-        """Ends a live agent's processes and records its final ``status``."""
-        if agent.terminating:
-            await agent.ended.wait()
-            return
+        """Ends a live agent's processes and records its final ``status``.
+
+        The agent leaves the live set only once its processes are confirmed gone. When that cannot
+        be confirmed (say EMFILE while reading /proc) it raises `StopFailed`: the agent stays live,
+        listed as it is, reachable by agent_terminate, and the stop is retried in the background.
+        """
         agent.terminating = True
-        try:
-            await self._stop_processes(agent, grace_s)
+        agent.stop_requested.set()
+        async with agent.stop_lock:
+            if agent.ended.is_set():
+                return
+            try:
+                await self._stop_until_gone(agent, grace_s)
+            except StopFailed as failure:
+                agent.stop_error = failure.message
+                self._retry_stop_later(agent, status, error)
+                self.changes.changed("agent", agent.id)
+                raise
+            agent.stop_error = None
+            self._release_running(agent)
+            remove_mcp_config(self.state_dir(agent))
             if self.memory_access is not None:
                 agent.record.memory_calls = self.memory_access.calls_by_agent().get(agent.id, 0)
                 self.memory_access.revoke(agent.id)
@@ -604,16 +689,48 @@ class Supervisor:
                 await self.close_query(waiting.id, "terminated", f"terminated: the agent was {status} before it ran")
             await self.set_status(agent, status, ended_ms=self.clock.now_ms(), pid=None, current_query=None,
                                   error=error, memory_calls=agent.record.memory_calls)
-        finally:
-            self._release_slot(agent)
             self._agents.pop(agent.id, None)
             agent.ended.set()
 
+    async def _stop_until_gone(self, agent: Agent, grace_s: float) -> None:
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(STOP_ATTEMPTS),
+                wait=wait_exponential_jitter(multiplier=0.1, max=1.0),
+                retry=retry_if_exception_type((OSError, StopFailed)),
+                reraise=True,
+            ):
+                with attempt:
+                    await self._stop_processes(agent, grace_s)
+        except OSError as error:
+            raise StopFailed(f"could not confirm that agent {agent.id}'s processes ended ({error}); it is still "
+                             f"listed as {agent.record.status} and the stop is retried every "
+                             f"{STOP_RETRY_INTERVAL_S:g} s (agent_terminate again to retry now)") from error
+
+    def _retry_stop_later(self, agent: Agent, status: AgentStatus, error: str | None) -> None:
+        if agent.stop_retrying or self._closed:
+            return
+        agent.stop_retrying = True
+
+        async def retry() -> None:
+            try:
+                while not agent.ended.is_set() and not self._closed:
+                    await asyncio.sleep(STOP_RETRY_INTERVAL_S)
+                    try:
+                        await self.end(agent, status, self.settings.agent_terminate_grace_s, error=error)
+                    except StopFailed as failure:
+                        logger.warning("agent %s: stop retried, still failing: %s", agent.id, failure.message)
+            finally:
+                agent.stop_retrying = False
+
+        self.spawn_background(retry(), name=f"stop-{agent.id}")
+
     async def _stop_processes(self, agent: Agent, grace_s: float) -> None:
+        """Ends the agent's processes; raises `StopFailed` (or the OSError) unless they are gone."""
         watchdog = self._watchdog
         if agent.process is not None:
             agent.process.terminated_by = "agent_terminate"
-            await end_group(agent.process.pid, grace_s, tag=agent.id, scan=self.stray_scan)
+            self._confirm(agent, await end_group(agent.process.pid, grace_s, tag=agent.id, scan=self.stray_scan))
         if agent.session is not None:
             session, leader = agent.session, agent.session.pid
             closing = asyncio.create_task(session.close())
@@ -621,10 +738,29 @@ class Supervisor:
                 async with asyncio.timeout(grace_s):
                     await asyncio.shield(closing)
             if leader is not None:
-                await end_group(leader, grace_s, tag=agent.id, scan=self.stray_scan)
+                self._confirm(agent, await end_group(leader, grace_s, tag=agent.id, scan=self.stray_scan))
                 if watchdog is not None:
                     watchdog.forget(leader)
             await closing
+        elif agent.process is None:  # between tasks, or never started: tools it left behind go too
+            strays = await self.stray_scan.find([agent.id])
+            if strays:
+                signal_processes(strays, signal.SIGKILL)
+                if await self.stray_scan.find([agent.id]):
+                    raise StopFailed(f"processes of agent {agent.id} survived SIGKILL")
+
+    @staticmethod
+    def _confirm(agent: Agent, ending: str) -> None:
+        if ending == "survived":
+            raise StopFailed(f"processes of agent {agent.id} still run after SIGKILL (stuck in the kernel?); "
+                             f"the stop is retried every {STOP_RETRY_INTERVAL_S:g} s")
+
+    def _release_running(self, agent: Agent) -> None:
+        """Gives back the agent's running slots (its type's and the server's) once its processes are gone."""
+        self._release_slot(agent)
+        if agent.ticket is not None:
+            agent.ticket.release()
+            agent.ticket = None
 
     def hold_slot(self, agent: Agent) -> None:
         agent.holds_slot = True

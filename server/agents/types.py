@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from server.agents.launch import agent_environment
 from server.errors import InvalidArgument
 
 Runtime = Literal["claude", "exec"]
@@ -53,6 +54,10 @@ class AgentType(BaseModel):
     allow_bypass_permissions: bool = Field(
         False, description="claude: let a spawn or query_control switch this type's agents to bypassPermissions.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment of this type's processes.")
+    env_passthrough: tuple[str, ...] = Field(
+        (), description="Names of the server's environment variables this type's processes also get (the rest are "
+        "withheld: an agent gets PATH, HOME, LANG, LC_*, TERM, TZ, USER, LOGNAME, SHELL, TMPDIR, and a claude agent "
+        "ANTHROPIC_*, CLAUDE_* and the proxy variables).")
     max_running: int | None = Field(None, ge=1, description="Most agents of this type alive at once; more wait.")
     pool_size: int = Field(0, ge=0, le=64, description="claude: initialised idle workers kept ready.")
     description: str = Field("", description="One line shown when types are listed.")
@@ -76,6 +81,20 @@ class AgentType(BaseModel):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise ValueError(f"env name {name!r} is not a valid environment variable name")
         return env
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _passthrough_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"env_passthrough name {name!r} is not a valid environment variable name")
+            if name.startswith("SWITCHBOARD_"):
+                raise ValueError(f"env_passthrough cannot pass {name}: the server's own settings never reach an agent")
+        return names
+
+    def environment(self, agent_id: str) -> dict[str, str]:
+        """The environment of this type's processes for ``agent_id`` (see `launch.agent_environment`)."""
+        return agent_environment(agent_id, self.runtime, self.env, self.env_passthrough)
 
     @model_validator(mode="after")
     def _runtime_fits(self) -> AgentType:

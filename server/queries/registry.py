@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from server.agents.claude_runtime import ClaudeSession
-from server.agents.launch import SpawnFailed, agent_environment, make_dirs
+from server.agents.launch import SpawnFailed, make_dirs
 from server.agents.outcome import Usage
 from server.agents.process_groups import (
     end_group,
@@ -306,7 +306,7 @@ class QueryRegistry:
         if mode == "plan":
             raise Forbidden(f"query {query.id} is in plan mode, which changes nothing: execute_command is refused "
                             f"(change_permissions first)")
-        env = agent_environment(agent.id, agent.agent_type.env)
+        env = agent.agent_type.environment(agent.id)
         executable = allowed_executable(argv[0], allowlist, env)
         if executable is None:
             raise Forbidden(f"{argv[0]!r} is not on SWITCHBOARD_QUERY_COMMAND_ALLOWLIST (query_command_allowlist: "

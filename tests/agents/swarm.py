@@ -17,8 +17,10 @@ EXEC_AGENT = FIXTURES / "exec_agent.py"
 
 
 def exec_type(**overrides: Any) -> AgentType:
-    """An exec type running tests/fixtures/exec_agent.py with the task as its argument."""
-    return AgentType(**{"runtime": "exec", "command": (sys.executable, str(EXEC_AGENT), "{task}"), **overrides})
+    """An exec type running tests/fixtures/exec_agent.py with the task as its argument; the tests'
+    WORKLOG reaches it through env_passthrough (the rest of the environment is an allowlist)."""
+    return AgentType(**{"runtime": "exec", "command": (sys.executable, str(EXEC_AGENT), "{task}"),
+                        "env_passthrough": ("WORKLOG",), **overrides})
 
 
 def claude_type(api: ScriptedMessagesApi, home: Path, **overrides: Any) -> AgentType:
