@@ -7,25 +7,42 @@
     GET  /api/state                       everything the page shows, and the session's CSRF token
     GET  /api/events                      the same, pushed (text/event-stream) on each change
     POST /api/queries/{query_id}/control  {"action": "pause" | "resume" | "terminate" | "change_model", "model"?}
+                                          (a wrong body: 400, code invalid_argument, naming the field)
     GET  /api/memory/search?q=...&namespace=...
 
 Without a token the server is on loopback, and every route answers only requests whose Host names
 it (as ``/mcp`` does); with one, everything but the sign-in and the static files needs a session.
+Failed sign-ins lock the client's address out for a while (`login_throttle`). Every answer carries
+the headers of a browser-facing app (`SECURITY_HEADERS`): the page runs only its own script and
+style files (it has no inline ones) and is never shown inside a frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Route
+from starlette.types import Message, Receive, Scope, Send
 
+from server.dashboard.bodies import control_request, read_body, sign_in_token
+from server.dashboard.login_throttle import LoginThrottle
 from server.dashboard.sessions import COOKIE, SESSION_TTL_S, DashboardSessions, Session, csrf_ok
 from server.dashboard.state import CostHistory, dashboard_state
 from server.errors import SwitchboardError
@@ -38,8 +55,19 @@ STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
 PUSH_EVERY_S = 5.0      # also without changes: CPU, memory and active times move on their own
 SETTLE_S = 0.1          # changes that come together are pushed together
-CONTROL_ACTIONS = ("pause", "resume", "terminate", "change_model")
-_STATUS_FOR_CODE = {"invalid_argument": 400, "not_found": 404, "conflict": 409, "forbidden": 403, "too_large": 413}
+_STATUS_FOR_CODE = {"invalid_argument": 400, "not_found": 404, "conflict": 409, "forbidden": 403, "too_large": 413,
+                    "unavailable": 503}
+# Scripts, styles, the event stream and the sign-in form: this origin only, and no inline code, so
+# text an agent wrote that ever slipped into the page as markup could still run nothing.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it: no clickjacking the controls
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # a sign-in link's code never leaves in a Referer
+}
+_SECURITY_HEADER_PAIRS = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -48,10 +76,11 @@ class Dashboard:
     """The dashboard of one server: its sessions, its history, its routes."""
 
     def __init__(self, sessions: DashboardSessions, protection: TransportSecuritySettings | None,
-                 history: CostHistory) -> None:
+                 history: CostHistory, login_throttle: LoginThrottle | None = None) -> None:
         self._sessions = sessions
         self._protection = protection
         self.history = history
+        self._throttle = login_throttle or LoginThrottle()
         self._attached: Services | None = None
         self._closing = asyncio.Event()
 
@@ -75,13 +104,13 @@ class Dashboard:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/", self._guarded(self._page, api=False), methods=["GET"]),
-            Route("/login", self._hosted(self._login), methods=["GET", "POST"]),
-            Route("/static/{name}", self._hosted(self._static), methods=["GET"]),
-            Route("/api/state", self._guarded(self._state), methods=["GET"]),
-            Route("/api/events", self._guarded(self._events), methods=["GET"]),
-            Route("/api/queries/{query_id}/control", self._guarded(self._control), methods=["POST"]),
-            Route("/api/memory/search", self._guarded(self._search), methods=["GET"]),
+            _SecuredRoute("/", self._guarded(self._page, api=False), methods=["GET"]),
+            _SecuredRoute("/login", self._hosted(self._login), methods=["GET", "POST"]),
+            _SecuredRoute("/static/{name}", self._hosted(self._static), methods=["GET"]),
+            _SecuredRoute("/api/state", self._guarded(self._state), methods=["GET"]),
+            _SecuredRoute("/api/events", self._guarded(self._events), methods=["GET"]),
+            _SecuredRoute("/api/queries/{query_id}/control", self._guarded(self._control), methods=["POST"]),
+            _SecuredRoute("/api/memory/search", self._guarded(self._search), methods=["GET"]),
         ]
 
     # -- access --------------------------------------------------------------------------------
@@ -128,22 +157,37 @@ class Dashboard:
         return csrf_ok(session, request.headers.get("x-csrf-token"))
 
     async def _login(self, request: Request) -> Response:
-        session_id = None
         if request.method == "POST":
-            form = await request.form()
-            token = form.get("token")
-            session_id = self._sessions.redeem_token(token) if isinstance(token, str) else None
-            if session_id is None:
-                return HTMLResponse(_login_form("That is not this server's token."), 401)
-        elif "code" in request.query_params:
-            session_id = self._sessions.redeem_code(request.query_params["code"])
-            if session_id is None:
-                return HTMLResponse(_login_form("That sign-in link has been used or has expired; sign in with the "
-                                                "token, or restart the dashboard for a new link."), 401)
-        elif not self._sessions.needs_sign_in:
+            try:
+                token = sign_in_token(request.headers.get("content-type", ""), await read_body(request))
+            except SwitchboardError as error:  # not a guess at the token: answered, not counted
+                return HTMLResponse(_login_form(error.message), _STATUS_FOR_CODE.get(error.code, 400))
+            return self._sign_in(request, lambda: self._sessions.redeem_token(token),
+                                 "That is not this server's token.")
+        if "code" in request.query_params:
+            code = request.query_params["code"]
+            return self._sign_in(request, lambda: self._sessions.redeem_code(code),
+                                 "That sign-in link has been used or has expired; sign in with the token, or "
+                                 "restart the dashboard for a new link.")
+        if not self._sessions.needs_sign_in:
             return RedirectResponse("/", 303)
+        return HTMLResponse(_login_form(None))
+
+    def _sign_in(self, request: Request, redeem: Callable[[], str | None], refusal: str) -> Response:
+        """One sign-in attempt, checked only while the client is not locked out. Nothing here awaits,
+        so concurrent guesses from one address cannot all pass the lockout check before any is counted."""
+        client = request.client.host if request.client is not None else "unknown"
+        wait_s = self._throttle.retry_after_s(client)
+        if wait_s:
+            return HTMLResponse(_login_form(f"Too many failed sign-ins from your address: try again in {wait_s} s."),
+                                429, headers={"Retry-After": str(wait_s)})
+        session_id = redeem()
         if session_id is None:
-            return HTMLResponse(_login_form(None))
+            self._throttle.failed(client)
+            if self._throttle.retry_after_s(client):
+                logger.warning("dashboard sign-in: %s is locked out after repeated failures", client)
+            return HTMLResponse(_login_form(refusal), 401)
+        self._throttle.succeeded(client)
         response = RedirectResponse("/", 303)
         _set_cookie(response, session_id)
         return response
@@ -187,19 +231,12 @@ class Dashboard:
             stop_listening()
 
     async def _control(self, request: Request, _session: Session) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body must be JSON: {\"action\": ..., \"model\"?: ...}"}, 400)
-        action = body.get("action") if isinstance(body, dict) else None
-        if action not in CONTROL_ACTIONS:
-            return JSONResponse({"error": f"action must be one of {', '.join(CONTROL_ACTIONS)}"}, 400)
         query_id = request.path_params["query_id"]
         try:
-            outcome = await self._services.queries.control(action, query_id, model=body.get("model"),
-                                                          actor="dashboard")
+            action, model = control_request(await read_body(request))
+            outcome = await self._services.queries.control(action, query_id, model=model, actor="dashboard")
         except SwitchboardError as error:
-            return JSONResponse({"error": str(error)}, _STATUS_FOR_CODE.get(error.code, 500))
+            return _refusal(error)
         return JSONResponse({"query_id": query_id, "status": outcome.query.status, "effect": outcome.effect})
 
     async def _search(self, request: Request, _session: Session) -> Response:
@@ -210,7 +247,7 @@ class Dashboard:
             hits = await self._services.memory.search_semantic(
                 text, namespace=request.query_params.get("namespace") or None, k=20)
         except SwitchboardError as error:
-            return JSONResponse({"error": str(error)}, _STATUS_FOR_CODE.get(error.code, 500))
+            return _refusal(error)
         return JSONResponse({"hits": [{"namespace": hit.entry.namespace, "key": hit.entry.key,
                                        "score": round(hit.score, 3), "value": hit.entry.value} for hit in hits]})
 
@@ -218,12 +255,31 @@ class Dashboard:
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+class _SecuredRoute(Route):
+    """A route every answer of which carries `SECURITY_HEADERS`, a refused method's included."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *_SECURITY_HEADER_PAIRS]}
+            await send(message)
+
+        try:
+            await super().handle(scope, receive, send_secured)
+        except HTTPException as refused:  # how Starlette answers a method the route does not take
+            await PlainTextResponse(refused.detail, refused.status_code, refused.headers)(scope, receive, send_secured)
+
+
+def _refusal(error: SwitchboardError) -> JSONResponse:
+    return JSONResponse({"error": str(error), "code": error.code}, _STATUS_FOR_CODE.get(error.code, 500))
+
+
 def _set_cookie(response: Response, session_id: str) -> None:
     response.set_cookie(COOKIE, session_id, max_age=int(SESSION_TTL_S), path="/", httponly=True, samesite="strict")
 
 
 def _login_form(problem: str | None) -> str:
-    note = f'<p class="problem">{problem}</p>' if problem else ""
+    note = f'<p class="problem">{html.escape(problem, quote=False)}</p>' if problem else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Switchboard: sign in</title>
 <link rel="stylesheet" href="/static/style.css"></head><body class="login"><main>
 <h1>Switchboard</h1>{note}<p>Open the link the server printed, or sign in with its token

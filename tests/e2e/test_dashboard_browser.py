@@ -1,6 +1,7 @@
 """The dashboard in a real browser (headless Chromium, driven by Playwright): sign in with the
 printed link, watch an exec agent's query, pause and resume it from the page and see the state
-change without reloading; a screenshot of each page goes to the test's tmp dir.
+change without reloading, all under the page's Content-Security-Policy (nothing blocked); a
+screenshot of each page goes to the test's tmp dir.
 
 Skipped, with the reason, where no Chromium is installed (`.ci/run` installs Debian's)."""
 
@@ -66,8 +67,14 @@ async def test_pause_and_resume_from_the_page_without_reloading(server: tuple[st
         async with playwright_api.async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = await browser.new_page(viewport={"width": 1280, "height": 800})
-            await page.goto(link)
+            # Chromium reports each thing its Content-Security-Policy blocked on the console.
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            page.on("pageerror", lambda error: console.append(f"uncaught: {error}"))
+            served = await page.goto(link)
             assert page.url.endswith("/")  # the one-time link became a session, then the page
+            assert served is not None
+            assert "default-src 'self'" in (await served.header_value("content-security-policy") or "")
             expect = playwright_api.expect
             await expect(page.locator("#live")).to_have_text("live", timeout=10_000)
             await page.click("nav button[data-tab=queries]")
@@ -96,6 +103,7 @@ async def test_pause_and_resume_from_the_page_without_reloading(server: tuple[st
             await page.click("form#search button")
             await expect(page.locator("#hits")).to_contain_text("bug", timeout=5_000)
             await expect(page.locator(f"tr[data-agent='{agent['agent_id']}'] .status")).to_have_count(1)
+            assert [line for line in console if "Content Security Policy" in line or "uncaught" in line] == []
 
             # Signed out (a fresh context): the API refuses, the page asks to sign in, the used link is spent.
             other = await browser.new_page()

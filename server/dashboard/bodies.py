@@ -1,0 +1,103 @@
+"""The bodies of the dashboard's POSTs (the sign-in form, a query control), read and checked before
+anything acts on them.
+
+A body is read up to a small bound (a token or a model name is a few bytes), and each field is
+checked for its type and value, so a wrong body is answered as the caller's mistake, naming the
+field and what it takes, and nothing has been done.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal, get_args
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+
+from server.errors import InvalidArgument, TooLarge
+
+MAX_BODY_BYTES = 16 * 1024
+MODEL_MAX_CHARS = 200
+FORM_TYPE = "application/x-www-form-urlencoded"  # how the sign-in page posts its form
+
+# What the page offers; change_permissions and execute_command stay with the query_control tool.
+DashboardAction = Literal["pause", "resume", "terminate", "change_model"]
+CONTROL_ACTIONS: tuple[DashboardAction, ...] = get_args(DashboardAction)
+CONTROL_FIELDS = ("action", "model")
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refused with `TooLarge` past `MAX_BODY_BYTES` (the rest is never read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        parts.append(part)
+    return b"".join(parts)
+
+
+def sign_in_token(content_type: str, body: bytes) -> str:
+    """The ``token`` field of the sign-in form ("" when there is none: a wrong token like any other)."""
+    if content_type.split(";", 1)[0].strip().lower() != FORM_TYPE:
+        raise InvalidArgument(f"the sign-in form is posted as {FORM_TYPE}, with a token field")
+    try:
+        fields = parse_qs(body.decode("utf-8"), errors="strict", max_num_fields=10)
+    except ValueError:  # UnicodeDecodeError included, or too many fields
+        raise InvalidArgument("the sign-in form must be UTF-8 form data with one token field") from None
+    tokens = fields.get("token", [""])
+    if len(tokens) != 1:
+        raise InvalidArgument("the sign-in form takes one token field")
+    return tokens[0]
+
+
+def control_request(body: bytes) -> tuple[DashboardAction, str | None]:
+    """The action (and, for change_model, the stripped model) of a control request's JSON body."""
+    fields = _json_object(body)
+    unknown = sorted(set(fields) - set(CONTROL_FIELDS))
+    if unknown:
+        raise InvalidArgument(f"unknown field {', '.join(map(repr, unknown))}: the body takes only action and model")
+    action = fields.get("action")
+    if not isinstance(action, str) or action not in CONTROL_ACTIONS:
+        raise InvalidArgument(f"action must be one of {', '.join(CONTROL_ACTIONS)}; got {_shown(action)}")
+    model = fields.get("model")
+    if action != "change_model":
+        if model is not None:
+            raise InvalidArgument(f"model is for change_model only; {action} takes no model")
+        return action, None
+    if not isinstance(model, str) or not model.strip() or len(model) > MODEL_MAX_CHARS:
+        raise InvalidArgument(f"model must be the name of the model to switch to, a non-empty string of at most "
+                              f"{MODEL_MAX_CHARS} characters; got {_shown(model)}")
+    return action, model.strip()
+
+
+def _json_object(body: bytes) -> dict[str, object]:
+    shape = 'the body must be one JSON object, {"action": ..., "model"?: ...}'
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
+        raise InvalidArgument(f"{shape}; it is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise InvalidArgument(f"{shape}; got {_shown(parsed)}")
+    return parsed
+
+
+def _shown(value: object) -> str:
+    """A JSON value as a message names it: its type, or (for a short string) itself."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"a string of {len(value)} characters"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _too_large() -> TooLarge:
+    return TooLarge(f"the body is over {MAX_BODY_BYTES} bytes, far more than a dashboard request needs")
