@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     add_data_dir_argument(dashboard)
     doctor = commands.add_parser("doctor", help="check settings, data dir, databases, vector index, object store, "
                                                 "Qdrant, agent executables and Claude credentials",
-                                 epilog="One line per check; exits 1 when any fails. Settings as for `serve`.")
+                                 epilog="One line per check: ok, warn (worth fixing; the run still passes) or "
+                                        "FAIL; exits 1 when any fails. Settings as for `serve`.")
     add_data_dir_argument(doctor)
     commands.add_parser("version", help="print the version")
     return parser
@@ -143,12 +144,16 @@ def _doctor(args: argparse.Namespace) -> int:
 
     async def run() -> bool:
         healthy = True
-        # The spinner goes to stderr and vanishes: stdout keeps only the result lines.
+        # The spinner goes to stderr and vanishes: stdout keeps only the result lines. It is stopped
+        # while one is written: while it shows, rich takes over stdout and wraps what is printed at the
+        # terminal's width, breaking a long path over lines.
         with Console(stderr=True).status("checking", spinner="dots") as spinner:
             async for check in diagnose(settings):
                 healthy &= check.ok
-                print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<27} {check.detail}", flush=True)
+                spinner.stop()
+                print(f"{check.verdict:<4} {check.name:<27} {check.detail}", flush=True)
                 spinner.update(f"checked {check.name}")
+                spinner.start()
         return healthy
 
     return 0 if anyio.run(run) else 1

@@ -364,6 +364,16 @@ class Settings(BaseSettings):
     def qdrant_state_path(self) -> Path:
         return self.data_dir / "qdrant-state.json"
 
+    @property
+    def agent_state_root(self) -> Path:
+        """Where each agent's own directory (logs, inputs, default cwd) is made: ``<agent_state_root>/<agent_id>``."""
+        return self.data_dir / "agents"
+
+    @property
+    def run_dir(self) -> Path:
+        """Files the server writes for its own processes (the claude launcher)."""
+        return self.data_dir / "run"
+
 
 def _split_paths(value: object) -> object:
     # From the environment a list of directories arrives as one string: a JSON list, or paths joined like PATH.

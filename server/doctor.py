@@ -1,6 +1,6 @@
-"""`diagnose`: ``switchboard doctor``'s checks, each one line, pass or fail, saying what to fix.
+"""`diagnose`: ``switchboard doctor``'s checks, each one line (ok, warn or FAIL) saying what to fix.
 
-Settings, the data directory, both SQLite databases' integrity, the vector index against its
+Settings, the data directory (writable, and private to its owner), both SQLite databases' integrity, the vector index against its
 rows in SQLite, the object store (S3 with its bucket, or the local directory), Qdrant when it is
 the backend, each agent type's executable, and Claude Code's credentials.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 from server.agents.launch import SpawnFailed, resolve_executable
 from server.config import Settings
 from server.errors import SwitchboardError
+from server.private_files import looser_than_private, make_private_dir
 from server.services import Services
 from server.startup_errors import open_services_or_refuse
 
@@ -30,14 +31,21 @@ REMOTE_TIMEOUT_S = 10.0
 @dataclass(frozen=True, slots=True)
 class Check:
     name: str
-    ok: bool
+    ok: bool  # False fails the run
     detail: str
+    warning: bool = False  # with ok: nothing fails now, but something is worth fixing
+
+    @property
+    def verdict(self) -> str:
+        """``ok``, ``warn`` or ``FAIL``: the line's first word."""
+        return "FAIL" if not self.ok else "warn" if self.warning else "ok"
 
 
 async def diagnose(settings: Settings) -> AsyncIterator[Check]:
     """The checks, in order, each as soon as it is known."""
     yield Check("settings", True, f"valid; data dir {settings.data_dir.absolute()}")
     yield _data_dir_writable(settings.data_dir)
+    yield _data_dir_private(settings.data_dir)
     for label, path in (("memory database", settings.database_path), ("agents database",
                                                                       settings.agents_database_path)):
         yield await asyncio.to_thread(_integrity, label, path)
@@ -55,13 +63,26 @@ async def diagnose(settings: Settings) -> AsyncIterator[Check]:
 
 def _data_dir_writable(data_dir: Path) -> Check:
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".doctor-"):
             pass
     except OSError as error:
         return Check("data dir", False, f"{data_dir} is not writable ({error.strerror}); fix its permissions or set "
                                         "SWITCHBOARD_DATA_DIR")
     return Check("data dir", True, f"{data_dir} writable")
+
+
+def _data_dir_private(data_dir: Path) -> Check:
+    # The server creates it 0700; one made before that, or by hand, may be open to every local user,
+    # who could then read the databases (memory values may hold keys) and the agents' logs.
+    try:
+        loose = looser_than_private(data_dir)
+    except OSError as error:
+        return Check("data dir access", False, f"{data_dir} cannot be examined ({error.strerror})")
+    if loose is None:
+        return Check("data dir access", True, f"{data_dir} is private to its owner")
+    return Check("data dir access", True, f"{data_dir} is mode {loose:04o}: other local users can read the "
+                                          f"databases and logs in it; run `chmod 700 {data_dir}`", warning=True)
 
 
 def _integrity(label: str, path: Path) -> Check:
@@ -158,5 +179,9 @@ def _claude_credentials(settings: Settings) -> Check:
         where = ", ".join([*found, *(f"{name} (agent type env)" for name in typed),
                            *([str(login)] if login.is_file() else [])])
         return Check("claude credentials", True, f"from {where}")
-    return Check("claude credentials", False, "none: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a compatible "
-                                              "API), or run `claude` once to log in; claude agents' tasks fail without")
+    # A warning, not a failure: exec agents need none, and a server may run only those.
+    return Check("claude credentials", True, "none found: claude agents will not be able to call the model until "
+                                             "credentials are set: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for "
+                                             "a compatible API) in the server's environment or the agent type's "
+                                             "env, or run `claude` once to log in; exec agents need none",
+                 warning=True)

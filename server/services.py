@@ -19,6 +19,7 @@ from server.memory import ExpirySweeper, MemoryStore
 from server.metrics import ServerMetrics
 from server.objects import BatchUploader, ObjectStore
 from server.objects.from_settings import build_uploader, open_object_store
+from server.private_files import create_private_file, make_private_dir
 from server.queries.registry import QueryRegistry
 from server.vectors import (
     Embedder,
@@ -53,6 +54,7 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
     order. Each part is closed even when closing another one fails, and even while the
     surrounding task is being cancelled (SIGINT, SIGTERM, end of stdin)."""
     clock = clock or SystemClock()
+    make_private_layout(settings)
     async with contextlib.AsyncExitStack() as parts:
         vectors = build_semantic_index(settings)
         try:
@@ -82,6 +84,18 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
                        uploader=uploader, agents=agents, spawner=Spawner(agents), queries=queries,
                        metrics=ServerMetrics())
+
+
+def make_private_layout(settings: Settings) -> None:
+    """Create the data directory and what the stores fill in it owner-only (0700, the agents
+    database 0600) before any store opens: each store creates what is missing with plain mkdir and
+    connect, which would leave it open to every local user, and keeps what it finds."""
+    make_private_dir(settings.data_dir)
+    for directory in (settings.agent_state_root, settings.run_dir):
+        make_private_dir(directory)
+    if settings.uses_local_object_store:
+        make_private_dir(settings.local_objects_dir)
+    create_private_file(settings.agents_database_path)  # SQLite gives its -wal and -shm the same mode
 
 
 async def _closing_shielded(close: Callable[..., Awaitable[object]], *args: object) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from server.clock import Clock
 from server.config import Settings
 from server.errors import Unavailable
+from server.private_files import make_private_dir
 from server.services import Services, open_services
 
 # Free space below this, next to a failed write, is taken to be why it failed.
@@ -46,7 +47,7 @@ async def open_services_or_refuse(settings: Settings, clock: Clock | None = None
 def check_data_dir(data_dir: Path) -> str | None:
     """Create ``data_dir`` if needed and try to list it and write in it; what went wrong, or None."""
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
     except OSError as error:
         return _explain_os_error(error, data_dir)
     if (problem := _directory_problem(data_dir)) is not None:

@@ -64,6 +64,7 @@ from server.memory.validation import (
 )
 from server.memory.vector_sync import VectorSync
 from server.memory.writer import GroupCommitWriter
+from server.private_files import create_private_file, make_private_dir
 from server.vectors import Hit, SemanticIndex, VectorChange, text_to_embed
 
 logger = logging.getLogger(__name__)
@@ -283,7 +284,8 @@ class MemoryStore:
         """Open (creating and migrating if needed) the database at ``path``. With ``vectors``, the
         vector index is loaded and checked against the stored vectors, or rebuilt from them."""
         limits = MemoryLimits(max_value_bytes, max_ttl_seconds, max_batch_bytes, max_answer_bytes)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
+        create_private_file(path)  # owner-only before SQLite writes a byte (its -wal and -shm follow its mode)
         async with contextlib.AsyncExitStack() as undo:  # what is opened is closed again if a later step fails
             writer_conn = await aiosqlite.connect(path, isolation_level=None)
             undo.push_async_callback(writer_conn.close)

@@ -23,6 +23,7 @@ import anyio.to_thread
 import hnswlib
 import numpy as np
 
+from server.private_files import make_private_dir, write_private_text
 from server.vectors.index import Hit, IndexIdentity, check_matrix, check_query, exact_search
 
 logger = logging.getLogger(__name__)
@@ -127,9 +128,10 @@ class HnswIndex:
             await anyio.to_thread.run_sync(self._save_blocking)
 
     def _save_blocking(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self._path.parent)
         # Per process: servers sharing a data directory must not write into each other's temporary file.
         temporary = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
+        write_private_text(temporary, "")  # hnswlib overwrites it in place, so the index is owner-only throughout
         self._index.save_index(str(temporary))
         _fsync(temporary)
         metadata = {
@@ -144,7 +146,7 @@ class HnswIndex:
         }
         os.replace(temporary, self._path)
         temporary_metadata = self._metadata_path.with_name(f"{self._metadata_path.name}.{os.getpid()}.tmp")
-        temporary_metadata.write_text(json.dumps(metadata), encoding="utf-8")
+        write_private_text(temporary_metadata, json.dumps(metadata))
         _fsync(temporary_metadata)
         os.replace(temporary_metadata, self._metadata_path)
         _fsync(self._path.parent)

@@ -25,6 +25,7 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
 from server.errors import Unavailable
+from server.private_files import make_private_dir, write_private_text
 from server.vectors.index import Hit, IndexIdentity, check_matrix, check_query
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class QdrantIndex:
         if url:
             client = AsyncQdrantClient(url=url, api_key=api_key)
         elif local_path is not None:
+            # Qdrant's files inside take its own modes; an owner-only directory keeps them from other users.
+            make_private_dir(local_path)
             client = AsyncQdrantClient(path=str(local_path))
         else:
             raise Unavailable("the Qdrant backend needs SWITCHBOARD_VECTOR_QDRANT_URL (or a local path)")
@@ -207,10 +210,10 @@ class QdrantIndex:
         """Qdrant keeps the points durable itself; record which embedder filled the collection."""
         state = {"collection": self._collection, "embedder": self._identity.embedder,
                  "dimensions": self._identity.dimensions, "count": self._count}
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self._state_path.parent)
         # Per process: servers sharing a data directory must not write into each other's temporary file.
         temporary = self._state_path.with_name(f"{self._state_path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(state), encoding="utf-8")
+        write_private_text(temporary, json.dumps(state))
         os.replace(temporary, self._state_path)
 
     async def close(self) -> None:
