@@ -1,9 +1,12 @@
 """`ActivityLog`: what agents do, written into shared memory by the engine (not through MCP).
 
-- ``agent-activities`` (7 days): ``agent-<id>-spawn`` when an agent is up or failed to start,
-  ``agent-<id>-complete`` when its latest task ends;
-- ``agent-results`` (7 days): ``agent-<id>-<query_id>``, each task's result, for other agents;
-- ``agent-metrics`` (1 hour): ``agent-<id>``, the latest CPU, RSS and uptime sample.
+- ``agent-activities`` (7 days): ``<agent_id>-spawn`` when an agent is up or failed to start,
+  ``<agent_id>-complete`` when its latest task ends;
+- ``agent-results`` (7 days): ``<agent_id>-<query_id>``, each task's result, for other agents;
+- ``agent-metrics`` (1 hour): ``<agent_id>``, the latest CPU, RSS and uptime sample.
+
+Agent ids already read ``agent-<hex>`` and query ids ``query-<hex>``, so a key is the ids as they are
+(``agent-1a2b3c4d5e6f-spawn``), never prefixed again.
 
 Namespaces and TTLs are settings. Records are queued and written in batches by a background
 task (one transaction for many agents' records), so recording never slows an agent down; a
@@ -45,7 +48,7 @@ class ActivityLog:
 
     def spawned(self, agent: AgentRecord) -> None:
         self._put(
-            self._settings.agent_activity_namespace, f"agent-{agent.id}-spawn",
+            self._settings.agent_activity_namespace, f"{agent.id}-spawn",
             {"agent_id": agent.id, "name": agent.name, "type": agent.type, "runtime": agent.runtime,
              "status": agent.status, "model": agent.model, "pid": agent.pid, "spawn_ms": agent.spawn_ms,
              "error": agent.error, "at_ms": agent.ready_ms or agent.created_ms},
@@ -54,16 +57,16 @@ class ActivityLog:
 
     def task_ended(self, agent: AgentRecord, query: QueryRecord) -> None:
         summary = {"agent_id": agent.id, "name": agent.name, "type": agent.type, "query_id": query.id,
-                   "status": query.status, "turns": query.turns, "input_tokens": query.input_tokens,
+                   "model": query.model, "status": query.status, "turns": query.turns, "input_tokens": query.input_tokens,
                    "output_tokens": query.output_tokens, "cost_usd": query.cost_usd, "error": query.error,
                    "at_ms": query.ended_ms}
         self._put(
-            self._settings.agent_activity_namespace, f"agent-{agent.id}-complete",
+            self._settings.agent_activity_namespace, f"{agent.id}-complete",
             {**summary, "result": (query.result or "")[:_SUMMARY_CHARS]},
             self._settings.agent_activity_ttl_s, tags=["complete", agent.type, query.status],
         )
         self._put(
-            self._settings.agent_results_namespace, f"agent-{agent.id}-{query.id}",
+            self._settings.agent_results_namespace, f"{agent.id}-{query.id}",
             {**summary, "task": query.task, "result": self._bounded(query.result)},
             self._settings.agent_results_ttl_s, tags=[agent.name, agent.type, query.status],
         )
@@ -75,7 +78,7 @@ class ActivityLog:
         if previous is not None and now_ms > previous[1]:
             cpu_percent = round(100 * (usage.cpu_seconds - previous[0]) / ((now_ms - previous[1]) / 1000), 1)
         self._put(
-            self._settings.agent_metrics_namespace, f"agent-{agent.id}",
+            self._settings.agent_metrics_namespace, agent.id,
             {"agent_id": agent.id, "name": agent.name, "type": agent.type, "status": agent.status,
              "processes": usage.processes, "cpu_seconds": round(usage.cpu_seconds, 2), "cpu_percent": cpu_percent,
              "rss_bytes": usage.rss_bytes, "uptime_s": round((now_ms - (agent.ready_ms or agent.created_ms)) / 1000, 1),

@@ -30,9 +30,16 @@ async def test_tasks_run_and_their_results_come_back(tmp_path: Path) -> None:
         assert log == "alpha\n"
         # Activity records, written by the engine (in the background) with their TTLs.
         await services.agents.activity.flush()
-        spawn = await services.memory.get("agent-activities", f"agent-{by_name['a'].agent_id}-spawn")
-        complete = await services.memory.get("agent-activities", f"agent-{by_name['a'].agent_id}-complete")
-        result = await services.memory.get("agent-results", f"agent-{by_name['a'].agent_id}-{by_name['a'].query_id}")
+        # Keyed by the ids as they are (`agent-<hex>-spawn`), never `agent-agent-<hex>-spawn`.
+        agent_id, query_id = by_name["a"].agent_id, by_name["a"].query_id
+        assert agent_id.startswith("agent-") and query_id is not None and query_id.startswith("query-")
+        keys = {entry.key for namespace in ("agent-activities", "agent-results")
+                for entry in (await services.memory.list_page(namespace)).entries}
+        assert {f"{agent_id}-spawn", f"{agent_id}-complete", f"{agent_id}-{query_id}"} <= keys
+        assert not [key for key in keys if key.startswith("agent-agent-")]
+        spawn = await services.memory.get("agent-activities", f"{agent_id}-spawn")
+        complete = await services.memory.get("agent-activities", f"{agent_id}-complete")
+        result = await services.memory.get("agent-results", f"{agent_id}-{query_id}")
         assert spawn is not None and complete is not None and result is not None
         assert complete.value["status"] == "completed" and result.value["result"] == "alpha\n"
         day = 24 * 3600 * 1000
@@ -149,7 +156,7 @@ async def test_running_agents_are_sampled_into_agent_metrics(tmp_path: Path) -> 
     async with open_services(agent_settings(tmp_path, agent_metrics_interval_s=0.05)) as services:
         report = await services.spawner.spawn_many(request(spec("looper", f"loop {output}")))
         (entry,) = report.entries
-        key = f"agent-{entry.agent_id}"
+        key = entry.agent_id  # `agent-<hex>`, as it is
         samples: list[dict[str, object]] = []
 
         async def sampled_twice() -> bool:
