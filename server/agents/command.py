@@ -1,9 +1,11 @@
 """``switchboard agents`` and ``switchboard queries``: the records, from a shell, and following one.
 
-    switchboard agents [--status S] [--json]         one agent a line (this and earlier runs)
+    switchboard agents [--all] [--status S] [--json] live agents (with --all, ended ones too, of earlier runs)
     switchboard agents --follow AGENT_ID             its log as it grows, until the agent ends
-    switchboard queries [--history] [--json]         active queries (all with --history)
+    switchboard queries [--all] [--json]             active queries (with --all, ended ones too, of earlier runs)
     switchboard queries --follow QUERY_ID            its state and control log as they change, until it ends
+
+Both lists follow one rule: what is live now by default, the history with ``--all``.
 
 They read ``<data_dir>/agents.sqlite3`` (and an agent's log file) without opening the server's
 other stores, so they are quick and safe beside a running server.
@@ -38,16 +40,20 @@ PAGE = 500
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``agents`` and ``queries`` to the ``switchboard`` command."""
-    agents = commands.add_parser("agents", help="list agents, or follow one's log",
-                                 description="List agents of this and earlier runs, or follow one's log.")
-    agents.add_argument("--status", help="only agents in this status (e.g. running, ready, lost)")
+    agents = commands.add_parser("agents", help="list live agents (--all: ended ones too), or follow one's log",
+                                 description="List live agents (queued, spawning, ready, running, waiting); with "
+                                             "--all, ended ones too, of this and earlier runs. Or follow one's log.")
+    agents.add_argument("--status", help="only agents in this status, live or ended (e.g. running, ready, lost)")
     agents.add_argument("--follow", metavar="AGENT_ID", help="print its log as it grows, until the agent ends")
-    queries = commands.add_parser("queries", help="list queries, or follow one",
-                                  description="List active queries (all with --history), or follow one.")
-    queries.add_argument("--history", action="store_true", help="ended queries too, of this and earlier runs")
+    queries = commands.add_parser("queries", help="list active queries (--all: ended ones too), or follow one",
+                                  description="List active queries (waiting, queued, running, paused); with --all, "
+                                              "ended ones too, of this and earlier runs. Or follow one.")
     queries.add_argument("--follow", metavar="QUERY_ID", help="print its state and control log as they change, "
                                                               "until it ends")
-    for parser in (agents, queries):
+    for parser, what in ((agents, "agents"), (queries, "queries")):
+        parser.add_argument("-a", "--all", action="store_true", help=f"ended {what} too, of this and earlier runs")
+        # `queries --history` was this flag's first name: scripts using it keep working.
+        parser.add_argument("--history", dest="all", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument("--json", action="store_true", help="one JSON object a line")
         add_data_dir_argument(parser)
 
@@ -76,24 +82,44 @@ async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> Non
             if args.follow:
                 await _follow_agent(records, settings, args.follow, out)
             else:
-                await _list_agents(records, args.status, args.json, out)
+                await _list_agents(records, args.status, args.all, args.json, out)
         elif args.follow:
             await _follow_query(records, args.follow, args.json, out)
         else:
-            await _list_queries(records, args.history, args.json, out)
+            await _list_queries(records, args.all, args.json, out)
     finally:
         await records.close()
 
 
-async def _list_agents(records: AgentRecords, status: str | None, as_json: bool, out: TextIO) -> None:
+AGENTS_HEADER = f"{'AGENT':<20} {'NAME':<16} {'TYPE':<16} {'STATUS':<10} {'PID':>7} {'TASKS':>5} {'COST':>9}\n"
+QUERIES_HEADER = f"{'QUERY':<20} {'AGENT':<20} {'STATUS':<10} {'MODEL':<20} TASK\n"
+
+
+async def _list_agents(records: AgentRecords, status: str | None, everything: bool, as_json: bool,
+                       out: TextIO) -> None:
+    # An explicit status is asked for whether it is live or not (`--status lost`).
+    statuses = (status,) if status else () if everything else LIVE_AGENT_STATUSES
     after: int | None = 0
-    if not as_json:
-        out.write(f"{'AGENT':<20} {'NAME':<16} {'TYPE':<16} {'STATUS':<10} {'PID':>7} {'TASKS':>5} {'COST':>9}\n")
+    listed = 0
     while after is not None:
-        agents, after = await records.agents_page(statuses=(status,) if status else (), after_seq=after, limit=PAGE)
+        agents, after = await records.agents_page(statuses=statuses, after_seq=after, limit=PAGE)
         for agent in agents:
+            if not as_json and listed == 0:
+                out.write(AGENTS_HEADER)
             out.write(json.dumps(asdict(agent)) + "\n" if as_json else _agent_line(agent))
+            listed += 1
+    if listed == 0 and not as_json:  # JSON lines stay empty: zero objects is the answer for a script
+        out.write(_no_agents(status, everything))
     out.flush()
+
+
+def _no_agents(status: str | None, everything: bool) -> str:
+    """What an empty list says instead of a bare header: what was looked for, and where the rest is."""
+    if status:
+        return f"no agents with status {status!r}\n"
+    if everything:
+        return "no agents on record\n"
+    return "no live agents; `switchboard agents --all` lists ended ones too\n"
 
 
 def _agent_line(agent: AgentRecord) -> str:
@@ -101,17 +127,22 @@ def _agent_line(agent: AgentRecord) -> str:
             f"{agent.tasks_run:>5} {agent.cost_usd:>9.4f}\n")
 
 
-async def _list_queries(records: AgentRecords, history: bool, as_json: bool, out: TextIO) -> None:
+async def _list_queries(records: AgentRecords, everything: bool, as_json: bool, out: TextIO) -> None:
     after: int | None = 0
-    if not as_json:
-        out.write(f"{'QUERY':<20} {'AGENT':<20} {'STATUS':<10} {'MODEL':<20} TASK\n")
+    listed = 0
     while after is not None:
         queries, after = await records.queries_page(
-            statuses=() if history else ACTIVE_QUERY_STATUSES, after_seq=after, limit=PAGE)
+            statuses=() if everything else ACTIVE_QUERY_STATUSES, after_seq=after, limit=PAGE)
         for query in queries:
+            if not as_json and listed == 0:
+                out.write(QUERIES_HEADER)
             out.write(json.dumps(asdict(query)) + "\n" if as_json else
                       f"{query.id:<20} {query.agent_id:<20} {query.status:<10} {(query.model or '-')[:20]:<20} "
                       f"{query.task[:60].replace(chr(10), ' ')}\n")
+            listed += 1
+    if listed == 0 and not as_json:  # JSON lines stay empty: zero objects is the answer for a script
+        out.write("no queries on record\n" if everything else
+                  "no active queries; `switchboard queries --all` lists ended ones too\n")
     out.flush()
 
 
@@ -152,7 +183,7 @@ async def _follow_query(records: AgentRecords, query_id: str, as_json: bool, out
     while True:
         query = await records.query(query_id)
         if query is None:
-            raise NotFound(f"no query {query_id!r} (switchboard queries --history lists them)")
+            raise NotFound(f"no query {query_id!r} (switchboard queries --all lists them)")
         state = (query.status, query.model, query.permission_mode, query.turns, query.paused_total_ms)
         if state != seen_state:
             seen_state = state

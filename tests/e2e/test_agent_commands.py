@@ -1,4 +1,7 @@
-"""``switchboard agents`` and ``switchboard queries``, lists and --follow, beside a running server."""
+"""``switchboard agents`` and ``switchboard queries``, lists and --follow, beside a running server.
+
+Both lists follow one rule: what is live now by default, ended ones too with ``--all``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
+
+from server.agents.records import AgentRecords
 from tests.agents.groups import file_size, wait_until
 from tests.agents.test_no_orphans import start_server
 from tests.e2e.stdio_peer import server_env
@@ -67,11 +73,36 @@ def test_lists_and_following_an_agent_and_a_query(tmp_path: Path) -> None:
         assert follow_agent.returncode == 0
         assert agent_out.startswith("opened\n") and agent_out.endswith(f"-- agent {waiter['agent_id']} is "
                                                                                  "terminated\n")
-        history = finished(tmp_path, "queries", "--history", "--json")
+        live, every = finished(tmp_path, "agents"), finished(tmp_path, "agents", "--all")
+        assert looper["agent_id"] in live and waiter["agent_id"] not in live
+        assert looper["agent_id"] in every and waiter["agent_id"] in every
+        active = finished(tmp_path, "queries")
+        assert looper["query_id"] in active and waiter["query_id"] not in active
+        history = finished(tmp_path, "queries", "--all", "--json")
         statuses = {json.loads(line)["id"]: json.loads(line)["status"] for line in history.splitlines()}
-        assert statuses[waiter["query_id"]] == "completed"
+        assert statuses == {looper["query_id"]: "running", waiter["query_id"]: "completed"}
+        assert finished(tmp_path, "queries", "--history", "--json") == history  # the flag's first name still works
         unknown = command(tmp_path, "queries", "--follow", "query-nope")
         _, err = unknown.communicate(timeout=60)
         assert unknown.returncode == 1 and "no query 'query-nope'" in err
     finally:
         server.close_stdin()
+
+
+def test_empty_lists_say_so_and_name_the_flag_for_history(tmp_path: Path) -> None:
+    async def create_records() -> None:  # the agents database a server leaves behind, with nothing in it
+        await (await AgentRecords.open(tmp_path / "data" / "agents.sqlite3")).close()
+
+    anyio.run(create_records)
+    assert finished(tmp_path, "queries") == "no active queries; `switchboard queries --all` lists ended ones too\n"
+    assert finished(tmp_path, "agents") == "no live agents; `switchboard agents --all` lists ended ones too\n"
+    assert finished(tmp_path, "queries", "--all") == "no queries on record\n"
+    assert finished(tmp_path, "agents", "--status", "lost") == "no agents with status 'lost'\n"
+    assert finished(tmp_path, "queries", "--json") == finished(tmp_path, "agents", "--all", "--json") == ""
+
+
+def test_both_lists_document_the_same_rule_and_flag(tmp_path: Path) -> None:
+    for what, live in (("agents", "live agents"), ("queries", "active queries")):
+        shown = " ".join(finished(tmp_path, what, "--help").split())  # argparse wraps at the terminal's width
+        assert f"List {live}" in shown and "with --all, ended ones too" in shown
+        assert f"-a, --all ended {what} too, of this and earlier runs" in shown
