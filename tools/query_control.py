@@ -66,8 +66,9 @@ async def query_control(
     permission_mode: Annotated[PermissionMode | None, Field(
         validation_alias=aliases("permission_mode", "permissionMode"),
         description="change_permissions: the new mode.")] = None,
-    command: Annotated[list[str] | None, Field(
-        description="execute_command: an argv list (no shell), its executable on the allowlist.")] = None,
+    command: Annotated[list[str] | str | None, Field(
+        description="execute_command: an argv list, or a string split by shell quoting rules (never run by a "
+        "shell); its executable on the allowlist.")] = None,
     grace_s: Annotated[float, Field(ge=0, le=300, validation_alias=aliases("grace_s", "graceS"),
                                     description="terminate: how long an interrupt (then SIGTERM) may take.")] = 5.0,
 ) -> Annotated[CallToolResult, QueryControlResult]:

@@ -52,8 +52,8 @@ async def query_start(
         (view,) = await services.queries.views([query], include_output=False)
         return structured(QueryStartResult(query=ListedQuery.from_engine(view)))
 
-    async def progress(message: str) -> None:
-        await ctx.report_progress(0, 1, message)
+    async def progress(ended: int, of: int, message: str) -> None:
+        await ctx.report_progress(ended, of, message)
 
     waited = await services.queries.wait([query.id], mode="all", timeout_s=timeout_s, progress=progress)
     return structured(QueryStartResult(query=ListedQuery.from_engine(waited.queries[0]), timed_out=waited.timed_out))

@@ -40,10 +40,9 @@ async def query_wait(
     Errors start with a code: invalid_argument, not_found.
     """
     services: Services = ctx.request_context.lifespan_context
-    total = len(dict.fromkeys(query_ids))
 
-    async def progress(message: str) -> None:
-        await ctx.report_progress(int(message.split(" ", 1)[0]), total, message)
+    async def progress(ended: int, of: int, message: str) -> None:
+        await ctx.report_progress(ended, of, message)
 
     waited = await services.queries.wait(query_ids, mode=mode, timeout_s=timeout_s, progress=progress)
     return structured(QueryWaitResult(queries=[ListedQuery.from_engine(view) for view in waited.queries],

@@ -421,7 +421,15 @@ class Spawner:
             outcome = await supervisor.run_task(agent, query, prompt, inputs)
         else:
             # An exec agent is up when its task's process has started; the concurrency limit bounds
-            # those starts, so its slot is given back as soon as the process runs.
+            # those starts, so its slot is given back as soon as the process runs. Its place under the
+            # server's cap comes first: one waiting queued must not hold a start slot meanwhile.
+            if agent.ticket is None:
+                agent.ticket = await supervisor.admit(agent, queued)
+                if agent.ticket is None:
+                    self._take_outcome(entry, TaskOutcome("terminated", error="terminated while it was queued"), agent)
+                    await supervisor.close_query(query.id, "terminated", "terminated while it was queued")
+                    await report(entry, f"{entry.name} terminated while queued", final=True)
+                    return
             await in_flight.acquire()
             holding = True
 

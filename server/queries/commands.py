@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from server.agents.launch import resolve_executable, spawn_failure
 from server.agents.outcome import OutputTail
 from server.agents.process_groups import end_group
+from server.errors import InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,23 @@ class CommandResult:
     stderr: str
     timed_out: bool
     duration_ms: float
+
+
+def command_argv(command: str | Sequence[str]) -> list[str]:
+    """The argv of ``command``: a list as given, or a string (claude-flow's ``executeCommand(queryId,
+    command: string)``) split by shell quoting rules, ``"git log -n 3 'a b'"`` into four arguments.
+    Never run by a shell: ``;``, ``|``, ``$(...)`` and globs are plain characters of an argument."""
+    if isinstance(command, str):
+        try:
+            argv = shlex.split(command)
+        except ValueError as error:  # an unclosed quote, a trailing backslash
+            raise InvalidArgument(f"command {command[:80]!r} cannot be split into arguments: {error}") from None
+    else:
+        argv = list(command)
+    if not argv or not argv[0]:
+        raise InvalidArgument('execute_command needs `command`: an argv list such as ["git", "status"], or a string '
+                              'such as "git status"')
+    return argv
 
 
 def allowed_executable(executable: str, allowlist: Sequence[str], env: Mapping[str, str]) -> str | None:

@@ -35,6 +35,7 @@ from server.agents.process_groups import (
     end_group,
     end_processes,
     process_group_of,
+    running_members,
     signal_group,
     signal_processes,
 )
@@ -43,7 +44,7 @@ from server.agents.supervisor import ActiveQuery, Agent, Supervisor
 from server.agents.types import PERMISSION_MODES
 from server.config import Settings
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
-from server.queries.commands import CommandResult, allowed_executable, run_command
+from server.queries.commands import CommandResult, allowed_executable, command_argv, run_command
 from server.queries.rules import QueryRule, RuleEngine, RunningQuery
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class QueryRegistry:
     # -- control -------------------------------------------------------------------------------
 
     async def control(self, action: str, query_id: str, *, model: str | None = None,
-                      permission_mode: str | None = None, command: Sequence[str] | None = None,
+                      permission_mode: str | None = None, command: str | Sequence[str] | None = None,
                       grace_s: float = 5.0, actor: str = "client", why: Sequence[str] = ()) -> ControlOutcome:
         """Carries out one action on a query that has not ended; raises (changing nothing) when the
         query's state, the arguments or the settings do not allow it."""
@@ -155,7 +156,7 @@ class QueryRegistry:
         return outcome
 
     async def _carry_out(self, action: str, agent: Agent, active: ActiveQuery, *, model: str | None,
-                         permission_mode: str | None, command: Sequence[str] | None, grace_s: float,
+                         permission_mode: str | None, command: str | Sequence[str] | None, grace_s: float,
                          actor: str) -> ControlOutcome:
         if action == "pause":
             return await self._pause(agent, active)
@@ -171,9 +172,7 @@ class QueryRegistry:
             if not permission_mode:
                 raise InvalidArgument(f"change_permissions needs `permission_mode`: one of {', '.join(PERMISSION_MODES)}")
             return await self._change_permissions(agent, active, permission_mode)
-        if not command:
-            raise InvalidArgument("execute_command needs `command`, an argv list such as [\"git\", \"status\"]")
-        return await self._execute(agent, active, command)
+        return await self._execute(agent, active, command_argv(command or []))
 
     async def _pause(self, agent: Agent, active: ActiveQuery) -> ControlOutcome:
         query = active.record
@@ -338,7 +337,10 @@ class QueryRegistry:
         signal_group(leader, sig)
         tagged = await self._supervisor.stray_scan.find([agent.id])
         signal_processes(tagged, sig)
-        return len(set(tagged) | {leader})
+        # Counted from both views (group members by stat, tools by their tag), so a pause and its
+        # resume count the same processes however the two scans' timing falls.
+        members = await asyncio.to_thread(running_members, leader)
+        return len(set(tagged) | set(members) | {leader})
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -401,8 +403,9 @@ class QueryRegistry:
         return agent.process.live_usage if agent.process is not None else None
 
     async def wait(self, query_ids: Sequence[str], *, mode: Literal["all", "any"], timeout_s: float,
-                   progress: Callable[[str], Awaitable[None]] | None = None) -> WaitOutcome:
-        """Until all (or any) of ``query_ids`` have ended, or ``timeout_s`` passed."""
+                   progress: Callable[[int, int, str], Awaitable[None]] | None = None) -> WaitOutcome:
+        """Until all (or any) of ``query_ids`` have ended, or ``timeout_s`` passed. ``progress`` hears
+        (ended, of, message) each time more of them have ended."""
         if not query_ids:
             raise InvalidArgument("query_ids is empty; name the queries to wait for")
         unique = list(dict.fromkeys(query_ids))
@@ -419,7 +422,7 @@ class QueryRegistry:
                         _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                         if progress is not None:
                             finished = len(unique) - len(pending)
-                            await progress(f"{finished} of {len(unique)} queries ended")
+                            await progress(finished, len(unique), f"{finished} of {len(unique)} queries ended")
                         if mode == "any":
                             break
             except TimeoutError:

@@ -86,6 +86,7 @@ async def test_pause_freezes_the_worker_and_its_grandchild_and_resume_continues(
 
         resumed = await services.queries.control("resume", query.id)
         assert resumed.query.status == "running" and states(pids) <= {"S", "R"}
+        assert resumed.detail["processes"] == 2  # the same two processes, counted the same way
         await eventually(lambda: file_size(output) > size, "the loop writes again")
         record = await services.queries.get(query.id)
         assert record.paused_total_ms >= QUIET_WINDOW_S * 1000

@@ -118,3 +118,31 @@ async def test_claude_agents_share_this_servers_memory(tmp_path: Path, messages_
         assert listed["agents"][0]["memory_calls"] == 1
         pid = listed["agents"][0]["pid"]
     await eventually(lambda: running_in_group(pid) == [], "the agent ended with the server")
+
+
+async def test_without_wait_every_agent_is_announced_before_the_answer(connect: Connect, tmp_path: Path) -> None:
+    updates: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append((progress, total, message))
+
+    gate = tmp_path / "gate"
+    async with connect() as client:
+        answer = structured_of(await client.call_tool("agents_spawn_parallel", {"agents": [
+            {"type": "worker", "name": "a", "task": f"wait {gate}"}, {"type": "worker", "name": "b", "task": f"wait {gate}"},
+            {"type": "worker", "name": "c", "task": "ok later", "depends_on": ["a"]}]}, progress_callback=on_progress))
+        seen_at_answer = list(updates)
+        assert [agent["status"] for agent in answer["agents"]] == ["running", "running", "waiting"]
+        assert sorted(message or "" for _, _, message in seen_at_answer) == [
+            "a started", "b started", "c waiting for its dependencies"]
+        assert [progress for progress, _, _ in seen_at_answer] == [1, 2, 3]
+        assert {total for _, total, _ in seen_at_answer} == {3}
+        totals = answer["totals"]
+        assert (totals["requested"], totals["spawned"], totals["waiting"]) == (3, 2, 1)
+        gate.write_text("go")
+        waited = structured_of(await client.call_tool("query_start", {
+            "agent_id": answer["agents"][2]["agent_id"], "task": "ok again", "wait": True, "timeout_s": 60},
+            progress_callback=on_progress))
+        assert waited["query"]["status"] == "completed"
+    # Nothing after the spawn's answer (its progress token had expired) but the query's own end.
+    assert updates[len(seen_at_answer):] == [(1, 1, "1 of 1 queries ended")]

@@ -94,9 +94,16 @@ async def test_execute_command_and_its_refusals(connect: Connect, tmp_path: Path
                                                            "command": ["rm", "-rf", "/"]})
         assert refused.is_error and error_text(refused).startswith(
             "forbidden: 'rm' is not on SWITCHBOARD_QUERY_COMMAND_ALLOWLIST")
+        # claude-flow sends a string: split by shell quoting rules, never run by a shell.
+        as_string = await control(client, action="execute_command", query_id=query_id, command="pwd -L")
+        assert as_string["command"]["argv"][1:] == ["-L"] and as_string["command"]["exit_code"] == 0
         shell = await client.call_tool("query_control", {"action": "execute_command", "query_id": query_id,
                                                          "command": "pwd; rm -rf /"})
-        assert shell.is_error and "command" in error_text(shell)
+        assert error_text(shell).startswith("forbidden: 'pwd;' is not on SWITCHBOARD_QUERY_COMMAND_ALLOWLIST")
+        unclosed = await client.call_tool("query_control", {"action": "execute_command", "query_id": query_id,
+                                                            "command": "pwd 'unclosed"})
+        assert error_text(unclosed) == ("invalid_argument: command \"pwd 'unclosed\" cannot be split into "
+                                        "arguments: No closing quotation")
         bypass = await client.call_tool("query_control", {"action": "change_permissions", "query_id": query_id,
                                                           "permissionMode": "bypassPermissions"})
         assert bypass.is_error and "allow_bypass_permissions" in error_text(bypass)
