@@ -198,7 +198,7 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Agent types by name, over the built-in ones ([agent_types.<name>] in the TOML file, or a JSON "
         "object): runtime, command, model, permission_mode, system_prompt, allowed_tools, disallowed_tools, "
-        "allow_bypass_permissions, env, "
+        "allow_bypass_permissions, env, env_passthrough, "
         "max_running, pool_size.",
     )
     agent_roots: Annotated[list[Path], NoDecode] = Field(
@@ -210,6 +210,11 @@ class Settings(BaseSettings):
         False, description="Let a spawn request carry its own exec command instead of a configured type's."
     )
     agent_max_per_call: int = Field(50, ge=1, le=1000, description="Most agents one agents_spawn_parallel call starts.")
+    agent_max_running: int | None = Field(
+        None, ge=1, le=100_000,
+        description="Most agents whose processes run at once, server-wide (a claude session, an exec task); more wait "
+        "queued. Unset: what the open-file limit (6 per agent) and the available memory (200 MB per agent) allow.",
+    )
     agent_claude_cli: str | None = Field(
         None, description="The claude executable for claude agents; unset: the CLI bundled with claude-agent-sdk."
     )
