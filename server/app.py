@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -196,6 +197,9 @@ async def _serve_web(app: ASGIApp, settings: Settings, host: str, port: int, das
     """Runs uvicorn until a signal (see `_stop_on_signal`); raises `Unavailable` if it cannot listen."""
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), log_config=None,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, SignInCodeRedacted) for existing in access_log.filters):
+        access_log.addFilter(SignInCodeRedacted())
     web = _UvicornLeavingSignalsToUs(config)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(_stop_on_signal, web, dashboard)
@@ -209,6 +213,19 @@ async def _serve_web(app: ASGIApp, settings: Settings, host: str, port: int, das
         tasks.cancel_scope.cancel()
     if not web.started:
         raise Unavailable(f"cannot serve {what} on {_url_host(host)}:{port}: see the error above")
+
+
+class SignInCodeRedacted(logging.Filter):
+    """uvicorn's access log names each request's path and query: a sign-in link's one-time code
+    is a secret until used, so it is logged as ``code=[redacted]``."""
+
+    _CODE = re.compile(r"(?<=[?&]code=)[^&\s]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._CODE.sub("[redacted]", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
+        return True
 
 
 class _UvicornLeavingSignalsToUs(uvicorn.Server):

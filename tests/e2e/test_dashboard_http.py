@@ -47,7 +47,7 @@ def dashboard(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[
 
 
 @pytest.mark.parametrize("dashboard", [{"SWITCHBOARD_HTTP_TOKEN": TOKEN}], indirect=True)
-async def test_with_a_token_only_a_signed_in_browser_gets_in(dashboard: tuple[str, str]) -> None:
+async def test_with_a_token_only_a_signed_in_browser_gets_in(dashboard: tuple[str, str], tmp_path: Path) -> None:
     base, link = dashboard
     async with httpx2.AsyncClient() as stranger:
         page = await stranger.get(f"{base}/")
@@ -72,6 +72,10 @@ async def test_with_a_token_only_a_signed_in_browser_gets_in(dashboard: tuple[st
     async with httpx2.AsyncClient() as by_token:
         assert (await by_token.post(f"{base}/login", data={"token": TOKEN})).status_code == 303
         assert (await by_token.get(f"{base}/api/state")).status_code == 200
+    # The one-time code is printed once, as the link; uvicorn's access log shows it redacted.
+    log = (tmp_path / "stderr.log").read_text()
+    code = link.rsplit("code=", 1)[1]
+    assert log.count(code) == 1 and "/login?code=[redacted]" in log
 
 
 async def test_without_a_token_loopback_hosts_only_and_csrf_for_changes(dashboard: tuple[str, str]) -> None:
