@@ -201,6 +201,8 @@ class Supervisor:
         if strays := await asyncio.to_thread(tagged_processes, orphans):
             signal_processes(strays, signal.SIGKILL)
             logger.warning("ended %d stray tool process(es) of agents of a server that exited", len(strays))
+        for orphan in orphans:  # its token died with its server; the file need not outlive it either
+            remove_mcp_config(self.workdir_for(orphan))
         if orphans:
             await self.records.mark_lost(orphans, self.clock.now_ms(),
                                          "lost: the server running it exited; its processes were ended at the next start")
@@ -477,7 +479,8 @@ class Supervisor:
         failure = await self._apply_query_settings(agent, query)
         if on_started is not None:
             on_started(0.0)
-        outcome = failure or await agent.session.run(prompt)
+        outcome = failure or await agent.session.run(
+            prompt, on_model=lambda model: self._model_in_use(agent, query, model))
         await self._finish_query(agent, query, outcome)
         return outcome
 
@@ -572,6 +575,21 @@ class Supervisor:
             with attempt:
                 return await ExecProcess.start(launch, agent.tail, log)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def _model_in_use(self, agent: Agent, query: QueryRecord, model: str) -> None:
+        """The CLI named the model it runs: on the agent and the query at once (listings show the
+        model in use, not only the one asked for, which is None when the type sets none)."""
+        changed = []
+        if agent.record.model != model:
+            agent.record.model = model
+            changed.append(agent_changed(agent.id, model=model))
+        if query.model != model:
+            query.model = model
+            changed.append(query_changed(query.id, model=model))
+        if changed:
+            await self.records.commit(*changed)
+            self.changes.changed("query", query.id)
+            self.changes.changed("agent", agent.id)
 
     async def _finish_query(self, agent: Agent, query: QueryRecord, outcome: TaskOutcome) -> None:
         now = self.clock.now_ms()
