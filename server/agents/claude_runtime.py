@@ -2,8 +2,11 @@
 
 The session is *up* when the CLI has started and answered the SDK's initialize; a task is a
 user message into it and ends with the CLI's ``result`` (text, is_error, turns, usage, cost,
-session id). The CLI runs through Switchboard's launcher (`launch.write_claude_launcher`), so
-it leads its own process group and its pid is known without reaching into the SDK.
+session id). While it runs, the stream tells the model in use (the ``init`` system message at
+the start of each task, then each model turn's ``model``) and each turn's usage, priced per
+model (`pricing`) into a live cost estimate. The CLI runs through Switchboard's launcher
+(`launch.write_claude_launcher`), so it leads its own process group and its pid is known
+without reaching into the SDK.
 
 The SDK client is connected and disconnected by one owner task (its docs ask that a client
 stay within the async context it was connected in); tasks, model and permission changes and
@@ -19,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 import anyio
 from claude_agent_sdk import (
@@ -31,6 +34,7 @@ from claude_agent_sdk import (
     PermissionResultAllow,
     PermissionResultDeny,
     ResultMessage,
+    SystemMessage,
     TextBlock,
     ToolPermissionContext,
     ToolUseBlock,
@@ -39,11 +43,15 @@ from claude_agent_sdk import (
 
 from server.agents.launch import SpawnFailed, launcher_env
 from server.agents.outcome import OutputTail, TaskOutcome, Usage, claude_input_tokens
+from server.agents.pricing import cost_usd
 
 logger = logging.getLogger(__name__)
 
 PermissionDecider = Callable[[str, dict[str, Any]], Awaitable[str | None]]
 """Given a tool name and its input, None to allow it, or the message the model sees on refusal."""
+
+ModelReported = Callable[[str], Awaitable[None]]
+"""Told the model the CLI says it runs: at a task's start and whenever a model turn names another."""
 
 
 @dataclass(slots=True)
@@ -88,13 +96,15 @@ class ClaudeSession:
         self.session_id: str | None = None
         # The CLI reports the session's cost so far with every result; a task's cost is the difference.
         self._session_cost_usd = 0.0
-        self._session_tokens = 0
-        # The running task, as far as the stream tells before its result: turns and tokens from each
-        # model message's usage (output counts are final only in the result), a cost estimated at the
-        # session's own price per token so far, and how long the last model turn took to begin.
+        # The model the CLI last said it runs (None until its first task starts).
+        self.model: str | None = None
+        # The running task, as far as the stream tells before its result: turns, and tokens and an
+        # estimated cost from each model turn's usage at its model's list price (output counts are
+        # final only in the result, whose cost then replaces the estimate), and how long the last
+        # model turn took to begin.
         self.live = Usage()
         self.last_turn_latency_s: float | None = None
-        self._turn_ids: set[str] = set()
+        self._turns: dict[str, tuple[str, dict[str, Any]]] = {}  # turn id -> its model and usage
         self._waiting_since: float | None = None
 
     async def start(self, timeout_s: float) -> None:
@@ -196,42 +206,61 @@ class ClaudeSession:
     def alive(self) -> bool:
         return self._client is not None
 
-    async def run(self, prompt: str) -> TaskOutcome:
+    async def run(self, prompt: str, on_model: ModelReported | None = None) -> TaskOutcome:
         """Sends one task and waits for its result. A task that fails (an API error, no credentials,
-        the CLI dying) is a ``failed`` outcome with the CLI's own message, never a raise."""
+        the CLI dying) is a ``failed`` outcome with the CLI's own message, never a raise.
+        ``on_model`` hears the model in use as soon as the CLI names it, and again if it changes."""
         async with self._task_lock:
             client = self._client
             if client is None:
                 return TaskOutcome("failed", error="the Claude Code session has ended")
             self._write_log(f"[task] {prompt}\n")
-            self.live, self._turn_ids, self.last_turn_latency_s = Usage(turns=0), set(), None
+            self.live, self._turns, self.last_turn_latency_s = Usage(turns=0), {}, None
             self._waiting_since = time.monotonic()
+            told: str | None = None  # what on_model last heard in this task
             try:
                 await client.query(prompt)
                 async for message in client.receive_response():
+                    model = None
                     if isinstance(message, AssistantMessage):
                         self._note_assistant(message)
+                        if message.parent_tool_use_id is None:  # a subagent's turns may run another model
+                            model = message.model
+                    elif isinstance(message, SystemMessage) and message.subtype == "init":
+                        model = message.data.get("model")
                     elif isinstance(message, UserMessage):  # tool results: the model is asked again
                         self._waiting_since = time.monotonic()
                     elif isinstance(message, ResultMessage):
                         return self._outcome(message)
+                    if _is_model(model) and model != told:
+                        self.model = told = model
+                        if on_model is not None:
+                            await self._tell(on_model, model)
             except ClaudeSDKError as error:
-                return TaskOutcome("failed", error=f"Claude Code failed: {error}; {self._stderr_hint()}")
-            return TaskOutcome("failed", error=f"Claude Code exited before finishing the task; {self._stderr_hint()}")
+                return TaskOutcome("failed", error=f"Claude Code failed: {error}; {self._stderr_hint()}",
+                                   usage=self._live_copy())
+            return TaskOutcome("failed", error=f"Claude Code exited before finishing the task; {self._stderr_hint()}",
+                               usage=self._live_copy())
+
+    async def _tell(self, on_model: ModelReported, model: str) -> None:
+        try:
+            await on_model(model)
+        except Exception:  # recording the model must never fail the task
+            logger.warning("claude agent in %s: could not record model %s", self._launch.state_dir, model,
+                           exc_info=True)
 
     def _note_assistant(self, message: AssistantMessage) -> None:
         turn = message.message_id or message.uuid
-        if turn is not None and turn not in self._turn_ids:  # the CLI sends one message per content block
-            self._turn_ids.add(turn)
-            self.live.turns = (self.live.turns or 0) + 1
-            if self._waiting_since is not None:
-                self.last_turn_latency_s = time.monotonic() - self._waiting_since
-                self._waiting_since = None
-            if message.usage:
-                self.live.add_tokens(claude_input_tokens(message.usage), message.usage.get("output_tokens"))
-                if self._session_tokens and self._session_cost_usd:
-                    tokens = (self.live.input_tokens or 0) + (self.live.output_tokens or 0)
-                    self.live.cost_usd = tokens * self._session_cost_usd / self._session_tokens
+        if turn is not None:
+            known = self._turns.get(turn)
+            if known is None:  # the CLI sends one message per content block: a turn is counted once
+                self.live.turns = (self.live.turns or 0) + 1
+                if self._waiting_since is not None:
+                    self.last_turn_latency_s = time.monotonic() - self._waiting_since
+                    self._waiting_since = None
+            if message.usage or known is None:
+                self._turns[turn] = (message.model, _merged(known[1] if known else {}, message.usage or {}))
+                self._price_live()
         for block in message.content:
             if isinstance(block, TextBlock):
                 text = f"{block.text}\n"
@@ -242,15 +271,28 @@ class ClaudeSession:
             self._write_log(text)
             self.tail.add(text.encode())
 
+    def _price_live(self) -> None:
+        """The task's tokens and cost so far, from every turn's usage; the cost is None while any
+        turn's model has no price (tokens only: an estimate that leaves turns out would mislead)."""
+        with_usage = [(model, usage) for model, usage in self._turns.values() if usage]
+        if not with_usage:
+            return
+        self.live.input_tokens = sum(claude_input_tokens(usage) for _, usage in with_usage)
+        self.live.output_tokens = sum(int(usage.get("output_tokens") or 0) for _, usage in with_usage)
+        # A turn that used no tokens (the CLI's own "<synthetic>" message for an API error) costs nothing.
+        costs = [cost_usd(model, usage) if _tokens(usage) else 0.0 for model, usage in with_usage]
+        self.live.cost_usd = None if None in costs else sum(cost for cost in costs if cost is not None)
+
+    def _live_copy(self) -> Usage:
+        return Usage(self.live.input_tokens, self.live.output_tokens, self.live.cost_usd, self.live.turns)
+
     def _outcome(self, message: ResultMessage) -> TaskOutcome:
         self.session_id = message.session_id
         usage_numbers = message.usage or {}
-        task_cost = None
+        task_cost = self.live.cost_usd  # the estimate, unless the CLI tells the real cost
         if message.total_cost_usd is not None:
             task_cost = max(message.total_cost_usd - self._session_cost_usd, 0.0)
             self._session_cost_usd = message.total_cost_usd
-        if usage_numbers:
-            self._session_tokens += claude_input_tokens(usage_numbers) + int(usage_numbers.get("output_tokens") or 0)
         usage = Usage(
             input_tokens=claude_input_tokens(usage_numbers) if usage_numbers else None,
             output_tokens=usage_numbers.get("output_tokens"),
@@ -288,3 +330,22 @@ class ClaudeSession:
                 await asyncio.shield(self._owner)
         if self._log is not None:
             self._log.close()
+
+
+def _is_model(name: object) -> TypeGuard[str]:
+    # "<synthetic>" names the CLI's own messages (an API error shown as a turn), not a model.
+    return isinstance(name, str) and bool(name) and not name.startswith("<")
+
+
+def _tokens(usage: dict[str, Any]) -> int:
+    return claude_input_tokens(usage) + int(usage.get("output_tokens") or 0)
+
+
+def _merged(known: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    """One turn's usage from all its messages: each count at the highest any of them reported
+    (the first carries message_start's numbers, with output_tokens 1)."""
+    merged = {**known, **usage}
+    for name, value in known.items():
+        if isinstance(value, int) and isinstance(usage.get(name), int):
+            merged[name] = max(value, usage[name])
+    return merged

@@ -15,9 +15,9 @@ in the query's log attributed to ``rule:<name>``. Off unless rules are configure
     action = "change_model"
     model = "claude-haiku-4-5"
 
-Claude Code reports a query's cost when it ends; while it runs, cost is estimated from its tokens
-at the session's price per token so far (so cost rules act from an agent's second query on), and
-tokens come from each model turn's usage.
+Claude Code reports a query's cost when it ends; while it runs, tokens come from each model turn's
+usage and cost is estimated from them at the turn's model's list price (`server.agents.pricing`),
+so cost rules act within an agent's first query; a model without a price has no cost estimate.
 """
 
 from __future__ import annotations

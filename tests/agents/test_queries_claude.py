@@ -7,21 +7,26 @@ loop appends to, the requests the scripted API recorded (with their model), the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mcp import Client
 
+from server.agents.pricing import cost_usd
 from server.agents.process_groups import tagged_processes
 from server.agents.records import QueryRecord
+from server.app import build_server
 from server.config import Settings
 from server.errors import Conflict, InvalidArgument
 from server.queries.rules import QueryRule
 from server.services import Services, open_services
 from tests.agents.conftest import MODEL
-from tests.agents.groups import eventually, file_size, is_running, running_in_group
+from tests.agents.groups import eventually, eventually_async, file_size, is_running, running_in_group
 from tests.agents.swarm import agent_settings, claude_type, request, spec
 from tests.fixtures.messages_api import (
     Answer,
@@ -32,6 +37,7 @@ from tests.fixtures.messages_api import (
     Usage,
     default_script,
 )
+from tests.tools.answers import structured_of
 
 CHEAPER = "claude-haiku-4-5"
 # Not synchronisation: a window of 10 of the loop's 50 ms write periods in which a paused loop's
@@ -60,7 +66,11 @@ def stepped(marker: str, steps: Sequence[Answer]) -> ScriptedMessagesApi:
 
 
 async def ready_agent(services: Services) -> str:
-    (entry,) = (await services.spawner.spawn_many(request(spec("helper", type="helper")))).entries
+    return await ready_agent_of(services, "helper")
+
+
+async def ready_agent_of(services: Services, type_name: str) -> str:
+    (entry,) = (await services.spawner.spawn_many(request(spec(type_name, type=type_name)))).entries
     assert entry.status == "ready", entry
     return entry.agent_id
 
@@ -257,12 +267,10 @@ async def test_cost_and_latency_rules_fire_once_each(tmp_path: Path) -> None:
                            agent_type="laggard")]
         settings = agent_settings(tmp_path, types, query_rules=rules, query_rules_interval_s=0.05)
         async with open_services(settings) as services:
-            spender = await services.spawner.spawn_many(request(spec("s", "reply: learn the price", type="spender"),
-                                                                wait=True))
-            (warmed,) = spender.entries
-            assert warmed.status == "completed" and (warmed.cost_usd or 0) > 0.001  # the session's price is known
+            # Its first task: priced from the turn's streamed usage, with no earlier task to learn from.
+            spender = (await services.spawner.spawn_many(request(spec("s", type="spender")))).entries[0]
             laggard = (await services.spawner.spawn_many(request(spec("l", type="laggard")))).entries[0]
-            spending = await services.queries.start(warmed.agent_id, f"bash: {loop(tmp_path / 'spent.txt', 2000)}")
+            spending = await services.queries.start(spender.agent_id, f"bash: {loop(tmp_path / 'spent.txt', 2000)}")
             lagging = await services.queries.start(laggard.agent_id, "slow start [lag]")
             await eventually(lambda: services.agents.active_query(spending.id) is not None
                              and services.agents.active_query(spending.id).record.status == "paused",  # type: ignore[union-attr]
@@ -277,3 +285,89 @@ async def test_cost_and_latency_rules_fire_once_each(tmp_path: Path) -> None:
                     for view in views}
             assert logs[spending.id] == [("pause", "rule:pricey"), ("terminate", "client")]
             assert logs[lagging.id] == [("change_model", "rule:slow-model")]
+
+
+async def test_a_first_task_shows_the_model_in_use_and_a_cost_rule_fires_on_its_streamed_usage(
+        tmp_path: Path) -> None:
+    """A type that names no model runs the CLI's default: agent_list and query_list show that model
+    while the query runs, and its cost is estimated from the turn's usage at that model's price, so a
+    max_cost_usd rule acts within the agent's first task. The CLI's own cost replaces the estimate."""
+    turn = Usage(input_tokens=2_000, output_tokens=20_000, cache_creation_input_tokens=100_000,
+                 cache_read_input_tokens=40_000)
+
+    def script(request: RecordedRequest) -> Answer:
+        if request.kind == "turn" and "[first]" in request.user_text and not request.tool_results:
+            return Reply.tool("Bash", {"command": loop(tmp_path / "spent.txt", 2000), "description": "spend"},
+                              usage=turn)
+        return default_script(request)
+
+    with ScriptedMessagesApi(script) as api:
+        types = {"fresh": claude_type(api, tmp_path / "home", model=None)}
+        rules = [QueryRule(name="budget", action="pause", max_cost_usd=0.25, agent_type="fresh")]
+        settings = agent_settings(tmp_path, types, query_rules=rules, query_rules_interval_s=0.05)
+        async with Client(build_server(settings)) as client:
+            spawned = structured_of(await client.call_tool(
+                "agents_spawn_parallel", {"agents": [{"type": "fresh", "name": "f"}]}))
+            agent_id = spawned["agents"][0]["agent_id"]
+            started = structured_of(await client.call_tool("query_start", {"agent_id": agent_id,
+                                                                           "task": "spend [first]"}))
+            query_id = started["query"]["query_id"]
+            listed: dict[str, Any] = {}
+
+            async def paused() -> bool:
+                nonlocal listed
+                (listed,) = structured_of(await client.call_tool("query_list", {}))["queries"]
+                return bool(listed["status"] == "paused")
+
+            await eventually_async(paused, "the cost rule pauses the first task", timeout_s=60)
+            (asked,) = api.requests_for("[first]")
+            model = asked.model
+            assert model is not None and cost_usd(model, {}) is not None, f"{model} has a price"
+            # The model the CLI used, on the query and on the agent, while the query is still active.
+            assert listed["model"] == model
+            (agent,) = structured_of(await client.call_tool("agent_list", {}))["agents"]
+            assert (agent["model"], agent["current_query"]) == (model, query_id)
+            # Estimated from the turn's usage as streamed (its output counted as the stream reports it),
+            # at the model's price: over the limit, and short of the turn's final price.
+            full = cost_usd(model, dataclasses.asdict(turn))
+            streamed = cost_usd(model, {**dataclasses.asdict(turn), "output_tokens": 1})
+            assert full is not None and streamed is not None
+            assert streamed > 0.25 and streamed - 1e-6 <= listed["cost_usd"] <= full + 1e-6
+            assert listed["input_tokens"] == 142_000
+            await client.call_tool("query_control", {"action": "terminate", "query_id": query_id, "grace_s": 5})
+            history = structured_of(await client.call_tool("query_list", {"include_history": True,
+                                                                          "include_output": True}))
+            (ended,) = history["queries"]
+            assert ended["status"] == "terminated" and ended["model"] == model
+            assert [(event["action"], event["by"]) for event in ended["log"] if event["action"] != "permission"] == [
+                ("pause", "rule:budget"), ("terminate", "client")]
+            # The CLI's figure for the task (the whole turn, output included) replaced the estimate.
+            assert ended["cost_usd"] == pytest.approx(full, abs=1e-6)
+
+
+async def test_a_model_without_a_price_shows_its_tokens_and_no_cost_while_it_runs(tmp_path: Path) -> None:
+    unpriced = "claude-unpriced-1"
+    turn = Usage(input_tokens=3_000, output_tokens=10, cache_read_input_tokens=7_000)
+
+    def script(request: RecordedRequest) -> Answer:
+        if request.kind == "turn" and "[unpriced]" in request.user_text and not request.tool_results:
+            return Reply.tool("Bash", {"command": loop(tmp_path / "counter.txt", 2000), "description": "work"},
+                              usage=turn)
+        return default_script(request)
+
+    with ScriptedMessagesApi(script) as api:
+        types = {"unpriced": claude_type(api, tmp_path / "home", model=unpriced)}
+        async with open_services(agent_settings(tmp_path, types)) as services:
+            agent_id = await ready_agent_of(services, "unpriced")
+            # The CLI prices its tasks all the same (at a default of its own): that figure is its answer
+            # at a task's end, never a price per token for the next task's estimate.
+            first = await services.queries.start(agent_id, "reply: a first task")
+            (done,) = (await services.queries.wait([first.id], mode="all", timeout_s=60)).queries
+            assert done.record.status == "completed" and (done.record.cost_usd or 0) > 0
+            query = await services.queries.start(agent_id, "work [unpriced]")
+            await eventually(lambda: file_size(tmp_path / "counter.txt") > 0, "the Bash loop writes", timeout_s=30)
+            (view,) = await services.queries.views([query], include_output=False)
+            assert [request.model for request in api.requests_for("[unpriced]")] == [unpriced]
+            assert (view.record.model, view.record.turns, view.record.input_tokens) == (unpriced, 1, 10_000)
+            assert view.record.cost_usd is None  # unknown, not free, and not guessed from the first task
+            await services.queries.control("terminate", query.id, grace_s=5.0)
