@@ -283,15 +283,15 @@ async def test_wait_any_all_and_timeout(tmp_path: Path) -> None:
         assert not any_of.timed_out and any_of.pending == [slow.id]
         timed = await services.queries.wait([slow.id, quick.id], mode="all", timeout_s=0.2)
         assert timed.timed_out and timed.pending == [slow.id]
-        messages: list[str] = []
+        messages: list[tuple[int, int, str]] = []
 
-        async def progress(message: str) -> None:
-            messages.append(message)
+        async def progress(ended: int, of: int, message: str) -> None:
+            messages.append((ended, of, message))
 
         gate.write_text("go")
         every = await services.queries.wait([slow.id, quick.id], mode="all", timeout_s=10, progress=progress)
         assert not every.timed_out and [view.record.status for view in every.queries] == ["completed", "completed"]
-        assert messages and messages[-1] == "2 of 2 queries ended"
+        assert messages and messages[-1] == (2, 2, "2 of 2 queries ended")
         with pytest.raises(NotFound):
             await services.queries.wait(["query-nope"], mode="all", timeout_s=1)
 
