@@ -38,12 +38,20 @@ def aliases(name: str, *others: str) -> AliasChoices:
     return AliasChoices(name, *others)
 
 
+# A listing's cursor is a row's sequence number: an SQLite integer, so at most 2**63 - 1 (19 digits).
+MAX_SEQ_CURSOR = 2**63 - 1
+
+
 def seq_cursor(cursor: str) -> int:
     """Where a listing continues: the ``next_cursor`` a previous page gave out (empty: the start)."""
     if not cursor:
         return 0
-    if not cursor.isdigit():
-        raise InvalidArgument("cursor is not one this tool gave out; pass next_cursor unchanged, or omit it")
+    # ASCII digits only: str.isdigit also accepts "²" and other digits int() refuses, and the length
+    # check comes first so int() never meets a string beyond Python's digit limit.
+    if len(cursor) > len(str(MAX_SEQ_CURSOR)) or not (cursor.isascii() and cursor.isdigit()) \
+            or int(cursor) > MAX_SEQ_CURSOR:
+        raise InvalidArgument(f"cursor must be a next_cursor this tool gave out (ASCII digits, at most "
+                              f"{MAX_SEQ_CURSOR}); got {shown(cursor)}; pass next_cursor unchanged, or omit it")
     return int(cursor)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from server.errors import InvalidArgument
 from server.memory import Entry, EntryMeta, MemoryStats, PutRequest, ScoredEntry
@@ -170,7 +170,8 @@ async def memory_usage(
     prefix: Annotated[str, Field(description="list: only keys starting with this.")] = "",
     limit: Annotated[int, Field(ge=1, le=1000, description="list/search: most entries returned (semantic: k).")] = 100,
     cursor: Annotated[str, Field(description="list: next_cursor from the previous page.")] = "",
-    confirm: Annotated[bool, Field(description="delete without key: must be true to delete the namespace.")] = False,
+    # Strict: only a JSON true deletes a whole namespace, never "true" or 1.
+    confirm: Annotated[StrictBool, Field(description="delete without key: must be true to delete the namespace.")] = False,
     # Bounded well below SQLite's 50,000-byte limit on GLOB patterns (beyond it the query fails).
     pattern: Annotated[str, Field(max_length=4096, description="search: glob over keys, e.g. 'agent-*'.")] = "",
     query: Annotated[

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from server.objects import BatchProgress, BatchRequest, BatchResult, FileSpec
 from server.services import Services
@@ -105,7 +105,8 @@ async def upload_batch(
     prefix: Annotated[str, Field(description="Folder for every key: 'run-42' gives 'run-42/<key>'.")] = "",
     max_concurrency: Annotated[int, Field(ge=1, validation_alias=aliases("max_concurrency", "maxConcurrency"),
                                           description="Requests in flight (server limit 64 by default).")] = 16,
-    overwrite: Annotated[bool, Field(description="false: never replace an existing object.")] = True,
+    # Strict, as every destructive switch: "false" or 0 is a mistake to report, not a value to guess.
+    overwrite: Annotated[StrictBool, Field(description="false: never replace an existing object.")] = True,
     all_or_nothing: Annotated[bool, Field(validation_alias=aliases("all_or_nothing", "allOrNothing"),
                                           description="Upload nothing if any file is invalid.")] = False,
 ) -> Annotated[CallToolResult, UploadBatchResult]:

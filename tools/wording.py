@@ -90,7 +90,7 @@ def accepted(node: Schema, definitions: Schema) -> str:
         return "true or false"
     if kind == "array":
         items = node.get("items")
-        return "a list" + (f" of {_plural(items, definitions)}" if items else "")
+        return _list_of(node, _plural(items, definitions) if items else "")
     if kind == "object" or "properties" in node:
         return "an object" + _members(node, definitions)
     return "any JSON value"
@@ -130,7 +130,41 @@ def _problem(detail: ErrorDetails, path: str, node: Schema, definitions: Schema)
     if kind in ("value_error", "assertion_error"):
         message = detail["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         return f"{path}: {message}"
+    if kind in _CONSTRAINTS and not _bounded(node, definitions):
+        # A bound the schema does not show: pydantic's words name it ("at most 500 items").
+        return f"{path}: {detail['msg']}; got {_sized(detail['input'])}"
+    if kind == "string_pattern_mismatch":
+        pattern = detail.get("ctx", {}).get("pattern")
+        return f"{path} must be {accepted(node, definitions)} matching {pattern}; got {shown(detail['input'])}"
+    if kind in ("too_short", "too_long"):
+        return f"{path} must be {accepted(node, definitions)}; got {_sized(detail['input'])}"
     return f"{path} must be {accepted(node, definitions)}; got {shown(detail['input'])}"
+
+
+# pydantic's error types for a value of the right type outside a declared bound.
+_CONSTRAINTS = frozenset({
+    "too_short", "too_long", "string_too_short", "string_too_long", "string_pattern_mismatch",
+    "greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of",
+})
+# The JSON Schema keywords that carry those bounds.
+_BOUND_KEYWORDS = frozenset({
+    "minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties", "pattern",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+})
+
+
+def _bounded(node: Schema, definitions: Schema) -> bool:
+    node = _resolve(node, definitions)
+    return bool(_BOUND_KEYWORDS & node.keys()) or any(_bounded(arm, definitions) for arm in node.get("anyOf", ()))
+
+
+def _sized(value: object) -> str:
+    """A value shown with its size, for a too-short or too-long error: "a list of 501", "an empty list"."""
+    if isinstance(value, list):
+        return f"a list of {len(value)}" if value else "an empty list"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} members" if value else "an empty object"
+    return shown(value)
 
 
 def _locate(location: Sequence[int | str], schema: Schema, definitions: Schema) -> tuple[str, Schema]:
@@ -165,11 +199,27 @@ def _resolve(node: Schema, definitions: Schema) -> Schema:
 def _range(node: Schema) -> str:
     if "minimum" in node and "maximum" in node:
         return f" from {node['minimum']} to {node['maximum']}"
-    if "minimum" in node:
-        return f" >= {node['minimum']}"
-    if "maximum" in node:
-        return f" <= {node['maximum']}"
-    return ""
+    low = f">= {node['minimum']}" if "minimum" in node else (
+        f"> {node['exclusiveMinimum']}" if "exclusiveMinimum" in node else "")
+    high = f"<= {node['maximum']}" if "maximum" in node else (
+        f"< {node['exclusiveMaximum']}" if "exclusiveMaximum" in node else "")
+    bounds = " and ".join(bound for bound in (low, high) if bound)
+    return f" {bounds}" if bounds else ""
+
+
+def _list_of(node: Schema, items: str) -> str:
+    """"a list of strings", "a list of 1 to 500 strings", "a non-empty list of objects {...}"."""
+    low, high = node.get("minItems"), node.get("maxItems")
+    noun = items or "items"
+    if low and high is not None:
+        return f"a list of {low} to {high} {noun}"
+    if high is not None:
+        return f"a list of at most {high} {noun}"
+    if low == 1:
+        return f"a non-empty list of {noun}"
+    if low:
+        return f"a list of at least {low} {noun}"
+    return f"a list of {items}" if items else "a list"
 
 
 def _length(node: Schema) -> str:
