@@ -19,10 +19,13 @@ logger = logging.getLogger(__name__)
 
 
 async def open_object_store(settings: Settings) -> ObjectStore:
-    """S3 when an endpoint or a bucket is configured; otherwise a directory under the data dir."""
+    """S3 when an endpoint or a bucket is configured; otherwise a directory under the data dir, cleared of
+    what writes cut short by a dead process left in it."""
     if settings.uses_local_object_store:
         settings.local_objects_dir.mkdir(parents=True, exist_ok=True)
-        return LocalObjectStore(settings.local_objects_dir, default_bucket=DEFAULT_LOCAL_BUCKET)
+        local = LocalObjectStore(settings.local_objects_dir, default_bucket=DEFAULT_LOCAL_BUCKET)
+        await local.remove_leftovers()
+        return local
     secret = settings.s3_secret_access_key
     return await S3ObjectStore.open(
         endpoint_url=settings.s3_endpoint_url,

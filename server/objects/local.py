@@ -5,6 +5,7 @@ Layout under the root, per bucket::
     <bucket>/objects/<h[:2]>/<h>.json          the object's record: key, size, ETag, type, metadata, data file
     <bucket>/objects/<h[:2]>/<h>.<token>.data  the bytes the record names
     <bucket>/multipart/<upload id>/            upload.json and NNNNN.part files of an unfinished upload
+    .writers/<writer id>.lock                   held (flock) by each open store that writes; see local_writers
 
 where ``h`` is the SHA-256 of the key, so any S3 key maps to a safe file name and "a" and
 "a/b" can both exist. The record is the commit point: the data is written and fsynced
@@ -13,7 +14,10 @@ the old object or the new one, never a mix. ETags are computed the way S3 does (
 body; for multipart, MD5 of the part MD5s plus "-N").
 
 A write that fails part-way (disk full) deletes what it had written before it reports the
-failure, so a failed upload costs no space, however often it is retried.
+failure, so a failed upload costs no space, however often it is retried. A write cut short by
+the death of its process cannot clean up: every name it creates carries its store's writer id,
+and `remove_leftovers` (run when the server opens the store) deletes those of writers that are
+gone (`server.objects.local_writers`).
 
 All file work runs in worker threads; the event loop only waits.
 """
@@ -26,6 +30,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -37,10 +42,12 @@ from typing import Any, BinaryIO, TypeVar
 import anyio
 
 from server.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from server.objects.local_writers import Leftovers, WriterClaim, remove_leftovers
 from server.objects.naming import check_bucket, check_key
 from server.objects.store import Body, ListedObject, ObjectHead, OutOfSpace, PendingUpload, StoredPart
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 DEFAULT_LOCAL_BUCKET = "local"
 _COPY_CHUNK = 1024 * 1024
@@ -54,6 +61,7 @@ class LocalObjectStore:
     def __init__(self, root: Path, *, default_bucket: str = DEFAULT_LOCAL_BUCKET) -> None:
         self._root = root
         self._default_bucket = default_bucket
+        self._writer = WriterClaim(root)
 
     @property
     def description(self) -> str:
@@ -68,7 +76,18 @@ class LocalObjectStore:
         return True  # os.link refuses to replace an existing record, atomically
 
     async def close(self) -> None:
-        """Nothing stays open between calls."""
+        """Gives up this store's writer id (the only thing that stays open between calls)."""
+        await anyio.to_thread.run_sync(self._writer.release)
+
+    async def remove_leftovers(self) -> Leftovers:
+        """Deletes the files and multipart uploads that writes of dead processes left behind; another
+        live server's work in progress is left alone. Logs what it removed."""
+        removed = await self._run(remove_leftovers, self._root)
+        if removed.files or removed.uploads:
+            logger.warning("local object store %s: removed %d leftover files (%d bytes, %d unfinished multipart "
+                           "uploads among them) of writes cut short by a process that ended", self._root,
+                           removed.files, removed.bytes, removed.uploads)
+        return removed
 
     async def put_object(
         self, bucket: str, key: str, body: Body, *, content_md5: str, content_type: str,
@@ -148,6 +167,10 @@ class LocalObjectStore:
             raise NotFound(f"no multipart upload {upload_id!r} in bucket {bucket!r}")
         return self._bucket_dir(bucket) / "multipart" / upload_id
 
+    def _data_path(self, record_path: Path) -> Path:
+        """A fresh name for an object's bytes: ``<h>.<writer id><random>.data``."""
+        return record_path.with_name(f"{record_path.stem}.{self._writer.writer_id()}{secrets.token_hex(4)}.data")
+
     # -- blocking work (worker threads) ---------------------------------------------------
 
     def _put_sync(
@@ -159,7 +182,7 @@ class LocalObjectStore:
             raise InvalidArgument(f"the body of {key!r} does not match its Content-MD5; nothing was stored")
         record_path = self._record_path(bucket, key)
         record_path.parent.mkdir(parents=True, exist_ok=True)
-        data_path = record_path.with_name(f"{record_path.stem}.{secrets.token_hex(8)}.data")
+        data_path = self._data_path(record_path)
         data_file = open(data_path, "xb")  # noqa: SIM115 - closed inside the block that removes it on failure
         etag = md5.hexdigest()
         with _removed_if_failed(data_path):
@@ -175,7 +198,7 @@ class LocalObjectStore:
     ) -> None:
         record = {"key": key, "size": size, "etag": etag, "content_type": content_type, "metadata": metadata,
                   "data": data_path.name}
-        temp = _write_temp_json(record_path.parent, record)
+        temp = _write_temp_json(record_path.parent, record, self._writer.writer_id())
         # Locked from reading the old record to deleting its data: two writers of one key (in this
         # process or another) would otherwise both delete the same old file and orphan one new one.
         with _directory_lock(record_path.parent):
@@ -202,12 +225,12 @@ class LocalObjectStore:
 
     def _create_multipart_sync(self, bucket: str, key: str, content_type: str, metadata: dict[str, str]) -> str:
         check_key(key)
-        upload_id = secrets.token_hex(16)
+        upload_id = f"{self._writer.writer_id()}{secrets.token_hex(8)}"
         upload_dir = self._upload_dir(bucket, upload_id)
         upload_dir.mkdir(parents=True)
         try:
             _write_json_atomically(upload_dir / "upload.json", {"key": key, "content_type": content_type,
-                                                               "metadata": metadata})
+                                                               "metadata": metadata}, self._writer.writer_id())
         except BaseException:
             shutil.rmtree(upload_dir, ignore_errors=True)  # its id never reaches the caller, who could not abort it
             raise
@@ -218,7 +241,7 @@ class LocalObjectStore:
         md5 = hashlib.md5(body)
         if base64.b64encode(md5.digest()).decode("ascii") != content_md5:
             raise InvalidArgument(f"part {part_number} does not match its Content-MD5; nothing was stored")
-        temp = upload_dir / f".{part_number:05d}.{secrets.token_hex(4)}.tmp"
+        temp = upload_dir / f".{part_number:05d}.{self._writer.writer_id()}{secrets.token_hex(4)}.tmp"
         part_file = open(temp, "xb")  # noqa: SIM115 - closed inside the block that removes it on failure
         with _removed_if_failed(temp):
             with part_file:
@@ -239,7 +262,7 @@ class LocalObjectStore:
             raise InvalidArgument("parts must be listed once each, in ascending part-number order")
         record_path = self._record_path(bucket, key)
         record_path.parent.mkdir(parents=True, exist_ok=True)
-        data_path = record_path.with_name(f"{record_path.stem}.{secrets.token_hex(8)}.data")
+        data_path = self._data_path(record_path)
         part_digests = bytearray()
         data_file = open(data_path, "xb")  # noqa: SIM115 - closed inside the block that removes it on failure
         with _removed_if_failed(data_path):
@@ -344,8 +367,8 @@ def _load_json(path: Path) -> dict[str, Any] | None:
         raise Unavailable(f"the local object store's record {path} is damaged ({error}); remove it") from None
 
 
-def _write_temp_json(directory: Path, value: dict[str, Any]) -> Path:
-    descriptor, name = tempfile.mkstemp(dir=directory, prefix=".record-", suffix=".tmp")
+def _write_temp_json(directory: Path, value: dict[str, Any], writer: str) -> Path:
+    descriptor, name = tempfile.mkstemp(dir=directory, prefix=f".record-{writer}", suffix=".tmp")
     with _removed_if_failed(Path(name)), os.fdopen(descriptor, "w", encoding="utf-8") as file:
         json.dump(value, file, ensure_ascii=False)
         _flush_to_disk(file)
@@ -363,6 +386,6 @@ def _removed_if_failed(path: Path) -> Iterator[None]:
         raise
 
 
-def _write_json_atomically(path: Path, value: dict[str, Any]) -> None:
-    temp = _write_temp_json(path.parent, value)
+def _write_json_atomically(path: Path, value: dict[str, Any], writer: str) -> None:
+    temp = _write_temp_json(path.parent, value, writer)
     os.replace(temp, path)
