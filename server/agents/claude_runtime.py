@@ -93,6 +93,9 @@ class ClaudeSession:
         self._task_lock = asyncio.Lock()
         self._log: IO[str] | None = None
         self.pid: int | None = None
+        # The model the session runs before any task names one: its initialize answer resolves
+        # the configured model (or "default", when the type sets none) to a model id.
+        self.model_at_start: str | None = None
         self.session_id: str | None = None
         # The CLI reports the session's cost so far with every result; a task's cost is the difference.
         self._session_cost_usd = 0.0
@@ -144,6 +147,7 @@ class ClaudeSession:
                 connected.cancel()
             raise
         self._client = client
+        self.model_at_start = resolved_model(await client.get_server_info(), self._launch.model)
         connected.set_result(None)
         try:
             await self._closing.wait()
@@ -349,3 +353,13 @@ def _merged(known: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, int) and isinstance(usage.get(name), int):
             merged[name] = max(value, usage[name])
     return merged
+
+
+def resolved_model(server_info: dict[str, Any] | None, configured: str | None) -> str | None:
+    """The model id the CLI's initialize answer resolves ``configured`` to (an alias such as
+    ``opus``, or ``default`` when None); a configured full id stays as it is; None when unknown."""
+    wanted = configured or "default"
+    for model in (server_info or {}).get("models") or ():
+        if isinstance(model, dict) and model.get("value") == wanted and isinstance(model.get("resolvedModel"), str):
+            return str(model["resolvedModel"])
+    return configured

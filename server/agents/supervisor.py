@@ -286,7 +286,15 @@ class Supervisor:
                 agent.session = session
         spawn_ms = (asyncio.get_running_loop().time() - began) * 1000
         await self._adopt(agent, agent.session.pid if agent.session else None)
+        await self._model_at_start(agent)
         return spawn_ms
+
+    async def _model_at_start(self, agent: Agent) -> None:
+        """An agent whose type names no model runs the CLI's default: listed as such from the start."""
+        model = agent.session.model_at_start if agent.session is not None else None
+        if agent.record.model is None and model is not None:
+            agent.record.model = model
+            await self.records.update_agent(agent.id, model=model)
 
     async def adopt(self, agent: Agent, worker: PooledWorker) -> float:
         """Gives a warm pool's idle session to the agent it was started for; sets the agent's model and
@@ -303,6 +311,7 @@ class Supervisor:
         if identity is not None:  # the pool already gave it to the watchdog
             agent.record.pid, agent.record.pid_start_time = identity.pid, identity.start_time
             await self.records.update_agent(agent.id, pid=identity.pid, pid_start_time=identity.start_time)
+        await self._model_at_start(agent)
         return (asyncio.get_running_loop().time() - began) * 1000
 
     async def _adopt(self, agent: Agent, pid: int | None) -> None:

@@ -134,3 +134,20 @@ async def test_a_warm_pool_hands_over_sessions_started_before_the_call(tmp_path:
         assert second.model == "claude-haiku-4-5"
         await services.agents.pool.wait_full("helper")
         assert services.agents.pool.idle_count("helper") == 2
+
+
+async def test_an_agent_whose_type_names_no_model_shows_the_model_it_will_use_before_its_first_task(
+        tmp_path: Path, messages_api: ScriptedMessagesApi) -> None:
+    async with open_services(claude_settings(tmp_path, messages_api, model=None)) as services:
+        report = await services.spawner.spawn_many(request(spec("idle", type="helper")))
+        (entry,) = report.entries
+        agent = services.agents.live(entry.agent_id)
+        assert agent is not None and entry.status == "ready"
+        shown = agent.record.model
+        stored = await services.agents.records.agent(entry.agent_id)
+        assert shown is not None and stored is not None and stored.model == shown  # resolved from initialize
+        query = await services.queries.start(entry.agent_id, "reply: which model")
+        waited = await services.queries.wait([query.id], mode="all", timeout_s=60)
+        assert waited.queries[0].record.status == "completed"
+        (turn,) = messages_api.requests_for("reply: which model")
+        assert turn.model == shown  # what it showed is what the CLI then asked the API for
