@@ -25,12 +25,9 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from server.errors import InvalidArgument, Unavailable
-
-if TYPE_CHECKING:  # the watchdog imports this module and starts faster without asyncio
-    from server.agents.tagged_scan import SharedTaggedScan
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +46,13 @@ EXITED_STATES = frozenset({"Z", "X"})
 _UNREADABLE = frozenset({errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM})
 # After SIGKILL only a process stuck in uninterruptible sleep (D) can linger; wait this long for it.
 KILL_WAIT_S = 5.0
+
+
+class StrayFinder(Protocol):
+    """Finds the running processes tagged with agent ids (`tagged_scan.SharedTaggedScan` shares
+    one /proc scan among concurrent callers)."""
+
+    async def find(self, tags: Collection[str]) -> list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,7 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, scan: SharedTaggedScan | None = None,
+async def end_group(pgid: int, grace_s: float, *, tag: str | None = None, scan: StrayFinder | None = None,
                     poll_s: float = 0.05, kill_wait_s: float = KILL_WAIT_S) -> GroupEnding:
     """End process group ``pgid``: SIGTERM (and SIGCONT), then SIGKILL what is left after ``grace_s``.
 
