@@ -13,17 +13,19 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
-from server.agents.capacity import Ticket
-from server.agents.claude_runtime import ClaudeSession
+from server.agents.capacity import RunningCap, Ticket
+from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
+from server.agents.ids import new_id
 from server.agents.launch import SpawnFailed, remove_mcp_config
+from server.agents.memory_access import AgentMemoryAccess
 from server.agents.outcome import OutputTail
-from server.agents.process_groups import end_group, identify
-from server.agents.types import AgentType
-
-if TYPE_CHECKING:
-    from server.agents.supervisor import Supervisor
+from server.agents.process_groups import StrayFinder, end_group, identify
+from server.agents.types import AgentType, AgentTypes
+from server.agents.watchdog import Watchdog
+from server.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +41,41 @@ class PooledWorker:
     ticket: Ticket | None  # its place under SWITCHBOARD_AGENT_MAX_RUNNING, handed on to the agent that takes it
 
 
+class PoolHost(Protocol):
+    """What the pool needs of the supervisor that owns it: how a session starts, where it is
+    watched, its slots and its background tasks (the supervisor passes itself)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def types(self) -> AgentTypes: ...
+
+    @property
+    def capacity(self) -> RunningCap: ...
+
+    @property
+    def stray_scan(self) -> StrayFinder: ...
+
+    @property
+    def memory_access(self) -> AgentMemoryAccess | None: ...
+
+    def workdir_for(self, agent_id: str) -> Path: ...
+
+    async def claude_launch_for(self, agent_id: str, agent_type: AgentType, model: str | None,
+                                permission_mode: str, workdir: Path) -> ClaudeLaunch: ...
+
+    def permission_decider(self, agent_id: str, type_name: str, agent_type: AgentType) -> PermissionDecider: ...
+
+    async def watchdog(self) -> Watchdog: ...
+
+    def watchdog_if_started(self) -> Watchdog | None: ...
+
+    def spawn_background(self, coroutine: Any, name: str) -> asyncio.Task[Any]: ...
+
+
 class WarmPool:
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: PoolHost) -> None:
         self._supervisor = supervisor
         self._idle: dict[str, deque[PooledWorker]] = {}
         self._refilling: dict[str, asyncio.Task[None]] = {}
@@ -104,8 +139,6 @@ class WarmPool:
             workers.append(worker)
 
     async def _start_worker(self, type_name: str, agent_type: AgentType) -> PooledWorker:
-        from server.agents.supervisor import new_id
-
         supervisor = self._supervisor
         agent_id = new_id("agent")
         launch = await supervisor.claude_launch_for(agent_id, agent_type, agent_type.model, agent_type.permission_mode,

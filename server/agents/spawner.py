@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from server.agents.capacity import AtCapacity, Ticket
+from server.agents.ids import new_id
 from server.agents.launch import SpawnFailed
 from server.agents.outcome import TaskOutcome
 from server.agents.pool import PooledWorker
 from server.agents.records import AgentStatus, QueryRecord
-from server.agents.supervisor import Agent, StopFailed, Supervisor, new_id
+from server.agents.supervisor import Agent, StopFailed, Supervisor
 from server.agents.types import PERMISSION_MODES, AgentType
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
 

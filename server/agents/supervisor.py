@@ -13,12 +13,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from tenacity import AsyncRetrying, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
@@ -27,6 +26,7 @@ from server.agents.capacity import RunningCap, Ticket, default_max_running
 from server.agents.changes import ChangeFeed
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
 from server.agents.exec_runtime import ExecLaunch, ExecProcess, prepare_files
+from server.agents.ids import new_id
 from server.agents.launch import (
     SpawnFailed,
     make_dirs,
@@ -35,6 +35,7 @@ from server.agents.launch import (
     write_claude_launcher,
     write_mcp_config,
 )
+from server.agents.memory_access import AgentMemoryAccess
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.permissions import decide as decide_permission
 from server.agents.pool import PooledWorker, WarmPool
@@ -84,22 +85,6 @@ class StopFailed(SwitchboardError):
     """An agent's processes could not be confirmed gone; it stays live and the stop is retried."""
 
     code = "unavailable"
-
-
-class AgentMemoryAccess(Protocol):
-    """Gives a claude agent this server's memory as an MCP server (wired in by the app)."""
-
-    async def grant(self, agent_id: str) -> dict[str, Any]:
-        """The MCP server entry (type, url, headers) for that agent's Claude Code."""
-        ...
-
-    def revoke(self, agent_id: str) -> None: ...
-
-    def calls_by_agent(self) -> dict[str, int]: ...
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(6)}"
 
 
 @dataclass(eq=False)
