@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from server.agents.capacity import RunningCap, Ticket
+from server.agents.capacity import Ticket
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
 from server.agents.ids import new_id
 from server.agents.launch import SpawnFailed, remove_mcp_config
 from server.agents.memory_access import AgentMemoryAccess
 from server.agents.outcome import OutputTail
 from server.agents.process_groups import StrayFinder, end_group, identify
+from server.agents.slots import RunningSlots
 from server.agents.types import AgentType, AgentTypes
 from server.agents.watchdog import Watchdog
 from server.config import Settings
@@ -52,7 +53,7 @@ class PoolHost(Protocol):
     def types(self) -> AgentTypes: ...
 
     @property
-    def capacity(self) -> RunningCap: ...
+    def slots(self) -> RunningSlots: ...
 
     @property
     def stray_scan(self) -> StrayFinder: ...
@@ -145,7 +146,7 @@ class WarmPool:
                                                     supervisor.workdir_for(agent_id))
         tail = OutputTail(supervisor.settings.agent_output_tail_bytes)
         session = ClaudeSession(launch, supervisor.permission_decider(agent_id, type_name, agent_type), tail)
-        ticket = await supervisor.capacity.take()  # an idle session holds files and memory like a busy one
+        ticket = await supervisor.slots.cap.take()  # an idle session holds files and memory like a busy one
         try:
             await session.start(supervisor.settings.agent_spawn_timeout_s)
         except BaseException:

@@ -22,10 +22,11 @@ from typing import Any, Literal, Protocol
 from server.agents.capacity import AtCapacity, Ticket
 from server.agents.ids import new_id
 from server.agents.launch import SpawnFailed
+from server.agents.live import Agent
 from server.agents.outcome import TaskOutcome
 from server.agents.pool import PooledWorker
 from server.agents.records import AgentStatus, QueryRecord
-from server.agents.supervisor import Agent, StopFailed, Supervisor
+from server.agents.supervisor import StopFailed, Supervisor
 from server.agents.types import PERMISSION_MODES, AgentType
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
 
@@ -305,7 +306,7 @@ class Spawner:
                     pooled[item.spec.type] = taken + 1
                     continue
             needed += 1
-        cap = self._supervisor.capacity
+        cap = self._supervisor.slots.cap
         tickets = cap.try_take_many(needed)
         if tickets is None:
             raise AtCapacity(
@@ -343,7 +344,7 @@ class Spawner:
         async def queued() -> None:
             entry.status = "queued"
             entry.spawned.set()
-            cap = supervisor.capacity
+            cap = supervisor.slots.cap
             await report(entry, f"{entry.name} queued: {cap.running} agents running, the most the server runs at "
                                 f"once (SWITCHBOARD_AGENT_MAX_RUNNING={cap.limit})")
 
@@ -355,12 +356,9 @@ class Spawner:
                 return
             task, has_dependencies = item.spec.task, bool(item.depends_on_new or item.depends_on_existing)
             if agent.agent_type.runtime == "claude":
-                slot = supervisor.slot(agent.record.type, agent.agent_type)
-                if slot is not None:
-                    await slot.acquire()
-                    supervisor.hold_slot(agent)
+                await supervisor.slots.hold_type_slot(agent)
                 if item.worker is None and agent.ticket is None:
-                    agent.ticket = await supervisor.admit(agent, queued)
+                    agent.ticket = await supervisor.slots.admit(agent, queued)
                     if agent.ticket is None:
                         raise SpawnFailed("terminated while it was queued", transient=False)
                 async with in_flight:
@@ -425,7 +423,7 @@ class Spawner:
             # those starts, so its slot is given back as soon as the process runs. Its place under the
             # server's cap comes first: one waiting queued must not hold a start slot meanwhile.
             if agent.ticket is None:
-                agent.ticket = await supervisor.admit(agent, queued)
+                agent.ticket = await supervisor.slots.admit(agent, queued)
                 if agent.ticket is None:
                     self._take_outcome(entry, TaskOutcome("terminated", error="terminated while it was queued"), agent)
                     await supervisor.close_query(query.id, "terminated", "terminated while it was queued")

@@ -15,14 +15,13 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tenacity import AsyncRetrying, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from server.agents.activity import ActivityLog
-from server.agents.capacity import RunningCap, Ticket, default_max_running
+from server.agents.capacity import RunningCap, default_max_running
 from server.agents.changes import ChangeFeed
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
 from server.agents.exec_runtime import ExecLaunch, ExecProcess, prepare_files
@@ -35,6 +34,7 @@ from server.agents.launch import (
     write_claude_launcher,
     write_mcp_config,
 )
+from server.agents.live import ActiveQuery, Agent
 from server.agents.memory_access import AgentMemoryAccess
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.permissions import decide as decide_permission
@@ -64,6 +64,7 @@ from server.agents.records import (
     query_changed,
     query_event_added,
 )
+from server.agents.slots import RunningSlots
 from server.agents.tagged_scan import SharedTaggedScan
 from server.agents.types import MEMORY_TOOLS, AgentType, AgentTypes, render_command
 from server.agents.watchdog import Watchdog
@@ -87,50 +88,6 @@ class StopFailed(SwitchboardError):
     code = "unavailable"
 
 
-@dataclass(eq=False)
-class Agent:
-    """A live agent: its record, its type, and its runtime handle."""
-
-    record: AgentRecord
-    agent_type: AgentType
-    command: tuple[str, ...] | None  # exec: the argv template (the type's, or an allowed ad-hoc one)
-    tail: OutputTail
-    session: ClaudeSession | None = None
-    process: ExecProcess | None = None
-    last_result: str | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a task runs
-    holds_slot: bool = False
-    ticket: Ticket | None = None  # its place under SWITCHBOARD_AGENT_MAX_RUNNING while its processes run
-    terminating: bool = False
-    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    stop_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one stop attempt at a time
-    stop_error: str | None = None  # why the last stop could not confirm its processes ended
-    stop_retrying: bool = False
-    # Its queries run one at a time, in the order they were started (asyncio.Lock is FIFO).
-    query_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    running: ActiveQuery | None = None
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-
-@dataclass(eq=False)
-class ActiveQuery:
-    """A query that has not ended: its record (kept current in memory) and who waits for its end."""
-
-    record: QueryRecord
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    tail_mark: int = 0                # the agent's output count when it started: its tail is what came after
-    stopped_by: str | None = None     # who terminated it ("client", "rule:<name>"), for its error
-    control_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one control action at a time
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-
 class Supervisor:
     """Every agent of this server. Open with `Supervisor.open`, close with `close`."""
 
@@ -145,7 +102,6 @@ class Supervisor:
         self.changes = ChangeFeed()
         self._agents: dict[str, Agent] = {}
         self._queries: dict[str, ActiveQuery] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
         self._watchdog: Watchdog | None = None
         self._watchdog_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
@@ -153,7 +109,7 @@ class Supervisor:
         self._closed = False
         self.identity = identify(os.getpid())
         self.boot_id = boot_id()
-        self.capacity = RunningCap(settings.agent_max_running or default_max_running())
+        self.slots = RunningSlots(RunningCap(settings.agent_max_running or default_max_running()))
         self.pool = WarmPool(self)
         self._sampler = asyncio.create_task(self._sample_metrics(), name="agent-metrics")
 
@@ -239,13 +195,6 @@ class Supervisor:
             setattr(agent.record, name, value)
         await self.records.update_agent(agent.id, status=status, **changes)
         self.changes.changed("agent", agent.id)
-
-    def slot(self, type_name: str, agent_type: AgentType) -> asyncio.Semaphore | None:
-        if agent_type.max_running is None:
-            return None
-        if type_name not in self._slots:
-            self._slots[type_name] = asyncio.Semaphore(agent_type.max_running)
-        return self._slots[type_name]
 
     async def start(self, agent: Agent) -> float:
         """Starts a claude agent's session (retrying transient failures); answers the spawn time in
@@ -453,7 +402,7 @@ class Supervisor:
         if agent.agent_type.runtime != "claude":
             # An exec task's process counts toward the server's cap while it runs; until a slot is
             # free the query stays queued (and is ended, never started, if the agent ends meanwhile).
-            ticket = agent.ticket or await self.admit(agent, on_queued)
+            ticket = agent.ticket or await self.slots.admit(agent, on_queued)
             if ticket is None:
                 outcome = TaskOutcome("terminated", error="terminated while it waited for a running slot")
                 await self._finish_query(agent, query, outcome)
@@ -521,7 +470,7 @@ class Supervisor:
         log = await asyncio.to_thread(prepare_files, launch, inputs_path, inputs)
         if inputs_path is not None:
             env["SWITCHBOARD_INPUTS"] = str(inputs_path)
-        slot = self.slot(record.type, agent.agent_type)
+        slot = self.slots.of_type(record.type, agent.agent_type)
         async with slot if slot is not None else contextlib.nullcontext():
             watchdog = await self.watchdog()
             began = asyncio.get_running_loop().time()
@@ -644,29 +593,6 @@ class Supervisor:
         await self.end(agent, "terminated", grace_s, error=None if reason == "terminated" else reason)
         return agent.record
 
-    async def admit(self, agent: Agent, on_queued: Callable[[], Awaitable[None]] | None = None) -> Ticket | None:
-        """A slot under SWITCHBOARD_AGENT_MAX_RUNNING for the agent's processes, waiting ``queued`` in
-        line when all are taken (``on_queued`` is told once); None when the agent is ended meanwhile."""
-        ticket = self.capacity.try_take()
-        if ticket is None:
-            if on_queued is not None:
-                await on_queued()
-            taking = asyncio.ensure_future(self.capacity.take())
-            stopping = asyncio.ensure_future(agent.stop_requested.wait())
-            try:
-                await asyncio.wait((taking, stopping), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopping.cancel()
-                if not taking.done():
-                    taking.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await taking
-            ticket = taking.result() if taking.done() and not taking.cancelled() else None
-        if ticket is not None and agent.terminating:
-            ticket.release()
-            return None
-        return ticket
-
     async def end(self, agent: Agent, status: AgentStatus, grace_s: float, *, error: str | None = None) -> None:
         """Ends a live agent's processes and records its final ``status``.
 
@@ -687,7 +613,7 @@ class Supervisor:
                 self.changes.changed("agent", agent.id)
                 raise
             agent.stop_error = None
-            self._release_running(agent)
+            self.slots.release(agent)
             remove_mcp_config(self.state_dir(agent))
             if self.memory_access is not None:
                 agent.record.memory_calls = self.memory_access.calls_by_agent().get(agent.id, 0)
@@ -766,23 +692,6 @@ class Supervisor:
         if ending == "survived":
             raise StopFailed(f"processes of agent {agent.id} still run after SIGKILL (stuck in the kernel?); "
                              f"the stop is retried every {STOP_RETRY_INTERVAL_S:g} s")
-
-    def _release_running(self, agent: Agent) -> None:
-        """Gives back the agent's running slots (its type's and the server's) once its processes are gone."""
-        self._release_slot(agent)
-        if agent.ticket is not None:
-            agent.ticket.release()
-            agent.ticket = None
-
-    def hold_slot(self, agent: Agent) -> None:
-        agent.holds_slot = True
-
-    def _release_slot(self, agent: Agent) -> None:
-        if agent.holds_slot:
-            agent.holds_slot = False
-            slot = self._slots.get(agent.record.type)
-            if slot is not None:
-                slot.release()
 
     def watchdog_if_started(self) -> Watchdog | None:
         return self._watchdog

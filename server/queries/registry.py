@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from server.agents.claude_runtime import ClaudeSession
 from server.agents.launch import SpawnFailed, make_dirs
+from server.agents.live import ActiveQuery, Agent
 from server.agents.outcome import Usage
 from server.agents.process_groups import (
     end_group,
@@ -40,7 +41,7 @@ from server.agents.process_groups import (
     signal_processes,
 )
 from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, agent_changed, query_changed
-from server.agents.supervisor import ActiveQuery, Agent, Supervisor
+from server.agents.supervisor import Supervisor
 from server.agents.types import PERMISSION_MODES
 from server.config import Settings
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
