@@ -158,7 +158,7 @@ def _agent_types(services: Services) -> list[Check]:
         label = f"agent type {name}"
         if agent_type.runtime == "claude":
             try:
-                checks.append(Check(label, True, f"Claude Code at {services.agents.claude_cli(agent_type)}"))
+                checks.append(Check(label, True, f"Claude Code at {services.agents.launches.cli(agent_type)}"))
             except SpawnFailed as error:
                 checks.append(Check(label, False, str(error)))
             continue

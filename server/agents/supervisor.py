@@ -23,16 +23,13 @@ from tenacity import AsyncRetrying, retry_if_exception, retry_if_exception_type,
 from server.agents.activity import ActivityLog
 from server.agents.capacity import RunningCap, default_max_running
 from server.agents.changes import ChangeFeed
+from server.agents.claude_launch import ClaudeLaunches
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
 from server.agents.exec_runtime import ExecLaunch, ExecProcess, prepare_files
 from server.agents.ids import new_id
 from server.agents.launch import (
     SpawnFailed,
-    make_dirs,
     remove_mcp_config,
-    resolve_executable,
-    write_claude_launcher,
-    write_mcp_config,
 )
 from server.agents.live import ActiveQuery, Agent
 from server.agents.memory_access import AgentMemoryAccess
@@ -66,7 +63,7 @@ from server.agents.records import (
 )
 from server.agents.slots import RunningSlots
 from server.agents.tagged_scan import SharedTaggedScan
-from server.agents.types import MEMORY_TOOLS, AgentType, AgentTypes, render_command
+from server.agents.types import AgentType, AgentTypes, render_command
 from server.agents.watchdog import Watchdog
 from server.clock import Clock
 from server.config import Settings
@@ -75,7 +72,6 @@ from server.memory import MemoryStore
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_CLI = "bundled"
 # A stop that cannot confirm the agent's processes ended (EMFILE reading /proc, a process stuck in
 # the kernel) is tried this many times in the call, then again in the background at this interval.
 STOP_ATTEMPTS = 4
@@ -105,7 +101,7 @@ class Supervisor:
         self._watchdog: Watchdog | None = None
         self._watchdog_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
-        self._launcher: Path | None = None
+        self.launches = ClaudeLaunches(settings)
         self._closed = False
         self.identity = identify(os.getpid())
         self.boot_id = boot_id()
@@ -212,7 +208,10 @@ class Supervisor:
                 if agent.terminating:
                     raise SpawnFailed("terminated before it was ready", transient=False)
                 decider = self.permission_decider(agent.id, agent.record.type, agent.agent_type)
-                session = ClaudeSession(await self._claude_launch(agent), decider, agent.tail)
+                launch = await self.claude_launch_for(agent.id, agent.agent_type, agent.record.model,
+                                                      agent.record.permission_mode or "default",
+                                                      Path(agent.record.workdir))
+                session = ClaudeSession(launch, decider, agent.tail)
                 try:
                     await session.start(self.settings.agent_spawn_timeout_s)
                 finally:  # the CLI read it as it started: its token stays on disk no longer than that
@@ -261,53 +260,9 @@ class Supervisor:
     async def claude_launch_for(self, agent_id: str, agent_type: AgentType, model: str | None,
                                 permission_mode: str, workdir: Path) -> ClaudeLaunch:
         """How a claude session for ``agent_id`` starts (also used by the warm pool)."""
-        if self._launcher is None:
-            self._launcher = write_claude_launcher(self.settings.data_dir / "run")
-        state_dir = self.workdir_for(agent_id)
-        make_dirs(state_dir, workdir)
-        mcp_config: Path | None = None
-        allowed = list(agent_type.allowed_tools)
-        if self.memory_access is not None and self.settings.agent_shared_memory:
-            servers = {"switchboard": await self.memory_access.grant(agent_id)}
-            mcp_config = await asyncio.to_thread(write_mcp_config, state_dir, servers)
-            allowed.extend(tool for tool in MEMORY_TOOLS if tool not in allowed)
-        return ClaudeLaunch(
-            cli=self.claude_cli(agent_type),
-            launcher=self._launcher,
-            workdir=workdir,
-            state_dir=state_dir,
-            env=agent_type.environment(agent_id),
-            model=model,
-            permission_mode=permission_mode,
-            system_prompt=agent_type.system_prompt,
-            allowed_tools=allowed,
-            disallowed_tools=list(agent_type.disallowed_tools),
-            mcp_config=mcp_config,
-            setting_sources=list(agent_type.setting_sources),
-        )
-
-    async def _claude_launch(self, agent: Agent) -> ClaudeLaunch:
-        record = agent.record
-        return await self.claude_launch_for(agent.id, agent.agent_type, record.model,
-                                            record.permission_mode or "default", Path(record.workdir))
-
-    def claude_cli(self, agent_type: AgentType) -> str:
-        """The claude executable: the type's command, else the setting, else the one the SDK bundles."""
-        configured = agent_type.command[0] if agent_type.command else self.settings.agent_claude_cli
-        if configured and configured != BUNDLED_CLI:
-            found = resolve_executable(configured, os.environ)
-            if found is None:
-                raise SpawnFailed(
-                    f"Claude Code executable not found: {configured!r} (fix SWITCHBOARD_AGENT_CLAUDE_CLI or the "
-                    "type's command, or unset it to use the CLI bundled with claude-agent-sdk)", transient=False)
-            return found
-        import claude_agent_sdk
-
-        bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-        if not bundled.is_file():
-            raise SpawnFailed("claude-agent-sdk ships no bundled Claude Code CLI on this platform; set "
-                              "SWITCHBOARD_AGENT_CLAUDE_CLI to a claude executable", transient=False)
-        return str(bundled)
+        return await self.launches.for_agent(agent_id, agent_type, model=model, permission_mode=permission_mode,
+                                             workdir=workdir, state_dir=self.workdir_for(agent_id),
+                                             memory=self.memory_access)
 
     def permission_decider(self, agent_id: str, type_name: str, agent_type: AgentType) -> PermissionDecider:
         """Answers Claude Code's permission requests at once (`permissions.decide`, under the agent's
