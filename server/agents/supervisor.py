@@ -36,7 +36,6 @@ from server.agents.memory_access import AgentMemoryAccess
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.permissions import decide as decide_permission
 from server.agents.pool import PooledWorker, WarmPool
-from server.agents.proc_stats import usage_of_groups
 from server.agents.process_groups import (
     ProcessIdentity,
     boot_id,
@@ -61,6 +60,7 @@ from server.agents.records import (
     query_changed,
     query_event_added,
 )
+from server.agents.sampling import sample_agents_forever
 from server.agents.slots import RunningSlots
 from server.agents.tagged_scan import SharedTaggedScan
 from server.agents.types import AgentType, AgentTypes, render_command
@@ -107,7 +107,9 @@ class Supervisor:
         self.boot_id = boot_id()
         self.slots = RunningSlots(RunningCap(settings.agent_max_running or default_max_running()))
         self.pool = WarmPool(self)
-        self._sampler = asyncio.create_task(self._sample_metrics(), name="agent-metrics")
+        self._sampler = asyncio.create_task(
+            sample_agents_forever(self.live_agents, self.activity, clock, settings.agent_metrics_interval_s),
+            name="agent-metrics")
 
     @classmethod
     async def open(cls, settings: Settings, memory: MemoryStore, clock: Clock) -> Supervisor:
@@ -689,16 +691,3 @@ class Supervisor:
         if self._watchdog is not None:
             await self._watchdog.close()
         await self.records.close()
-
-    # -- metrics -------------------------------------------------------------------------------
-
-    async def _sample_metrics(self) -> None:
-        interval = self.settings.agent_metrics_interval_s
-        while True:
-            await asyncio.sleep(interval)
-            running = {agent.record.pid: agent for agent in list(self._agents.values())
-                       if agent.record.pid is not None and (agent.session is not None or agent.process is not None)}
-            usage = await asyncio.to_thread(usage_of_groups, list(running))
-            for pid, agent in running.items():
-                if pid in usage:
-                    self.activity.sample(agent.record, usage[pid], self.clock.now_ms())
