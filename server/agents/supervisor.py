@@ -200,12 +200,7 @@ class Supervisor:
         if agent.agent_type.runtime != "claude":
             return 0.0
         began = asyncio.get_running_loop().time()
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.settings.agent_spawn_attempts),
-            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
-            retry=retry_if_exception(lambda error: isinstance(error, SpawnFailed) and error.transient),
-            reraise=True,
-        ):
+        async for attempt in self._spawn_retries():
             with attempt:
                 if agent.terminating:
                     raise SpawnFailed("terminated before it was ready", transient=False)
@@ -223,6 +218,16 @@ class Supervisor:
         await self._adopt(agent, agent.session.pid if agent.session else None)
         await self._model_at_start(agent)
         return spawn_ms
+
+    def _spawn_retries(self) -> AsyncRetrying:
+        """Starting a process or a session: transient failures (EAGAIN, EMFILE, an initialize
+        timeout) are tried again with jittered backoff, up to SWITCHBOARD_AGENT_SPAWN_ATTEMPTS."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.settings.agent_spawn_attempts),
+            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+            retry=retry_if_exception(lambda error: isinstance(error, SpawnFailed) and error.transient),
+            reraise=True,
+        )
 
     async def _model_at_start(self, agent: Agent) -> None:
         """An agent whose type names no model runs the CLI's default: listed as such from the start."""
@@ -466,12 +471,7 @@ class Supervisor:
         return outcome
 
     async def _start_exec(self, launch: ExecLaunch, agent: Agent, log: IO[bytes]) -> ExecProcess:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.settings.agent_spawn_attempts),
-            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
-            retry=retry_if_exception(lambda error: isinstance(error, SpawnFailed) and error.transient),
-            reraise=True,
-        ):
+        async for attempt in self._spawn_retries():
             with attempt:
                 return await ExecProcess.start(launch, agent.tail, log)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
