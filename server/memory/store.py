@@ -15,8 +15,6 @@ the values it carries (later hits come with a preview instead of their value).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -36,6 +34,7 @@ import numpy as np
 from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, TooLarge, Unavailable
 from server.memory import vector_rows
+from server.memory.cursor import decode_cursor, encode_cursor
 from server.memory.models import (
     Entry,
     EntryMeta,
@@ -85,8 +84,6 @@ INLINE_PREPARE_COST = 16 * 1024
 KEY_CEILING = "\U0010ffff"
 HOUR_MS = 3_600_000
 SEARCH_K_MAX = 1000
-# A cursor holds a namespace and a key (256 characters each at most), base64-encoded.
-CURSOR_MAX_CHARS = 4096
 QUERY_MAX_CHARS = 10_000
 # Problems listed in one batch error; the rest are counted.
 BATCH_PROBLEMS_SHOWN = 10
@@ -665,7 +662,7 @@ class MemoryStore:
         self._check_limit(limit)
         if not isinstance(prefix, str) or len(prefix) > 256:
             raise InvalidArgument("prefix must be a string of at most 256 characters")
-        after = self._decode_cursor(cursor, namespace) if cursor else ""
+        after = decode_cursor(cursor, namespace) if cursor else ""
         async with self._readers.connection() as conn:
             rows = await fetch_all(conn,
                 f"SELECT {_META_COLUMNS} FROM entries WHERE namespace = :namespace "
@@ -680,7 +677,7 @@ class MemoryStore:
                 },
             )
         entries = [_meta(row) for row in rows[:limit]]
-        next_cursor = self._encode_cursor(namespace, entries[-1].key) if len(rows) > limit else None
+        next_cursor = encode_cursor(namespace, entries[-1].key) if len(rows) > limit else None
         return Page(entries, next_cursor)
 
     async def search(
@@ -880,27 +877,3 @@ class MemoryStore:
     def _check_limit(limit: object) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_LIMIT_MAX:
             raise InvalidArgument(f"limit must be a whole number in 1..{LIST_LIMIT_MAX}; got {limit!r}")
-
-    @staticmethod
-    def _encode_cursor(namespace: str, last_key: str) -> str:
-        raw = json.dumps([namespace, last_key], ensure_ascii=False).encode("utf-8")
-        return base64.urlsafe_b64encode(raw).decode("ascii")
-
-    @staticmethod
-    def _decode_cursor(cursor: str, namespace: str) -> str:
-        try:
-            if len(cursor) > CURSOR_MAX_CHARS:
-                raise ValueError
-            cursor_namespace, last_key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-            if not isinstance(cursor_namespace, str) or not isinstance(last_key, str):
-                raise ValueError
-            last_key.encode("utf-8")  # a lone surrogate cannot be a key this server wrote
-        except (ValueError, TypeError, UnicodeError, binascii.Error, RecursionError):
-            raise InvalidArgument(
-                "cursor is not one this server issued; pass next_cursor from the previous list result unchanged"
-            ) from None
-        if cursor_namespace != namespace:
-            raise InvalidArgument(
-                f"cursor belongs to a listing of namespace {cursor_namespace!r}, not {namespace!r}"
-            )
-        return last_key
