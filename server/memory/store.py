@@ -21,7 +21,7 @@ import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +35,7 @@ from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, TooLarge, Unavailable
 from server.memory import vector_rows
 from server.memory.cursor import decode_cursor, encode_cursor
+from server.memory.entry_rows import LIVE, META_COLUMNS, entry_from_row, meta_from_row
 from server.memory.models import (
     Entry,
     EntryMeta,
@@ -47,10 +48,12 @@ from server.memory.models import (
     ScoredEntry,
     Skipped,
 )
-from server.memory.readers import ReaderPool, open_reader
+from server.memory.readers import ReaderPool, open_reader, snapshot
 from server.memory.schema import migrate
 from server.memory.sql import fetch_all
 from server.memory.validation import (
+    LIST_LIMIT_MAX,
+    check_limit,
     check_name,
     check_search_text,
     check_tags,
@@ -68,7 +71,6 @@ from server.vectors import Hit, SemanticIndex, VectorChange, text_to_embed
 
 logger = logging.getLogger(__name__)
 
-LIST_LIMIT_MAX = 1000
 BATCH_MAX = 10_000
 MiB = 1024 * 1024
 DEFAULT_BATCH_MAX_BYTES = 64 * MiB
@@ -88,9 +90,6 @@ QUERY_MAX_CHARS = 10_000
 # Problems listed in one batch error; the rest are counted.
 BATCH_PROBLEMS_SHOWN = 10
 
-_LIVE = "(expires_ms IS NULL OR expires_ms > :now)"
-_META_COLUMNS = "namespace, key, version, size, tags, created_ms, updated_ms, expires_ms"
-
 # One statement writes a whole batch: rows arrive as a JSON array of
 # [namespace, key, value_json, tags_json, size, ttl_seconds]; expiry is computed from the
 # commit time. A replaced entry that had already expired starts over at version 1, as if
@@ -106,7 +105,7 @@ ON CONFLICT (namespace, key) DO UPDATE SET
     version = CASE WHEN entries.expires_ms <= :now THEN 1 ELSE entries.version + 1 END,
     created_ms = CASE WHEN entries.expires_ms <= :now THEN :now ELSE entries.created_ms END,
     updated_ms = :now, expires_ms = excluded.expires_ms
-RETURNING {_META_COLUMNS}, id
+RETURNING {META_COLUMNS}, id
 """
 
 # An import writes rows as exported: [namespace, key, value_json, tags_json, version, size,
@@ -133,7 +132,7 @@ def _searchable_text(value_column: str) -> str:
 # A search reads metadata, size and a preview of each match; values are read afterwards, in the
 # same snapshot, only for the matches that fit in the answer.
 _HIT_COLUMNS = (
-    ", ".join(f"e.{column.strip()}" for column in _META_COLUMNS.split(","))
+    ", ".join(f"e.{column.strip()}" for column in META_COLUMNS.split(","))
     + f", e.id, substr({_searchable_text('e.value')}, 1, :preview_chars)"
 )
 # Semantic hits are checked against SQLite: only live entries that still have their vector count.
@@ -155,7 +154,7 @@ ORDER BY e.namespace, e.key LIMIT :limit
 _LIVE_VERSIONS = f"""
 SELECT j.key, e.version FROM json_each(:keys) AS j
 LEFT JOIN entries AS e
-    ON e.namespace = json_extract(j.value, '$[0]') AND e.key = json_extract(j.value, '$[1]') AND {_LIVE}
+    ON e.namespace = json_extract(j.value, '$[0]') AND e.key = json_extract(j.value, '$[1]') AND {LIVE}
 """
 
 
@@ -189,21 +188,6 @@ class _PreparedPut(NamedTuple):  # a tuple: batches build ten thousand of these
     size: int
     ttl_seconds: int | None
     if_version: int | None
-
-
-def _meta(row: Sequence[Any]) -> EntryMeta:
-    return EntryMeta(row[0], row[1], row[2], row[3], decode_tags(row[4]), row[5], row[6], row[7])
-
-
-@contextlib.asynccontextmanager
-async def _snapshot(conn: aiosqlite.Connection) -> AsyncIterator[None]:
-    """Every statement inside reads the same committed state (one read transaction)."""
-    await conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        with anyio.CancelScope(shield=True):  # a cancelled call must not hand back a connection mid-transaction
-            await conn.execute("COMMIT")
 
 
 async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
@@ -441,7 +425,7 @@ class MemoryStore:
         if self._vectors is not None:
             # Before anything is written: an overwrite of an indexed entry is re-embedded.
             embedded = embedded | await self._embed_still_indexed(conn, puts, values, embedded, now)
-        written = {(row[0], row[1]): (_meta(row), row[8])
+        written = {(row[0], row[1]): (meta_from_row(row), row[8])
                    for row in await fetch_all(conn, _UPSERT, {"rows": rows, "now": now})}
         metas = [written[(p.namespace, p.key)][0] for p in puts]
         if self._vectors is None:
@@ -515,7 +499,7 @@ class MemoryStore:
         self, namespace: str, key: str, if_version: int | None, conn: aiosqlite.Connection
     ) -> tuple[int, VectorChange | None]:
         params = {"namespace": namespace, "key": key, "now": self._clock.now_ms()}
-        where = f"namespace = :namespace AND key = :key AND {_LIVE}"
+        where = f"namespace = :namespace AND key = :key AND {LIVE}"
         if if_version is not None:
             rows = await fetch_all(conn, f"SELECT version FROM entries WHERE {where}", params)
             if not rows:
@@ -538,7 +522,7 @@ class MemoryStore:
     async def _delete_namespace(self, namespace: str, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
         params = {"namespace": namespace, "now": self._clock.now_ms()}
         expired = await fetch_all(conn,
-            f"SELECT count(*) FROM entries WHERE namespace = :namespace AND NOT {_LIVE}", params
+            f"SELECT count(*) FROM entries WHERE namespace = :namespace AND NOT {LIVE}", params
         )
         ids = [row[0] for row in
                await fetch_all(conn, "DELETE FROM entries WHERE namespace = :namespace RETURNING id", params)]
@@ -576,10 +560,10 @@ class MemoryStore:
         check_name("key", key)
         async with self._readers.connection() as conn:
             rows = await fetch_all(conn,
-                f"SELECT {_META_COLUMNS}, value FROM entries WHERE namespace = :namespace AND key = :key AND {_LIVE}",
+                f"SELECT {META_COLUMNS}, value FROM entries WHERE namespace = :namespace AND key = :key AND {LIVE}",
                 {"namespace": namespace, "key": key, "now": self._clock.now_ms()},
             )
-        return self._entry(rows[0]) if rows else None
+        return entry_from_row(rows[0]) if rows else None
 
     async def export_page(self, *, namespace: str | None = None, after: tuple[str, str] = ("", ""),
                           limit: int = LIST_LIMIT_MAX) -> list[Entry]:
@@ -587,15 +571,15 @@ class MemoryStore:
         namespaces, or only ``namespace``. For exports: page on with the last entry's pair."""
         if namespace is not None:
             check_name("namespace", namespace)
-        self._check_limit(limit)
+        check_limit(limit)
         async with self._readers.connection() as conn:
             rows = await fetch_all(conn,
-                f"SELECT {_META_COLUMNS}, value FROM entries WHERE (namespace, key) > (:after_namespace, :after_key) "
-                f"AND (:only IS NULL OR namespace = :only) AND {_LIVE} ORDER BY namespace, key LIMIT :limit",
+                f"SELECT {META_COLUMNS}, value FROM entries WHERE (namespace, key) > (:after_namespace, :after_key) "
+                f"AND (:only IS NULL OR namespace = :only) AND {LIVE} ORDER BY namespace, key LIMIT :limit",
                 {"after_namespace": after[0], "after_key": after[1], "only": namespace,
                  "now": self._clock.now_ms(), "limit": limit},
             )
-        return [self._entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     async def import_entries(self, entries: Sequence[ImportedEntry]) -> ImportReport:
         """Writes exported entries as they were (version, times, tags) in one transaction, each
@@ -659,14 +643,14 @@ class MemoryStore:
     async def list_page(self, namespace: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
         """Live entries of ``namespace`` in key order, without values, one page at a time."""
         check_name("namespace", namespace)
-        self._check_limit(limit)
+        check_limit(limit)
         if not isinstance(prefix, str) or len(prefix) > 256:
             raise InvalidArgument("prefix must be a string of at most 256 characters")
         after = decode_cursor(cursor, namespace) if cursor else ""
         async with self._readers.connection() as conn:
             rows = await fetch_all(conn,
-                f"SELECT {_META_COLUMNS} FROM entries WHERE namespace = :namespace "
-                f"AND key >= :low AND key < :high AND key > :after AND {_LIVE} ORDER BY key LIMIT :limit",
+                f"SELECT {META_COLUMNS} FROM entries WHERE namespace = :namespace "
+                f"AND key >= :low AND key < :high AND key > :after AND {LIVE} ORDER BY key LIMIT :limit",
                 {
                     "namespace": namespace,
                     "low": prefix,
@@ -676,7 +660,7 @@ class MemoryStore:
                     "limit": limit + 1,
                 },
             )
-        entries = [_meta(row) for row in rows[:limit]]
+        entries = [meta_from_row(row) for row in rows[:limit]]
         next_cursor = encode_cursor(namespace, entries[-1].key) if len(rows) > limit else None
         return Page(entries, next_cursor)
 
@@ -699,9 +683,9 @@ class MemoryStore:
             raise InvalidArgument("search needs a key glob (pattern, e.g. 'agent-*') or a text to look for (query)")
         check_search_text("pattern", key_glob)
         check_search_text("query", text)
-        self._check_limit(limit)
+        check_limit(limit)
         wanted_tags = check_tags(tags)
-        async with self._readers.connection() as conn, _snapshot(conn):
+        async with self._readers.connection() as conn, snapshot(conn):
             rows = await fetch_all(conn,
                 _TEXT_MATCHES,
                 {
@@ -751,7 +735,7 @@ class MemoryStore:
             min_score = vectors.default_min_score
         await self._sync.catch_up()
         vector = (await vectors.embed([query]))[0]
-        async with self._readers.connection() as conn, _snapshot(conn):
+        async with self._readers.connection() as conn, snapshot(conn):
             found = await self._nearest(conn, vectors, vector, namespace, wanted_tags, min_score, k)
             entries = await self._with_values(conn, [row for _, row in found])
         return [ScoredEntry(score, entry) for (score, _), entry in zip(found, entries, strict=True)]
@@ -843,11 +827,11 @@ class MemoryStore:
     async def stats(self) -> MemoryStats:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""
         now = self._clock.now_ms()
-        async with self._readers.connection() as conn, _snapshot(conn):
+        async with self._readers.connection() as conn, snapshot(conn):
             rows = await fetch_all(conn,
                 "SELECT namespace, count(*), sum(size), min(created_ms), max(updated_ms), "
                 "sum(expires_ms IS NOT NULL AND expires_ms <= :soon) "
-                f"FROM entries WHERE {_LIVE} GROUP BY namespace ORDER BY namespace",
+                f"FROM entries WHERE {LIVE} GROUP BY namespace ORDER BY namespace",
                 {"now": now, "soon": now + HOUR_MS},
             )
             expired = await fetch_all(conn, "SELECT value FROM counters WHERE name = 'expired_total'")
@@ -868,12 +852,3 @@ class MemoryStore:
             with contextlib.suppress(FileNotFoundError):
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
-
-    @staticmethod
-    def _entry(row: Sequence[Any]) -> Entry:
-        return Entry(row[0], row[1], row[2], row[3], decode_tags(row[4]), row[5], row[6], row[7], json.loads(row[8]))
-
-    @staticmethod
-    def _check_limit(limit: object) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_LIMIT_MAX:
-            raise InvalidArgument(f"limit must be a whole number in 1..{LIST_LIMIT_MAX}; got {limit!r}")

@@ -25,6 +25,15 @@ def check_name(field: str, value: object) -> str:
     return value
 
 
+LIST_LIMIT_MAX = 1000
+
+
+def check_limit(limit: object) -> None:
+    """How many entries one list, export page or text search answers with: 1..1000."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_LIMIT_MAX:
+        raise InvalidArgument(f"limit must be a whole number in 1..{LIST_LIMIT_MAX}; got {limit!r}")
+
+
 SEARCH_TEXT_MAX_CHARS = 4096
 
 
