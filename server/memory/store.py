@@ -22,17 +22,16 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import aiosqlite
 import anyio
 import numpy as np
 
 from server.clock import Clock
-from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, TooLarge, Unavailable
+from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, Unavailable
 from server.memory import vector_rows
 from server.memory.cursor import decode_cursor, encode_cursor
 from server.memory.entry_rows import LIVE, META_COLUMNS, entry_from_row, meta_from_row
@@ -48,16 +47,18 @@ from server.memory.models import (
     ScoredEntry,
     Skipped,
 )
+from server.memory.put_batch import PreparedPut, cheap_to_prepare, prepare_batch
 from server.memory.readers import ReaderPool, open_reader, snapshot
 from server.memory.schema import migrate
 from server.memory.sql import fetch_all
 from server.memory.validation import (
+    BATCH_MAX,
     LIST_LIMIT_MAX,
+    MemoryLimits,
     check_limit,
     check_name,
     check_search_text,
     check_tags,
-    check_ttl,
     check_unicode,
     check_version,
     decode_tags,
@@ -71,7 +72,6 @@ from server.vectors import Hit, SemanticIndex, VectorChange, text_to_embed
 
 logger = logging.getLogger(__name__)
 
-BATCH_MAX = 10_000
 MiB = 1024 * 1024
 DEFAULT_BATCH_MAX_BYTES = 64 * MiB
 DEFAULT_ANSWER_MAX_BYTES = 256 * 1024
@@ -79,16 +79,11 @@ DEFAULT_ANSWER_MAX_BYTES = 256 * 1024
 PREVIEW_CHARS = 200
 # Vector changes kept for other servers on the same database to replay; one further behind reloads all.
 VECTOR_LOG_KEEP = 100_000
-# A batch whose values come to about this much is validated and encoded on the event loop (well
-# under a millisecond); a costlier one in a worker thread, so other calls are not stalled.
-INLINE_PREPARE_COST = 16 * 1024
 # Above every printable character, so `key < prefix + KEY_CEILING` bounds a prefix range scan.
 KEY_CEILING = "\U0010ffff"
 HOUR_MS = 3_600_000
 SEARCH_K_MAX = 1000
 QUERY_MAX_CHARS = 10_000
-# Problems listed in one batch error; the rest are counted.
-BATCH_PROBLEMS_SHOWN = 10
 
 # One statement writes a whole batch: rows arrive as a JSON array of
 # [namespace, key, value_json, tags_json, size, ttl_seconds]; expiry is computed from the
@@ -158,38 +153,6 @@ LEFT JOIN entries AS e
 """
 
 
-def _cheap_to_prepare(values: Sequence[Any], budget: int = INLINE_PREPARE_COST) -> bool:
-    """Whether encoding these values costs less than ``budget`` (roughly bytes of JSON). Walks at
-    most ``budget`` steps itself, so a huge or deeply nested value is judged costly at once."""
-    pending: list[Any] = list(values)
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            budget -= len(item) + 2
-        elif isinstance(item, dict):
-            budget -= 2 + 8 * len(item)
-            pending.extend(item.values())
-            pending.extend(item.keys())
-        elif isinstance(item, list | tuple):
-            budget -= 2 + len(item)
-            pending.extend(item)
-        else:
-            budget -= 8
-        if budget < 0:
-            return False
-    return True
-
-
-class _PreparedPut(NamedTuple):  # a tuple: batches build ten thousand of these
-    namespace: str
-    key: str
-    value_json: str
-    tags_json: str
-    size: int
-    ttl_seconds: int | None
-    if_version: int | None
-
-
 async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
     """Switch the database to WAL. The switch takes an exclusive lock without waiting on the busy
     timeout, so when another server opens the same file at the same moment it is retried briefly."""
@@ -203,16 +166,6 @@ async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
             await anyio.sleep(0.01 * attempt)
     if rows[0][0] != "wal":
         logger.warning("%s cannot use WAL (journal mode %s): reads will wait behind writes", path, rows[0][0])
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryLimits:
-    """What one call may write or get back."""
-
-    max_value_bytes: int  # one serialised value
-    max_ttl_seconds: int
-    max_batch_bytes: int  # the serialised values of one batch together
-    max_answer_bytes: int  # the values one search answer carries together
 
 
 class MemoryStore:
@@ -334,70 +287,16 @@ class MemoryStore:
         named in the error. Results come back in request order."""
         if not 1 <= len(requests) <= BATCH_MAX:
             raise InvalidArgument(f"a batch holds 1..{BATCH_MAX} entries; got {len(requests)}")
-        if _cheap_to_prepare([request.value for request in requests]):
-            prepared, rows = self._prepare_batch(requests)
+        can_index = self._vectors is not None
+        if cheap_to_prepare([request.value for request in requests]):
+            prepared, rows = prepare_batch(requests, self.limits, can_index)
         else:  # encoding megabytes of values would stall every other call on the event loop
-            prepared, rows = await anyio.to_thread.run_sync(self._prepare_batch, requests)
+            prepared, rows = await anyio.to_thread.run_sync(prepare_batch, requests, self.limits, can_index)
         embedded = await self._embed_requested(requests)
         values = [request.value for request in requests]
         metas: list[EntryMeta]
         metas, _ = await self._writer.submit(partial(self._write_puts, prepared, rows, values, embedded), self._sync)
         return metas
-
-    def _prepare_batch(self, requests: Sequence[PutRequest]) -> tuple[list[_PreparedPut], str]:
-        """Validate every request (naming every invalid one) and encode the rows `_UPSERT` reads."""
-        prepared: list[_PreparedPut] = []
-        problems: list[tuple[int, SwitchboardError]] = []
-        total_bytes = 0
-        for position, request in enumerate(requests):
-            try:
-                put = self._prepare(request)
-            except SwitchboardError as error:
-                problems.append((position, error))
-                continue
-            prepared.append(put)
-            total_bytes += put.size
-            if total_bytes > self.limits.max_batch_bytes:  # stop encoding at once: the rest cannot change the answer
-                raise TooLarge(
-                    f"the values of this batch come to more than {self.limits.max_batch_bytes} bytes "
-                    f"(SWITCHBOARD_MEMORY_MAX_BATCH_BYTES) by entry {position}; split it into smaller "
-                    "batches; nothing was written"
-                )
-        if problems:
-            if len(requests) == 1:
-                raise problems[0][1]
-            raise self._batch_error(problems, len(requests))
-        if len({(p.namespace, p.key) for p in prepared}) < len(prepared):
-            seen: set[tuple[str, str]] = set()
-            for put in prepared:
-                if (put.namespace, put.key) in seen:
-                    raise InvalidArgument(f"key {put.key!r} appears twice in namespace {put.namespace!r} in one batch")
-                seen.add((put.namespace, put.key))
-        rows = json.dumps([[p.namespace, p.key, p.value_json, p.tags_json, p.size, p.ttl_seconds] for p in prepared],
-                          ensure_ascii=False)
-        return prepared, rows
-
-    def _prepare(self, request: PutRequest) -> _PreparedPut:
-        namespace = check_name("namespace", request.namespace)
-        key = check_name("key", request.key)
-        value_json, size = encode_value(request.value, self.limits.max_value_bytes)
-        tags = check_tags(request.tags)
-        ttl = check_ttl(request.ttl_seconds, self.limits.max_ttl_seconds)
-        if_version = check_version("if_version", request.if_version)
-        if not isinstance(request.index, bool):
-            raise InvalidArgument(f"index must be true or false; got {request.index!r}")
-        if request.index and self._vectors is None:
-            raise InvalidArgument("index: true needs semantic indexing, which this memory store was opened without")
-        return _PreparedPut(namespace, key, value_json, encode_tags(tags), size, ttl, if_version)
-
-    @staticmethod
-    def _batch_error(problems: list[tuple[int, SwitchboardError]], count: int) -> SwitchboardError:
-        kinds = {type(error) for _, error in problems}
-        kind = kinds.pop() if len(kinds) == 1 else InvalidArgument
-        listed = "; ".join(f"entry {position}: {error.message}" for position, error in problems[:BATCH_PROBLEMS_SHOWN])
-        more = f"; and {len(problems) - BATCH_PROBLEMS_SHOWN} more" if len(problems) > BATCH_PROBLEMS_SHOWN else ""
-        summary = "" if len(problems) == 1 else f"{len(problems)} of {count} entries are invalid: "
-        return kind(f"{summary}{listed}{more}; nothing was written")
 
     async def _embed_requested(self, requests: Sequence[PutRequest]) -> dict[int, np.ndarray]:
         """Vectors for the entries that asked for one or live in an indexed namespace, by position."""
@@ -412,7 +311,7 @@ class MemoryStore:
 
     async def _write_puts(
         self,
-        puts: list[_PreparedPut],
+        puts: list[PreparedPut],
         rows: str,
         values: list[Any],
         embedded: dict[int, np.ndarray],
@@ -436,7 +335,7 @@ class MemoryStore:
     async def _embed_still_indexed(
         self,
         conn: aiosqlite.Connection,
-        puts: list[_PreparedPut],
+        puts: list[PreparedPut],
         values: list[Any],
         embedded: dict[int, np.ndarray],
         now: int,
@@ -468,7 +367,7 @@ class MemoryStore:
     def _forget(self, ids: list[int]) -> VectorChange | None:
         return VectorChange(delete_ids=ids) if self._vectors is not None and ids else None
 
-    async def _check_versions(self, conn: aiosqlite.Connection, puts: list[_PreparedPut], now: int) -> None:
+    async def _check_versions(self, conn: aiosqlite.Connection, puts: list[PreparedPut], now: int) -> None:
         keys = json.dumps([[p.namespace, p.key] for p in puts], ensure_ascii=False)
         current = {row[0]: row[1] for row in await fetch_all(conn, _LIVE_VERSIONS, {"keys": keys, "now": now})}
         problems = []
