@@ -66,9 +66,10 @@ from server.memory.validation import (
     encode_value,
 )
 from server.memory.vector_sync import VectorSync
+from server.memory.vector_writes import embed_requested, embed_still_indexed, forget_deleted, write_vectors
 from server.memory.writer import GroupCommitWriter
 from server.private_files import create_private_file, make_private_dir
-from server.vectors import Hit, SemanticIndex, VectorChange, text_to_embed
+from server.vectors import Hit, SemanticIndex, VectorChange
 
 logger = logging.getLogger(__name__)
 
@@ -292,22 +293,11 @@ class MemoryStore:
             prepared, rows = prepare_batch(requests, self.limits, can_index)
         else:  # encoding megabytes of values would stall every other call on the event loop
             prepared, rows = await anyio.to_thread.run_sync(prepare_batch, requests, self.limits, can_index)
-        embedded = await self._embed_requested(requests)
+        embedded = await embed_requested(self._vectors, requests)
         values = [request.value for request in requests]
         metas: list[EntryMeta]
         metas, _ = await self._writer.submit(partial(self._write_puts, prepared, rows, values, embedded), self._sync)
         return metas
-
-    async def _embed_requested(self, requests: Sequence[PutRequest]) -> dict[int, np.ndarray]:
-        """Vectors for the entries that asked for one or live in an indexed namespace, by position."""
-        if self._vectors is None:
-            return {}
-        vectors = self._vectors
-        positions = [i for i, r in enumerate(requests) if r.index or vectors.indexes_namespace(r.namespace)]
-        if not positions:
-            return {}
-        embedded = await vectors.embed([text_to_embed(requests[i].value) for i in positions])
-        return dict(zip(positions, embedded))
 
     async def _write_puts(
         self,
@@ -323,49 +313,14 @@ class MemoryStore:
             await self._check_versions(conn, guarded, now)
         if self._vectors is not None:
             # Before anything is written: an overwrite of an indexed entry is re-embedded.
-            embedded = embedded | await self._embed_still_indexed(conn, puts, values, embedded, now)
+            embedded = embedded | await embed_still_indexed(conn, self._vectors, puts, values, embedded, now)
         written = {(row[0], row[1]): (meta_from_row(row), row[8])
                    for row in await fetch_all(conn, _UPSERT, {"rows": rows, "now": now})}
         metas = [written[(p.namespace, p.key)][0] for p in puts]
         if self._vectors is None:
             return metas, None
         ids = [written[(p.namespace, p.key)][1] for p in puts]
-        return metas, await self._write_vectors(conn, self._vectors, ids, embedded)
-
-    async def _embed_still_indexed(
-        self,
-        conn: aiosqlite.Connection,
-        puts: list[PreparedPut],
-        values: list[Any],
-        embedded: dict[int, np.ndarray],
-        now: int,
-    ) -> dict[int, np.ndarray]:
-        assert self._vectors is not None
-        others = [i for i in range(len(puts)) if i not in embedded]
-        found = await vector_rows.indexed_positions(conn, [(puts[i].namespace, puts[i].key) for i in others], now)
-        if not found:
-            return {}
-        positions = [others[j] for j in found]
-        vectors = await self._vectors.embed([text_to_embed(values[i]) for i in positions])
-        return dict(zip(positions, vectors))
-
-    @staticmethod
-    async def _write_vectors(
-        conn: aiosqlite.Connection, vectors: SemanticIndex, ids: list[int], embedded: dict[int, np.ndarray]
-    ) -> VectorChange:
-        positions = sorted(embedded)
-        upsert_ids = [ids[i] for i in positions]
-        decoded = None
-        if positions:
-            blobs = vectors.encode(np.stack([embedded[i] for i in positions]))
-            await vector_rows.write(conn, upsert_ids, blobs)
-            decoded = vectors.decode(blobs)  # the index holds exactly what SQLite holds
-        # Replacing an expired entry without indexing it: its old vector goes.
-        dropped = await vector_rows.drop(conn, [ids[i] for i in range(len(ids)) if i not in embedded])
-        return VectorChange(upsert_ids, decoded, dropped)
-
-    def _forget(self, ids: list[int]) -> VectorChange | None:
-        return VectorChange(delete_ids=ids) if self._vectors is not None and ids else None
+        return metas, await write_vectors(conn, self._vectors, ids, embedded)
 
     async def _check_versions(self, conn: aiosqlite.Connection, puts: list[PreparedPut], now: int) -> None:
         keys = json.dumps([[p.namespace, p.key] for p in puts], ensure_ascii=False)
@@ -409,7 +364,7 @@ class MemoryStore:
                     f"{if_version}; nothing was deleted"
                 )
         ids = [row[0] for row in await fetch_all(conn, f"DELETE FROM entries WHERE {where} RETURNING id", params)]
-        return len(ids), self._forget(ids)
+        return len(ids), forget_deleted(self._vectors, ids)
 
     async def delete_namespace(self, namespace: str) -> int:
         """Delete every entry of a namespace; return how many live entries were deleted."""
@@ -426,7 +381,7 @@ class MemoryStore:
         ids = [row[0] for row in
                await fetch_all(conn, "DELETE FROM entries WHERE namespace = :namespace RETURNING id", params)]
         await self._count_expired(conn, expired[0][0])
-        return len(ids) - expired[0][0], self._forget(ids)
+        return len(ids) - expired[0][0], forget_deleted(self._vectors, ids)
 
     async def sweep_expired(self, batch_size: int) -> int:
         """Delete up to ``batch_size`` expired entries (oldest expiry first); return how many."""
@@ -444,7 +399,7 @@ class MemoryStore:
         await self._count_expired(conn, len(ids))
         if self._sync is not None:
             await vector_rows.trim_changes(conn, VECTOR_LOG_KEEP, self._sync.position)
-        return len(ids), self._forget(ids)
+        return len(ids), forget_deleted(self._vectors, ids)
 
     @staticmethod
     async def _count_expired(conn: aiosqlite.Connection, count: int) -> None:
@@ -501,7 +456,7 @@ class MemoryStore:
             accepted.append(entry)
         if not accepted:
             return ImportReport(0, skipped)
-        embedded = await self._embed_requested([PutRequest(e.namespace, e.key, e.value) for e in accepted])
+        embedded = await embed_requested(self._vectors, [PutRequest(e.namespace, e.key, e.value) for e in accepted])
         written, _ = await self._writer.submit(partial(self._write_imports, accepted, rows, embedded), self._sync)
         for entry in accepted:
             if (entry.namespace, entry.key) not in written:
@@ -534,7 +489,7 @@ class MemoryStore:
         if self._vectors is None:
             return set(ids), None
         positions = [i for i, e in enumerate(entries) if (e.namespace, e.key) in ids]
-        change = await self._write_vectors(conn, self._vectors, [ids[(entries[i].namespace, entries[i].key)]
+        change = await write_vectors(conn, self._vectors, [ids[(entries[i].namespace, entries[i].key)]
                                                                  for i in positions],
                                            {n: embedded[i] for n, i in enumerate(positions) if i in embedded})
         return set(ids), change
