@@ -31,7 +31,7 @@ import anyio
 import numpy as np
 
 from server.clock import Clock
-from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, Unavailable
+from server.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from server.memory import vector_rows
 from server.memory.cursor import decode_cursor, encode_cursor
 from server.memory.entry_rows import LIVE, META_COLUMNS, entry_from_row, meta_from_row
@@ -45,12 +45,12 @@ from server.memory.models import (
     Page,
     PutRequest,
     ScoredEntry,
-    Skipped,
 )
 from server.memory.put_batch import PreparedPut, cheap_to_prepare, prepare_batch
 from server.memory.readers import ReaderPool, open_reader, snapshot
 from server.memory.schema import migrate
 from server.memory.sql import fetch_all
+from server.memory.transfer import MemoryTransfer
 from server.memory.validation import (
     BATCH_MAX,
     LIST_LIMIT_MAX,
@@ -62,8 +62,6 @@ from server.memory.validation import (
     check_unicode,
     check_version,
     decode_tags,
-    encode_tags,
-    encode_value,
 )
 from server.memory.vector_sync import VectorSync
 from server.memory.vector_writes import embed_requested, embed_still_indexed, forget_deleted, write_vectors
@@ -102,21 +100,6 @@ ON CONFLICT (namespace, key) DO UPDATE SET
     created_ms = CASE WHEN entries.expires_ms <= :now THEN :now ELSE entries.created_ms END,
     updated_ms = :now, expires_ms = excluded.expires_ms
 RETURNING {META_COLUMNS}, id
-"""
-
-# An import writes rows as exported: [namespace, key, value_json, tags_json, version, size,
-# created_ms, updated_ms, expires_ms]; it never replaces a live entry.
-_IMPORT = """
-INSERT INTO entries (namespace, key, value, tags, version, size, created_ms, updated_ms, expires_ms)
-SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),
-       json_extract(j.value, '$[3]'), json_extract(j.value, '$[4]'), json_extract(j.value, '$[5]'),
-       json_extract(j.value, '$[6]'), json_extract(j.value, '$[7]'), json_extract(j.value, '$[8]')
-FROM json_each(:rows) AS j WHERE true
-ON CONFLICT (namespace, key) DO UPDATE SET
-    value = excluded.value, tags = excluded.tags, version = excluded.version, size = excluded.size,
-    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, expires_ms = excluded.expires_ms
-WHERE entries.expires_ms IS NOT NULL AND entries.expires_ms <= :now
-RETURNING namespace, key, id
 """
 
 # What text search looks in, and what a preview shows: a string value's own text (quotes,
@@ -191,6 +174,7 @@ class MemoryStore:
         self.limits = limits
         self._vectors = vectors
         self._sync = vector_sync
+        self._transfer = MemoryTransfer(readers, writer, clock, limits.max_value_bytes, vectors, vector_sync)
 
     @property
     def vectors(self) -> SemanticIndex | None:
@@ -419,81 +403,6 @@ class MemoryStore:
             )
         return entry_from_row(rows[0]) if rows else None
 
-    async def export_page(self, *, namespace: str | None = None, after: tuple[str, str] = ("", ""),
-                          limit: int = LIST_LIMIT_MAX) -> list[Entry]:
-        """Live entries with their values, in (namespace, key) order after ``after``; all
-        namespaces, or only ``namespace``. For exports: page on with the last entry's pair."""
-        if namespace is not None:
-            check_name("namespace", namespace)
-        check_limit(limit)
-        async with self._readers.connection() as conn:
-            rows = await fetch_all(conn,
-                f"SELECT {META_COLUMNS}, value FROM entries WHERE (namespace, key) > (:after_namespace, :after_key) "
-                f"AND (:only IS NULL OR namespace = :only) AND {LIVE} ORDER BY namespace, key LIMIT :limit",
-                {"after_namespace": after[0], "after_key": after[1], "only": namespace,
-                 "now": self._clock.now_ms(), "limit": limit},
-            )
-        return [entry_from_row(row) for row in rows]
-
-    async def import_entries(self, entries: Sequence[ImportedEntry]) -> ImportReport:
-        """Writes exported entries as they were (version, times, tags) in one transaction, each
-        unless it is invalid, has expired, or its key holds a live entry already; answers what was
-        written and what was skipped, and why. Entries of indexed namespaces get their vectors."""
-        if not 1 <= len(entries) <= BATCH_MAX:
-            raise InvalidArgument(f"an import chunk holds 1..{BATCH_MAX} entries; got {len(entries)}")
-        now = self._clock.now_ms()
-        skipped: list[Skipped] = []
-        rows: list[list[Any]] = []
-        accepted: list[ImportedEntry] = []
-        for entry in entries:
-            reason = self._import_problem(entry, now)
-            if reason is not None:
-                skipped.append(Skipped(str(entry.namespace), str(entry.key), reason))
-                continue
-            value_json, size = encode_value(entry.value, self.limits.max_value_bytes)
-            rows.append([entry.namespace, entry.key, value_json, encode_tags(tuple(entry.tags)), entry.version, size,
-                         entry.created_ms, entry.updated_ms, entry.expires_ms])
-            accepted.append(entry)
-        if not accepted:
-            return ImportReport(0, skipped)
-        embedded = await embed_requested(self._vectors, [PutRequest(e.namespace, e.key, e.value) for e in accepted])
-        written, _ = await self._writer.submit(partial(self._write_imports, accepted, rows, embedded), self._sync)
-        for entry in accepted:
-            if (entry.namespace, entry.key) not in written:
-                skipped.append(Skipped(entry.namespace, entry.key, "a live entry holds this key"))
-        return ImportReport(len(written), skipped)
-
-    def _import_problem(self, entry: ImportedEntry, now: int) -> str | None:
-        try:
-            check_name("namespace", entry.namespace)
-            check_name("key", entry.key)
-            check_tags(entry.tags)
-            encode_value(entry.value, self.limits.max_value_bytes)
-        except SwitchboardError as error:
-            return error.message
-        times = (entry.version, entry.created_ms, entry.updated_ms)
-        if not all(isinstance(number, int) and not isinstance(number, bool) and number >= 1 for number in times):
-            return "version, created_ms and updated_ms must be positive whole numbers"
-        if entry.expires_ms is not None and (not isinstance(entry.expires_ms, int) or entry.expires_ms <= now):
-            return "expired"
-        return None
-
-    async def _write_imports(
-        self, entries: list[ImportedEntry], rows: list[list[Any]], embedded: dict[int, np.ndarray],
-        conn: aiosqlite.Connection,
-    ) -> tuple[set[tuple[str, str]], VectorChange | None]:
-        # A key whose entry has expired (not yet swept) is taken over; a live one is left alone.
-        found = await fetch_all(conn, _IMPORT, {"rows": json.dumps(rows, ensure_ascii=False),
-                                                "now": self._clock.now_ms()})
-        ids = {(row[0], row[1]): row[2] for row in found}
-        if self._vectors is None:
-            return set(ids), None
-        positions = [i for i, e in enumerate(entries) if (e.namespace, e.key) in ids]
-        change = await write_vectors(conn, self._vectors, [ids[(entries[i].namespace, entries[i].key)]
-                                                                 for i in positions],
-                                           {n: embedded[i] for n, i in enumerate(positions) if i in embedded})
-        return set(ids), change
-
     async def list_page(self, namespace: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
         """Live entries of ``namespace`` in key order, without values, one page at a time."""
         check_name("namespace", namespace)
@@ -697,6 +606,17 @@ class MemoryStore:
             database_bytes=self._database_bytes(),
             expired_total=expired[0][0],
         )
+
+    # -- export and import (transfer.py) --------------------------------------------------
+
+    async def export_page(self, *, namespace: str | None = None, after: tuple[str, str] = ("", ""),
+                          limit: int = LIST_LIMIT_MAX) -> list[Entry]:
+        """One page of live entries with their values, for an export: see `MemoryTransfer.export_page`."""
+        return await self._transfer.export_page(namespace=namespace, after=after, limit=limit)
+
+    async def import_entries(self, entries: Sequence[ImportedEntry]) -> ImportReport:
+        """Write exported entries as they were: see `MemoryTransfer.import_entries`."""
+        return await self._transfer.import_entries(entries)
 
     # -- helpers --------------------------------------------------------------------------
 
