@@ -49,6 +49,8 @@ from server.memory.models import (
 from server.memory.put_batch import PreparedPut, cheap_to_prepare, prepare_batch
 from server.memory.readers import ReaderPool, open_reader, snapshot
 from server.memory.schema import migrate
+from server.memory.search_hits import HIT_COLUMNS, PREVIEW_CHARS, entries_with_values, searchable_text
+from server.memory.semantic_search import SemanticSearch
 from server.memory.sql import fetch_all
 from server.memory.transfer import MemoryTransfer
 from server.memory.validation import (
@@ -59,30 +61,24 @@ from server.memory.validation import (
     check_name,
     check_search_text,
     check_tags,
-    check_unicode,
     check_version,
-    decode_tags,
 )
 from server.memory.vector_sync import VectorSync
 from server.memory.vector_writes import embed_requested, embed_still_indexed, forget_deleted, write_vectors
 from server.memory.writer import GroupCommitWriter
 from server.private_files import create_private_file, make_private_dir
-from server.vectors import Hit, SemanticIndex, VectorChange
+from server.vectors import SemanticIndex, VectorChange
 
 logger = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 DEFAULT_BATCH_MAX_BYTES = 64 * MiB
 DEFAULT_ANSWER_MAX_BYTES = 256 * 1024
-# Characters of a value's text shown in place of a value that does not fit in a search answer.
-PREVIEW_CHARS = 200
 # Vector changes kept for other servers on the same database to replay; one further behind reloads all.
 VECTOR_LOG_KEEP = 100_000
 # Above every printable character, so `key < prefix + KEY_CEILING` bounds a prefix range scan.
 KEY_CEILING = "\U0010ffff"
 HOUR_MS = 3_600_000
-SEARCH_K_MAX = 1000
-QUERY_MAX_CHARS = 10_000
 
 # One statement writes a whole batch: rows arrive as a JSON array of
 # [namespace, key, value_json, tags_json, size, ttl_seconds]; expiry is computed from the
@@ -102,30 +98,11 @@ ON CONFLICT (namespace, key) DO UPDATE SET
 RETURNING {META_COLUMNS}, id
 """
 
-# What text search looks in, and what a preview shows: a string value's own text (quotes,
-# backslashes and newlines as written), and any other value's canonical JSON.
-def _searchable_text(value_column: str) -> str:
-    return f"(CASE json_type({value_column}) WHEN 'text' THEN json_extract({value_column}, '$') ELSE {value_column} END)"
-
-
-# A search reads metadata, size and a preview of each match; values are read afterwards, in the
-# same snapshot, only for the matches that fit in the answer.
-_HIT_COLUMNS = (
-    ", ".join(f"e.{column.strip()}" for column in META_COLUMNS.split(","))
-    + f", e.id, substr({_searchable_text('e.value')}, 1, :preview_chars)"
-)
-# Semantic hits are checked against SQLite: only live entries that still have their vector count.
-_LIVE_HITS = f"""
-SELECT {_HIT_COLUMNS} FROM json_each(:ids) AS j
-JOIN entries AS e ON e.id = j.value JOIN vectors AS v ON v.entry_id = e.id
-WHERE {vector_rows.LIVE_ENTRY} AND (:namespace IS NULL OR e.namespace = :namespace)
-AND {vector_rows.has_all_tags("e.tags")}
-"""
 _TEXT_MATCHES = f"""
-SELECT {_HIT_COLUMNS} FROM entries AS e WHERE {vector_rows.LIVE_ENTRY}
+SELECT {HIT_COLUMNS} FROM entries AS e WHERE {vector_rows.LIVE_ENTRY}
 AND (:namespace IS NULL OR e.namespace = :namespace)
 AND (:glob IS NULL OR e.key GLOB :glob)
-AND (:text IS NULL OR instr(lower({_searchable_text('e.value')}), lower(:text)) > 0)
+AND (:text IS NULL OR instr(lower({searchable_text('e.value')}), lower(:text)) > 0)
 AND {vector_rows.has_all_tags("e.tags")}
 ORDER BY e.namespace, e.key LIMIT :limit
 """
@@ -175,6 +152,8 @@ class MemoryStore:
         self._vectors = vectors
         self._sync = vector_sync
         self._transfer = MemoryTransfer(readers, writer, clock, limits.max_value_bytes, vectors, vector_sync)
+        self._semantic = (SemanticSearch(readers, clock, vectors, vector_sync, limits.max_answer_bytes)
+                          if vectors is not None and vector_sync is not None else None)
 
     @property
     def vectors(self) -> SemanticIndex | None:
@@ -462,7 +441,7 @@ class MemoryStore:
                     "preview_chars": PREVIEW_CHARS,
                 },
             )
-            return await self._with_values(conn, rows)
+            return await entries_with_values(conn, rows, self.limits.max_answer_bytes)
 
     async def search_semantic(
         self,
@@ -473,119 +452,10 @@ class MemoryStore:
         k: int = 10,
         min_score: float | None = None,
     ) -> list[ScoredEntry]:
-        """The ``k`` live indexed entries closest in meaning to ``query``, best first, in one
-        namespace or all of them, optionally only those with every one of ``tags``, scoring at
-        least ``min_score`` (default: the embedder's floor for unrelated texts; -1 for every
-        hit). Every hit of the vector index is checked against SQLite, so an expired or deleted
-        entry never comes back. Values as in `search`: within ``max_answer_bytes``, previews
-        beyond."""
-        vectors = self._vectors
-        if vectors is None or self._sync is None:
+        """The ``k`` live indexed entries closest in meaning to ``query``: see `SemanticSearch.search`."""
+        if self._semantic is None:
             raise Unavailable("semantic search is not enabled on this memory store")
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidArgument("query must be a non-empty text to search for by meaning")
-        if len(query) > QUERY_MAX_CHARS:
-            raise InvalidArgument(f"query must be at most {QUERY_MAX_CHARS} characters; got {len(query)}")
-        check_unicode("query", query)
-        if namespace is not None:
-            check_name("namespace", namespace)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= SEARCH_K_MAX:
-            raise InvalidArgument(f"k must be a whole number in 1..{SEARCH_K_MAX}; got {k!r}")
-        if min_score is not None and (isinstance(min_score, bool) or not -1.0 <= min_score <= 1.0):
-            raise InvalidArgument(f"min_score must be a number in -1..1 (cosine similarity); got {min_score!r}")
-        wanted_tags = check_tags(tags)
-        if min_score is None:
-            min_score = vectors.default_min_score
-        await self._sync.catch_up()
-        vector = (await vectors.embed([query]))[0]
-        async with self._readers.connection() as conn, snapshot(conn):
-            found = await self._nearest(conn, vectors, vector, namespace, wanted_tags, min_score, k)
-            entries = await self._with_values(conn, [row for _, row in found])
-        return [ScoredEntry(score, entry) for (score, _), entry in zip(found, entries, strict=True)]
-
-    async def _nearest(
-        self,
-        conn: aiosqlite.Connection,
-        vectors: SemanticIndex,
-        vector: np.ndarray,
-        namespace: str | None,
-        tags: Sequence[str],
-        min_score: float | None,
-        k: int,
-    ) -> list[tuple[float, Sequence[Any]]]:
-        filtered = namespace is not None or bool(tags)
-        # Ask the index for a few more than k: some hits may be expired, deleted or outside the filter.
-        fetch = max(4 * k, 40) if filtered else k + 10
-        while True:
-            # Exhausted when the index has no more to give; its count is not trusted (a shared Qdrant
-            # collection's count is refreshed lazily).
-            hits = await vectors.search(vector, fetch)
-            found = await self._live_hits(conn, hits, namespace, tags, min_score, k)
-            exhausted = len(hits) < fetch
-            below_floor = min_score is not None and bool(hits) and hits[-1].score < min_score
-            if len(found) >= k or exhausted or below_floor:
-                return found[:k]
-            if filtered:
-                # A narrow filter: search only among the entries that pass it.
-                allowed = await vector_rows.candidate_ids(conn, namespace, tags, self._clock.now_ms())
-                hits = await vectors.search(vector, k, allowed)
-                return await self._live_hits(conn, hits, namespace, tags, min_score, k)
-            fetch *= 4
-
-    async def _live_hits(
-        self,
-        conn: aiosqlite.Connection,
-        hits: list[Hit],
-        namespace: str | None,
-        tags: Sequence[str],
-        min_score: float | None,
-        limit: int,
-    ) -> list[tuple[float, Sequence[Any]]]:
-        if not hits:
-            return []
-        rows = await fetch_all(conn,
-            _LIVE_HITS,
-            {
-                "ids": json.dumps([hit.id for hit in hits]),
-                "namespace": namespace,
-                "now": self._clock.now_ms(),
-                "tags": json.dumps(list(tags), ensure_ascii=False),
-                "tag_count": len(tags),
-                "preview_chars": PREVIEW_CHARS,
-            },
-        )
-        rows_by_id = {row[8]: row for row in rows}
-        found: list[tuple[float, Sequence[Any]]] = []
-        for hit in hits:  # best first
-            if len(found) == limit:
-                break
-            if hit.id in rows_by_id and (min_score is None or hit.score >= min_score):
-                found.append((hit.score, rows_by_id[hit.id]))
-        return found
-
-    async def _with_values(self, conn: aiosqlite.Connection, rows: Sequence[Sequence[Any]]) -> list[Entry]:
-        """Entries for these search rows, in order: each with its value while the values so far fit in
-        ``max_answer_bytes``, else with its preview. Call inside the snapshot the rows came from."""
-        budget = self.limits.max_answer_bytes
-        chosen: list[int] = []
-        for row in rows:
-            if row[3] <= budget:  # size: a smaller value further down may still fit
-                chosen.append(row[8])
-                budget -= row[3]
-        values: dict[int, str] = {}
-        if chosen:
-            values = {row[0]: row[1] for row in await fetch_all(conn,
-                "SELECT id, value FROM entries WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(chosen),)
-            )}
-        entries = []
-        for row in rows:
-            tags = decode_tags(row[4])
-            if row[8] in values:
-                value, preview = json.loads(values[row[8]]), None
-            else:
-                value, preview = None, row[9]
-            entries.append(Entry(row[0], row[1], row[2], row[3], tags, row[5], row[6], row[7], value, preview))
-        return entries
+        return await self._semantic.search(query, namespace=namespace, tags=tags, k=k, min_score=min_score)
 
     async def stats(self) -> MemoryStats:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""
