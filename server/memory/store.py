@@ -49,9 +49,9 @@ from server.memory.models import (
 from server.memory.put_batch import PreparedPut, cheap_to_prepare, prepare_batch
 from server.memory.readers import ReaderPool, open_reader, snapshot
 from server.memory.schema import migrate
-from server.memory.search_hits import HIT_COLUMNS, PREVIEW_CHARS, entries_with_values, searchable_text
 from server.memory.semantic_search import SemanticSearch
 from server.memory.sql import fetch_all
+from server.memory.text_search import TextSearch
 from server.memory.transfer import MemoryTransfer
 from server.memory.validation import (
     BATCH_MAX,
@@ -59,8 +59,6 @@ from server.memory.validation import (
     MemoryLimits,
     check_limit,
     check_name,
-    check_search_text,
-    check_tags,
     check_version,
 )
 from server.memory.vector_sync import VectorSync
@@ -96,15 +94,6 @@ ON CONFLICT (namespace, key) DO UPDATE SET
     created_ms = CASE WHEN entries.expires_ms <= :now THEN :now ELSE entries.created_ms END,
     updated_ms = :now, expires_ms = excluded.expires_ms
 RETURNING {META_COLUMNS}, id
-"""
-
-_TEXT_MATCHES = f"""
-SELECT {HIT_COLUMNS} FROM entries AS e WHERE {vector_rows.LIVE_ENTRY}
-AND (:namespace IS NULL OR e.namespace = :namespace)
-AND (:glob IS NULL OR e.key GLOB :glob)
-AND (:text IS NULL OR instr(lower({searchable_text('e.value')}), lower(:text)) > 0)
-AND {vector_rows.has_all_tags("e.tags")}
-ORDER BY e.namespace, e.key LIMIT :limit
 """
 
 _LIVE_VERSIONS = f"""
@@ -152,6 +141,7 @@ class MemoryStore:
         self._vectors = vectors
         self._sync = vector_sync
         self._transfer = MemoryTransfer(readers, writer, clock, limits.max_value_bytes, vectors, vector_sync)
+        self._text = TextSearch(readers, clock, limits.max_answer_bytes)
         self._semantic = (SemanticSearch(readers, clock, vectors, vector_sync, limits.max_answer_bytes)
                           if vectors is not None and vector_sync is not None else None)
 
@@ -415,33 +405,8 @@ class MemoryStore:
         limit: int = 100,
         tags: Sequence[str] = (),
     ) -> list[Entry]:
-        """Live entries whose key matches ``key_glob`` (``*``, ``?``, ``[...]``), whose value
-        text contains ``text`` (ASCII case-insensitive) and that carry every one of ``tags``,
-        across one namespace or all of them. Values come while the answer holds at most
-        ``max_answer_bytes`` of them; the other entries carry a preview instead."""
-        if namespace is not None:
-            check_name("namespace", namespace)
-        if not key_glob and not text:
-            raise InvalidArgument("search needs a key glob (pattern, e.g. 'agent-*') or a text to look for (query)")
-        check_search_text("pattern", key_glob)
-        check_search_text("query", text)
-        check_limit(limit)
-        wanted_tags = check_tags(tags)
-        async with self._readers.connection() as conn, snapshot(conn):
-            rows = await fetch_all(conn,
-                _TEXT_MATCHES,
-                {
-                    "namespace": namespace,
-                    "glob": key_glob or None,
-                    "text": text or None,
-                    "now": self._clock.now_ms(),
-                    "limit": limit,
-                    "tags": json.dumps(wanted_tags, ensure_ascii=False),
-                    "tag_count": len(wanted_tags),
-                    "preview_chars": PREVIEW_CHARS,
-                },
-            )
-            return await entries_with_values(conn, rows, self.limits.max_answer_bytes)
+        """Live entries by key glob, value text and tags: see `TextSearch.search`."""
+        return await self._text.search(namespace=namespace, key_glob=key_glob, text=text, limit=limit, tags=tags)
 
     async def search_semantic(
         self,
