@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 import numpy as np
 
 from server.clock import Clock
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, Unavailable
 from server.memory import vector_rows
 from server.memory.models import ScoredEntry
 from server.memory.readers import ReaderPool, snapshot
@@ -39,18 +40,16 @@ AND {vector_rows.has_all_tags("e.tags")}
 """
 
 
+@dataclass(frozen=True, slots=True)
 class SemanticSearch:
     """Search by meaning over a memory store's vector index and readers (`MemoryStore.search_semantic`
-    calls it; it exists only when the store has a vector index)."""
+    is its `search`); without a vector index, every search is `Unavailable`."""
 
-    def __init__(
-        self, readers: ReaderPool, clock: Clock, vectors: SemanticIndex, vector_sync: VectorSync, max_answer_bytes: int
-    ) -> None:
-        self._readers = readers
-        self._clock = clock
-        self._vectors = vectors
-        self._sync = vector_sync
-        self._max_answer_bytes = max_answer_bytes
+    readers: ReaderPool
+    clock: Clock
+    vectors: SemanticIndex | None
+    vector_sync: VectorSync | None
+    max_answer_bytes: int
 
     async def search(
         self,
@@ -67,6 +66,9 @@ class SemanticSearch:
         hit). Every hit of the vector index is checked against SQLite, so an expired or deleted
         entry never comes back. Values as in text search: within ``max_answer_bytes``, previews
         beyond."""
+        vectors = self.vectors
+        if vectors is None or self.vector_sync is None:
+            raise Unavailable("semantic search is not enabled on this memory store")
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgument("query must be a non-empty text to search for by meaning")
         if len(query) > QUERY_MAX_CHARS:
@@ -80,17 +82,18 @@ class SemanticSearch:
             raise InvalidArgument(f"min_score must be a number in -1..1 (cosine similarity); got {min_score!r}")
         wanted_tags = check_tags(tags)
         if min_score is None:
-            min_score = self._vectors.default_min_score
-        await self._sync.catch_up()  # a search sees every committed write
-        vector = (await self._vectors.embed([query]))[0]
-        async with self._readers.connection() as conn, snapshot(conn):
-            found = await self._nearest(conn, vector, namespace, wanted_tags, min_score, k)
-            entries = await entries_with_values(conn, [row for _, row in found], self._max_answer_bytes)
+            min_score = vectors.default_min_score
+        await self.vector_sync.catch_up()  # a search sees every committed write
+        vector = (await vectors.embed([query]))[0]
+        async with self.readers.connection() as conn, snapshot(conn):
+            found = await self._nearest(conn, vectors, vector, namespace, wanted_tags, min_score, k)
+            entries = await entries_with_values(conn, [row for _, row in found], self.max_answer_bytes)
         return [ScoredEntry(score, entry) for (score, _), entry in zip(found, entries, strict=True)]
 
     async def _nearest(
         self,
         conn: aiosqlite.Connection,
+        vectors: SemanticIndex,
         vector: np.ndarray,
         namespace: str | None,
         tags: Sequence[str],
@@ -103,7 +106,7 @@ class SemanticSearch:
         while True:
             # Exhausted when the index has no more to give; its count is not trusted (a shared Qdrant
             # collection's count is refreshed lazily).
-            hits = await self._vectors.search(vector, fetch)
+            hits = await vectors.search(vector, fetch)
             found = await self._live_hits(conn, hits, namespace, tags, min_score, k)
             exhausted = len(hits) < fetch
             below_floor = min_score is not None and bool(hits) and hits[-1].score < min_score
@@ -111,8 +114,8 @@ class SemanticSearch:
                 return found[:k]
             if filtered:
                 # A narrow filter: search only among the entries that pass it.
-                allowed = await vector_rows.candidate_ids(conn, namespace, tags, self._clock.now_ms())
-                hits = await self._vectors.search(vector, k, allowed)
+                allowed = await vector_rows.candidate_ids(conn, namespace, tags, self.clock.now_ms())
+                hits = await vectors.search(vector, k, allowed)
                 return await self._live_hits(conn, hits, namespace, tags, min_score, k)
             fetch *= 4
 
@@ -132,7 +135,7 @@ class SemanticSearch:
             {
                 "ids": json.dumps([hit.id for hit in hits]),
                 "namespace": namespace,
-                "now": self._clock.now_ms(),
+                "now": self.clock.now_ms(),
                 "tags": json.dumps(list(tags), ensure_ascii=False),
                 "tag_count": len(tags),
                 "preview_chars": PREVIEW_CHARS,

@@ -11,6 +11,17 @@ removed with the entry.
 
 Answers are bounded: a batch by the bytes of its values, a search answer by the bytes of
 the values it carries (later hits come with a preview instead of their value).
+
+`MemoryStore` is the one door callers use. This module holds opening and closing, writes
+with compare-and-set, deletes and sweeping, and reads by key, by page and for stats; the
+rest of the package does one job each behind it:
+
+- ``put_batch.py``: a batch of puts validated and encoded before it is queued
+- ``vector_writes.py``: which written entries get a vector, stored in the write's transaction
+- ``text_search.py``, ``semantic_search.py``: the two searches; ``search_hits.py``: what both answer with
+- ``transfer.py``: export and import, entries moved as they were
+- ``cursor.py``: the paging cursor of `list_page`
+- ``entry_rows.py``, ``validation.py``, ``models.py``: the rows read, the checks made, the records handed back
 """
 
 from __future__ import annotations
@@ -31,20 +42,17 @@ import anyio
 import numpy as np
 
 from server.clock import Clock
-from server.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from server.errors import Conflict, InvalidArgument, NotFound
 from server.memory import vector_rows
 from server.memory.cursor import decode_cursor, encode_cursor
 from server.memory.entry_rows import LIVE, META_COLUMNS, entry_from_row, meta_from_row
 from server.memory.models import (
     Entry,
     EntryMeta,
-    ImportedEntry,
-    ImportReport,
     MemoryStats,
     NamespaceStats,
     Page,
     PutRequest,
-    ScoredEntry,
 )
 from server.memory.put_batch import PreparedPut, cheap_to_prepare, prepare_batch
 from server.memory.readers import ReaderPool, open_reader, snapshot
@@ -55,7 +63,6 @@ from server.memory.text_search import TextSearch
 from server.memory.transfer import MemoryTransfer
 from server.memory.validation import (
     BATCH_MAX,
-    LIST_LIMIT_MAX,
     MemoryLimits,
     check_limit,
     check_name,
@@ -119,7 +126,11 @@ async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
 
 
 class MemoryStore:
-    """Namespaced JSON entries with versions, tags and per-entry TTL, persisted in SQLite."""
+    """Namespaced JSON entries with versions, tags and per-entry TTL, persisted in SQLite.
+
+    Writes, deletes, sweeping, `get`, `list_page` and `stats` are its own methods; `search`
+    (`TextSearch`), `search_semantic` (`SemanticSearch`), `export_page` and `import_entries`
+    (`MemoryTransfer`) are those classes' methods over the same connections."""
 
     def __init__(
         self,
@@ -140,10 +151,13 @@ class MemoryStore:
         self.limits = limits
         self._vectors = vectors
         self._sync = vector_sync
-        self._transfer = MemoryTransfer(readers, writer, clock, limits.max_value_bytes, vectors, vector_sync)
-        self._text = TextSearch(readers, clock, limits.max_answer_bytes)
-        self._semantic = (SemanticSearch(readers, clock, vectors, vector_sync, limits.max_answer_bytes)
-                          if vectors is not None and vector_sync is not None else None)
+        # Calls answered by their own modules, bound here once so that each signature, its
+        # defaults and its docstring are written in one place.
+        transfer = MemoryTransfer(readers, writer, clock, limits.max_value_bytes, vectors, vector_sync)
+        self.export_page = transfer.export_page
+        self.import_entries = transfer.import_entries
+        self.search = TextSearch(readers, clock, limits.max_answer_bytes).search
+        self.search_semantic = SemanticSearch(readers, clock, vectors, vector_sync, limits.max_answer_bytes).search
 
     @property
     def vectors(self) -> SemanticIndex | None:
@@ -276,6 +290,8 @@ class MemoryStore:
         return metas, await write_vectors(conn, self._vectors, ids, embedded)
 
     async def _check_versions(self, conn: aiosqlite.Connection, puts: list[PreparedPut], now: int) -> None:
+        """Compare-and-set, inside the write's transaction and before it writes: one put whose
+        ``if_version`` does not hold refuses the whole batch, naming the first three that failed."""
         keys = json.dumps([[p.namespace, p.key] for p in puts], ensure_ascii=False)
         current = {row[0]: row[1] for row in await fetch_all(conn, _LIVE_VERSIONS, {"keys": keys, "now": now})}
         problems = []
@@ -396,32 +412,6 @@ class MemoryStore:
         next_cursor = encode_cursor(namespace, entries[-1].key) if len(rows) > limit else None
         return Page(entries, next_cursor)
 
-    async def search(
-        self,
-        *,
-        namespace: str | None = None,
-        key_glob: str | None = None,
-        text: str | None = None,
-        limit: int = 100,
-        tags: Sequence[str] = (),
-    ) -> list[Entry]:
-        """Live entries by key glob, value text and tags: see `TextSearch.search`."""
-        return await self._text.search(namespace=namespace, key_glob=key_glob, text=text, limit=limit, tags=tags)
-
-    async def search_semantic(
-        self,
-        query: str,
-        *,
-        namespace: str | None = None,
-        tags: Sequence[str] = (),
-        k: int = 10,
-        min_score: float | None = None,
-    ) -> list[ScoredEntry]:
-        """The ``k`` live indexed entries closest in meaning to ``query``: see `SemanticSearch.search`."""
-        if self._semantic is None:
-            raise Unavailable("semantic search is not enabled on this memory store")
-        return await self._semantic.search(query, namespace=namespace, tags=tags, k=k, min_score=min_score)
-
     async def stats(self) -> MemoryStats:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""
         now = self._clock.now_ms()
@@ -441,17 +431,6 @@ class MemoryStore:
             database_bytes=self._database_bytes(),
             expired_total=expired[0][0],
         )
-
-    # -- export and import (transfer.py) --------------------------------------------------
-
-    async def export_page(self, *, namespace: str | None = None, after: tuple[str, str] = ("", ""),
-                          limit: int = LIST_LIMIT_MAX) -> list[Entry]:
-        """One page of live entries with their values, for an export: see `MemoryTransfer.export_page`."""
-        return await self._transfer.export_page(namespace=namespace, after=after, limit=limit)
-
-    async def import_entries(self, entries: Sequence[ImportedEntry]) -> ImportReport:
-        """Write exported entries as they were: see `MemoryTransfer.import_entries`."""
-        return await self._transfer.import_entries(entries)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from server.clock import Clock
 from server.errors import InvalidArgument
@@ -29,13 +30,13 @@ ORDER BY e.namespace, e.key LIMIT :limit
 """
 
 
+@dataclass(frozen=True, slots=True)
 class TextSearch:
-    """Searches a memory store's entries through its readers (`MemoryStore.search` calls it)."""
+    """Searches a memory store's entries through its readers (`MemoryStore.search` is its `search`)."""
 
-    def __init__(self, readers: ReaderPool, clock: Clock, max_answer_bytes: int) -> None:
-        self._readers = readers
-        self._clock = clock
-        self._max_answer_bytes = max_answer_bytes
+    readers: ReaderPool
+    clock: Clock
+    max_answer_bytes: int
 
     async def search(
         self,
@@ -59,18 +60,18 @@ class TextSearch:
         check_search_text("query", text)
         check_limit(limit)
         wanted_tags = check_tags(tags)
-        async with self._readers.connection() as conn, snapshot(conn):
+        async with self.readers.connection() as conn, snapshot(conn):
             rows = await fetch_all(conn,
                 _TEXT_MATCHES,
                 {
                     "namespace": namespace,
                     "glob": key_glob or None,
                     "text": text or None,
-                    "now": self._clock.now_ms(),
+                    "now": self.clock.now_ms(),
                     "limit": limit,
                     "tags": json.dumps(wanted_tags, ensure_ascii=False),
                     "tag_count": len(wanted_tags),
                     "preview_chars": PREVIEW_CHARS,
                 },
             )
-            return await entries_with_values(conn, rows, self._max_answer_bytes)
+            return await entries_with_values(conn, rows, self.max_answer_bytes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -45,25 +46,17 @@ RETURNING namespace, key, id
 """
 
 
+@dataclass(frozen=True, slots=True)
 class MemoryTransfer:
     """Export pages and import chunks over a memory store's readers and writer (`MemoryStore`
     owns them and offers both calls)."""
 
-    def __init__(
-        self,
-        readers: ReaderPool,
-        writer: GroupCommitWriter,
-        clock: Clock,
-        max_value_bytes: int,
-        vectors: SemanticIndex | None,
-        vector_sync: VectorSync | None,
-    ) -> None:
-        self._readers = readers
-        self._writer = writer
-        self._clock = clock
-        self._max_value_bytes = max_value_bytes
-        self._vectors = vectors
-        self._sync = vector_sync
+    readers: ReaderPool
+    writer: GroupCommitWriter
+    clock: Clock
+    max_value_bytes: int
+    vectors: SemanticIndex | None
+    vector_sync: VectorSync | None
 
     async def export_page(self, *, namespace: str | None = None, after: tuple[str, str] = ("", ""),
                           limit: int = LIST_LIMIT_MAX) -> list[Entry]:
@@ -72,12 +65,12 @@ class MemoryTransfer:
         if namespace is not None:
             check_name("namespace", namespace)
         check_limit(limit)
-        async with self._readers.connection() as conn:
+        async with self.readers.connection() as conn:
             rows = await fetch_all(conn,
                 f"SELECT {META_COLUMNS}, value FROM entries WHERE (namespace, key) > (:after_namespace, :after_key) "
                 f"AND (:only IS NULL OR namespace = :only) AND {LIVE} ORDER BY namespace, key LIMIT :limit",
                 {"after_namespace": after[0], "after_key": after[1], "only": namespace,
-                 "now": self._clock.now_ms(), "limit": limit},
+                 "now": self.clock.now_ms(), "limit": limit},
             )
         return [entry_from_row(row) for row in rows]
 
@@ -87,7 +80,7 @@ class MemoryTransfer:
         written and what was skipped, and why. Entries of indexed namespaces get their vectors."""
         if not 1 <= len(entries) <= BATCH_MAX:
             raise InvalidArgument(f"an import chunk holds 1..{BATCH_MAX} entries; got {len(entries)}")
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         skipped: list[Skipped] = []
         rows: list[list[Any]] = []
         accepted: list[ImportedEntry] = []
@@ -96,14 +89,14 @@ class MemoryTransfer:
             if reason is not None:
                 skipped.append(Skipped(str(entry.namespace), str(entry.key), reason))
                 continue
-            value_json, size = encode_value(entry.value, self._max_value_bytes)
+            value_json, size = encode_value(entry.value, self.max_value_bytes)
             rows.append([entry.namespace, entry.key, value_json, encode_tags(tuple(entry.tags)), entry.version, size,
                          entry.created_ms, entry.updated_ms, entry.expires_ms])
             accepted.append(entry)
         if not accepted:
             return ImportReport(0, skipped)
-        embedded = await embed_requested(self._vectors, [PutRequest(e.namespace, e.key, e.value) for e in accepted])
-        written, _ = await self._writer.submit(partial(self._write_imports, accepted, rows, embedded), self._sync)
+        embedded = await embed_requested(self.vectors, [PutRequest(e.namespace, e.key, e.value) for e in accepted])
+        written, _ = await self.writer.submit(partial(self._write_imports, accepted, rows, embedded), self.vector_sync)
         for entry in accepted:
             if (entry.namespace, entry.key) not in written:
                 skipped.append(Skipped(entry.namespace, entry.key, "a live entry holds this key"))
@@ -114,7 +107,7 @@ class MemoryTransfer:
             check_name("namespace", entry.namespace)
             check_name("key", entry.key)
             check_tags(entry.tags)
-            encode_value(entry.value, self._max_value_bytes)
+            encode_value(entry.value, self.max_value_bytes)
         except SwitchboardError as error:
             return error.message
         times = (entry.version, entry.created_ms, entry.updated_ms)
@@ -130,11 +123,11 @@ class MemoryTransfer:
     ) -> tuple[set[tuple[str, str]], VectorChange | None]:
         # A key whose entry has expired (not yet swept) is taken over; a live one is left alone.
         found = await fetch_all(conn, _IMPORT, {"rows": json.dumps(rows, ensure_ascii=False),
-                                                "now": self._clock.now_ms()})
+                                                "now": self.clock.now_ms()})
         ids = {(row[0], row[1]): row[2] for row in found}
-        if self._vectors is None:
+        if self.vectors is None:
             return set(ids), None
         positions = [i for i, e in enumerate(entries) if (e.namespace, e.key) in ids]
-        change = await write_vectors(conn, self._vectors, [ids[(entries[i].namespace, entries[i].key)] for i in positions],
+        change = await write_vectors(conn, self.vectors, [ids[(entries[i].namespace, entries[i].key)] for i in positions],
                                      {n: embedded[i] for n, i in enumerate(positions) if i in embedded})
         return set(ids), change
