@@ -3,7 +3,8 @@
 Each aiosqlite connection runs its statements one after another in its own thread; with one
 connection, a `retrieve` waits for a text search over hundreds of megabytes. With a pool,
 reads run side by side (SQLite releases the GIL while it works, and WAL lets readers
-proceed while the writer commits).
+proceed while the writer commits). `snapshot` makes several statements on one of them read
+the same committed state.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
+import anyio
 
 
 class ReaderPool:
@@ -60,3 +62,14 @@ async def open_reader(path: Path) -> aiosqlite.Connection:
         await conn.close()
         raise
     return conn
+
+
+@asynccontextmanager
+async def snapshot(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """Every statement inside reads the same committed state (one read transaction)."""
+    await conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        with anyio.CancelScope(shield=True):  # a cancelled call must not hand back a connection mid-transaction
+            await conn.execute("COMMIT")

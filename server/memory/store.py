@@ -11,88 +11,79 @@ removed with the entry.
 
 Answers are bounded: a batch by the bytes of its values, a search answer by the bytes of
 the values it carries (later hits come with a preview instead of their value).
+
+`MemoryStore` is the one door callers use. This module holds opening and closing, writes
+with compare-and-set, deletes and sweeping, and reads by key, by page and for stats; the
+rest of the package does one job each behind it:
+
+- ``put_batch.py``: a batch of puts validated and encoded before it is queued
+- ``vector_writes.py``: which written entries get a vector, stored in the write's transaction
+- ``text_search.py``, ``semantic_search.py``: the two searches; ``search_hits.py``: what both answer with
+- ``transfer.py``: export and import, entries moved as they were
+- ``cursor.py``: the paging cursor of `list_page`
+- ``entry_rows.py``, ``validation.py``, ``models.py``: the rows read, the checks made, the records handed back
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import aiosqlite
 import anyio
 import numpy as np
 
 from server.clock import Clock
-from server.errors import Conflict, InvalidArgument, NotFound, SwitchboardError, TooLarge, Unavailable
+from server.errors import Conflict, InvalidArgument, NotFound
 from server.memory import vector_rows
+from server.memory.cursor import decode_cursor, encode_cursor
+from server.memory.entry_rows import LIVE, META_COLUMNS, entry_from_row, meta_from_row
 from server.memory.models import (
     Entry,
     EntryMeta,
-    ImportedEntry,
-    ImportReport,
     MemoryStats,
     NamespaceStats,
     Page,
     PutRequest,
-    ScoredEntry,
-    Skipped,
 )
-from server.memory.readers import ReaderPool, open_reader
+from server.memory.put_batch import PreparedPut, cheap_to_prepare, prepare_batch
+from server.memory.readers import ReaderPool, open_reader, snapshot
 from server.memory.schema import migrate
+from server.memory.semantic_search import SemanticSearch
 from server.memory.sql import fetch_all
+from server.memory.text_search import TextSearch
+from server.memory.transfer import MemoryTransfer
 from server.memory.validation import (
+    BATCH_MAX,
+    MemoryLimits,
+    check_limit,
     check_name,
-    check_search_text,
-    check_tags,
-    check_ttl,
-    check_unicode,
     check_version,
-    decode_tags,
-    encode_tags,
-    encode_value,
 )
 from server.memory.vector_sync import VectorSync
+from server.memory.vector_writes import embed_requested, embed_still_indexed, forget_deleted, write_vectors
 from server.memory.writer import GroupCommitWriter
 from server.private_files import create_private_file, make_private_dir
-from server.vectors import Hit, SemanticIndex, VectorChange, text_to_embed
+from server.vectors import SemanticIndex, VectorChange
 
 logger = logging.getLogger(__name__)
 
-LIST_LIMIT_MAX = 1000
-BATCH_MAX = 10_000
 MiB = 1024 * 1024
 DEFAULT_BATCH_MAX_BYTES = 64 * MiB
 DEFAULT_ANSWER_MAX_BYTES = 256 * 1024
-# Characters of a value's text shown in place of a value that does not fit in a search answer.
-PREVIEW_CHARS = 200
 # Vector changes kept for other servers on the same database to replay; one further behind reloads all.
 VECTOR_LOG_KEEP = 100_000
-# A batch whose values come to about this much is validated and encoded on the event loop (well
-# under a millisecond); a costlier one in a worker thread, so other calls are not stalled.
-INLINE_PREPARE_COST = 16 * 1024
 # Above every printable character, so `key < prefix + KEY_CEILING` bounds a prefix range scan.
 KEY_CEILING = "\U0010ffff"
 HOUR_MS = 3_600_000
-SEARCH_K_MAX = 1000
-# A cursor holds a namespace and a key (256 characters each at most), base64-encoded.
-CURSOR_MAX_CHARS = 4096
-QUERY_MAX_CHARS = 10_000
-# Problems listed in one batch error; the rest are counted.
-BATCH_PROBLEMS_SHOWN = 10
-
-_LIVE = "(expires_ms IS NULL OR expires_ms > :now)"
-_META_COLUMNS = "namespace, key, version, size, tags, created_ms, updated_ms, expires_ms"
 
 # One statement writes a whole batch: rows arrive as a JSON array of
 # [namespace, key, value_json, tags_json, size, ttl_seconds]; expiry is computed from the
@@ -109,104 +100,14 @@ ON CONFLICT (namespace, key) DO UPDATE SET
     version = CASE WHEN entries.expires_ms <= :now THEN 1 ELSE entries.version + 1 END,
     created_ms = CASE WHEN entries.expires_ms <= :now THEN :now ELSE entries.created_ms END,
     updated_ms = :now, expires_ms = excluded.expires_ms
-RETURNING {_META_COLUMNS}, id
-"""
-
-# An import writes rows as exported: [namespace, key, value_json, tags_json, version, size,
-# created_ms, updated_ms, expires_ms]; it never replaces a live entry.
-_IMPORT = """
-INSERT INTO entries (namespace, key, value, tags, version, size, created_ms, updated_ms, expires_ms)
-SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'),
-       json_extract(j.value, '$[3]'), json_extract(j.value, '$[4]'), json_extract(j.value, '$[5]'),
-       json_extract(j.value, '$[6]'), json_extract(j.value, '$[7]'), json_extract(j.value, '$[8]')
-FROM json_each(:rows) AS j WHERE true
-ON CONFLICT (namespace, key) DO UPDATE SET
-    value = excluded.value, tags = excluded.tags, version = excluded.version, size = excluded.size,
-    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms, expires_ms = excluded.expires_ms
-WHERE entries.expires_ms IS NOT NULL AND entries.expires_ms <= :now
-RETURNING namespace, key, id
-"""
-
-# What text search looks in, and what a preview shows: a string value's own text (quotes,
-# backslashes and newlines as written), and any other value's canonical JSON.
-def _searchable_text(value_column: str) -> str:
-    return f"(CASE json_type({value_column}) WHEN 'text' THEN json_extract({value_column}, '$') ELSE {value_column} END)"
-
-
-# A search reads metadata, size and a preview of each match; values are read afterwards, in the
-# same snapshot, only for the matches that fit in the answer.
-_HIT_COLUMNS = (
-    ", ".join(f"e.{column.strip()}" for column in _META_COLUMNS.split(","))
-    + f", e.id, substr({_searchable_text('e.value')}, 1, :preview_chars)"
-)
-# Semantic hits are checked against SQLite: only live entries that still have their vector count.
-_LIVE_HITS = f"""
-SELECT {_HIT_COLUMNS} FROM json_each(:ids) AS j
-JOIN entries AS e ON e.id = j.value JOIN vectors AS v ON v.entry_id = e.id
-WHERE {vector_rows.LIVE_ENTRY} AND (:namespace IS NULL OR e.namespace = :namespace)
-AND {vector_rows.has_all_tags("e.tags")}
-"""
-_TEXT_MATCHES = f"""
-SELECT {_HIT_COLUMNS} FROM entries AS e WHERE {vector_rows.LIVE_ENTRY}
-AND (:namespace IS NULL OR e.namespace = :namespace)
-AND (:glob IS NULL OR e.key GLOB :glob)
-AND (:text IS NULL OR instr(lower({_searchable_text('e.value')}), lower(:text)) > 0)
-AND {vector_rows.has_all_tags("e.tags")}
-ORDER BY e.namespace, e.key LIMIT :limit
+RETURNING {META_COLUMNS}, id
 """
 
 _LIVE_VERSIONS = f"""
 SELECT j.key, e.version FROM json_each(:keys) AS j
 LEFT JOIN entries AS e
-    ON e.namespace = json_extract(j.value, '$[0]') AND e.key = json_extract(j.value, '$[1]') AND {_LIVE}
+    ON e.namespace = json_extract(j.value, '$[0]') AND e.key = json_extract(j.value, '$[1]') AND {LIVE}
 """
-
-
-def _cheap_to_prepare(values: Sequence[Any], budget: int = INLINE_PREPARE_COST) -> bool:
-    """Whether encoding these values costs less than ``budget`` (roughly bytes of JSON). Walks at
-    most ``budget`` steps itself, so a huge or deeply nested value is judged costly at once."""
-    pending: list[Any] = list(values)
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            budget -= len(item) + 2
-        elif isinstance(item, dict):
-            budget -= 2 + 8 * len(item)
-            pending.extend(item.values())
-            pending.extend(item.keys())
-        elif isinstance(item, list | tuple):
-            budget -= 2 + len(item)
-            pending.extend(item)
-        else:
-            budget -= 8
-        if budget < 0:
-            return False
-    return True
-
-
-class _PreparedPut(NamedTuple):  # a tuple: batches build ten thousand of these
-    namespace: str
-    key: str
-    value_json: str
-    tags_json: str
-    size: int
-    ttl_seconds: int | None
-    if_version: int | None
-
-
-def _meta(row: Sequence[Any]) -> EntryMeta:
-    return EntryMeta(row[0], row[1], row[2], row[3], decode_tags(row[4]), row[5], row[6], row[7])
-
-
-@contextlib.asynccontextmanager
-async def _snapshot(conn: aiosqlite.Connection) -> AsyncIterator[None]:
-    """Every statement inside reads the same committed state (one read transaction)."""
-    await conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        with anyio.CancelScope(shield=True):  # a cancelled call must not hand back a connection mid-transaction
-            await conn.execute("COMMIT")
 
 
 async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
@@ -224,18 +125,12 @@ async def _enable_wal(conn: aiosqlite.Connection, path: Path) -> None:
         logger.warning("%s cannot use WAL (journal mode %s): reads will wait behind writes", path, rows[0][0])
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryLimits:
-    """What one call may write or get back."""
-
-    max_value_bytes: int  # one serialised value
-    max_ttl_seconds: int
-    max_batch_bytes: int  # the serialised values of one batch together
-    max_answer_bytes: int  # the values one search answer carries together
-
-
 class MemoryStore:
-    """Namespaced JSON entries with versions, tags and per-entry TTL, persisted in SQLite."""
+    """Namespaced JSON entries with versions, tags and per-entry TTL, persisted in SQLite.
+
+    Writes, deletes, sweeping, `get`, `list_page` and `stats` are its own methods; `search`
+    (`TextSearch`), `search_semantic` (`SemanticSearch`), `export_page` and `import_entries`
+    (`MemoryTransfer`) are those classes' methods over the same connections."""
 
     def __init__(
         self,
@@ -256,6 +151,13 @@ class MemoryStore:
         self.limits = limits
         self._vectors = vectors
         self._sync = vector_sync
+        # Calls answered by their own modules, bound here once so that each signature, its
+        # defaults and its docstring are written in one place.
+        transfer = MemoryTransfer(readers, writer, clock, limits.max_value_bytes, vectors, vector_sync)
+        self.export_page = transfer.export_page
+        self.import_entries = transfer.import_entries
+        self.search = TextSearch(readers, clock, limits.max_answer_bytes).search
+        self.search_semantic = SemanticSearch(readers, clock, vectors, vector_sync, limits.max_answer_bytes).search
 
     @property
     def vectors(self) -> SemanticIndex | None:
@@ -353,85 +255,20 @@ class MemoryStore:
         named in the error. Results come back in request order."""
         if not 1 <= len(requests) <= BATCH_MAX:
             raise InvalidArgument(f"a batch holds 1..{BATCH_MAX} entries; got {len(requests)}")
-        if _cheap_to_prepare([request.value for request in requests]):
-            prepared, rows = self._prepare_batch(requests)
+        can_index = self._vectors is not None
+        if cheap_to_prepare([request.value for request in requests]):
+            prepared, rows = prepare_batch(requests, self.limits, can_index)
         else:  # encoding megabytes of values would stall every other call on the event loop
-            prepared, rows = await anyio.to_thread.run_sync(self._prepare_batch, requests)
-        embedded = await self._embed_requested(requests)
+            prepared, rows = await anyio.to_thread.run_sync(prepare_batch, requests, self.limits, can_index)
+        embedded = await embed_requested(self._vectors, requests)
         values = [request.value for request in requests]
         metas: list[EntryMeta]
         metas, _ = await self._writer.submit(partial(self._write_puts, prepared, rows, values, embedded), self._sync)
         return metas
 
-    def _prepare_batch(self, requests: Sequence[PutRequest]) -> tuple[list[_PreparedPut], str]:
-        """Validate every request (naming every invalid one) and encode the rows `_UPSERT` reads."""
-        prepared: list[_PreparedPut] = []
-        problems: list[tuple[int, SwitchboardError]] = []
-        total_bytes = 0
-        for position, request in enumerate(requests):
-            try:
-                put = self._prepare(request)
-            except SwitchboardError as error:
-                problems.append((position, error))
-                continue
-            prepared.append(put)
-            total_bytes += put.size
-            if total_bytes > self.limits.max_batch_bytes:  # stop encoding at once: the rest cannot change the answer
-                raise TooLarge(
-                    f"the values of this batch come to more than {self.limits.max_batch_bytes} bytes "
-                    f"(SWITCHBOARD_MEMORY_MAX_BATCH_BYTES) by entry {position}; split it into smaller "
-                    "batches; nothing was written"
-                )
-        if problems:
-            if len(requests) == 1:
-                raise problems[0][1]
-            raise self._batch_error(problems, len(requests))
-        if len({(p.namespace, p.key) for p in prepared}) < len(prepared):
-            seen: set[tuple[str, str]] = set()
-            for put in prepared:
-                if (put.namespace, put.key) in seen:
-                    raise InvalidArgument(f"key {put.key!r} appears twice in namespace {put.namespace!r} in one batch")
-                seen.add((put.namespace, put.key))
-        rows = json.dumps([[p.namespace, p.key, p.value_json, p.tags_json, p.size, p.ttl_seconds] for p in prepared],
-                          ensure_ascii=False)
-        return prepared, rows
-
-    def _prepare(self, request: PutRequest) -> _PreparedPut:
-        namespace = check_name("namespace", request.namespace)
-        key = check_name("key", request.key)
-        value_json, size = encode_value(request.value, self.limits.max_value_bytes)
-        tags = check_tags(request.tags)
-        ttl = check_ttl(request.ttl_seconds, self.limits.max_ttl_seconds)
-        if_version = check_version("if_version", request.if_version)
-        if not isinstance(request.index, bool):
-            raise InvalidArgument(f"index must be true or false; got {request.index!r}")
-        if request.index and self._vectors is None:
-            raise InvalidArgument("index: true needs semantic indexing, which this memory store was opened without")
-        return _PreparedPut(namespace, key, value_json, encode_tags(tags), size, ttl, if_version)
-
-    @staticmethod
-    def _batch_error(problems: list[tuple[int, SwitchboardError]], count: int) -> SwitchboardError:
-        kinds = {type(error) for _, error in problems}
-        kind = kinds.pop() if len(kinds) == 1 else InvalidArgument
-        listed = "; ".join(f"entry {position}: {error.message}" for position, error in problems[:BATCH_PROBLEMS_SHOWN])
-        more = f"; and {len(problems) - BATCH_PROBLEMS_SHOWN} more" if len(problems) > BATCH_PROBLEMS_SHOWN else ""
-        summary = "" if len(problems) == 1 else f"{len(problems)} of {count} entries are invalid: "
-        return kind(f"{summary}{listed}{more}; nothing was written")
-
-    async def _embed_requested(self, requests: Sequence[PutRequest]) -> dict[int, np.ndarray]:
-        """Vectors for the entries that asked for one or live in an indexed namespace, by position."""
-        if self._vectors is None:
-            return {}
-        vectors = self._vectors
-        positions = [i for i, r in enumerate(requests) if r.index or vectors.indexes_namespace(r.namespace)]
-        if not positions:
-            return {}
-        embedded = await vectors.embed([text_to_embed(requests[i].value) for i in positions])
-        return dict(zip(positions, embedded))
-
     async def _write_puts(
         self,
-        puts: list[_PreparedPut],
+        puts: list[PreparedPut],
         rows: str,
         values: list[Any],
         embedded: dict[int, np.ndarray],
@@ -443,51 +280,18 @@ class MemoryStore:
             await self._check_versions(conn, guarded, now)
         if self._vectors is not None:
             # Before anything is written: an overwrite of an indexed entry is re-embedded.
-            embedded = embedded | await self._embed_still_indexed(conn, puts, values, embedded, now)
-        written = {(row[0], row[1]): (_meta(row), row[8])
+            embedded = embedded | await embed_still_indexed(conn, self._vectors, puts, values, embedded, now)
+        written = {(row[0], row[1]): (meta_from_row(row), row[8])
                    for row in await fetch_all(conn, _UPSERT, {"rows": rows, "now": now})}
         metas = [written[(p.namespace, p.key)][0] for p in puts]
         if self._vectors is None:
             return metas, None
         ids = [written[(p.namespace, p.key)][1] for p in puts]
-        return metas, await self._write_vectors(conn, self._vectors, ids, embedded)
+        return metas, await write_vectors(conn, self._vectors, ids, embedded)
 
-    async def _embed_still_indexed(
-        self,
-        conn: aiosqlite.Connection,
-        puts: list[_PreparedPut],
-        values: list[Any],
-        embedded: dict[int, np.ndarray],
-        now: int,
-    ) -> dict[int, np.ndarray]:
-        assert self._vectors is not None
-        others = [i for i in range(len(puts)) if i not in embedded]
-        found = await vector_rows.indexed_positions(conn, [(puts[i].namespace, puts[i].key) for i in others], now)
-        if not found:
-            return {}
-        positions = [others[j] for j in found]
-        vectors = await self._vectors.embed([text_to_embed(values[i]) for i in positions])
-        return dict(zip(positions, vectors))
-
-    @staticmethod
-    async def _write_vectors(
-        conn: aiosqlite.Connection, vectors: SemanticIndex, ids: list[int], embedded: dict[int, np.ndarray]
-    ) -> VectorChange:
-        positions = sorted(embedded)
-        upsert_ids = [ids[i] for i in positions]
-        decoded = None
-        if positions:
-            blobs = vectors.encode(np.stack([embedded[i] for i in positions]))
-            await vector_rows.write(conn, upsert_ids, blobs)
-            decoded = vectors.decode(blobs)  # the index holds exactly what SQLite holds
-        # Replacing an expired entry without indexing it: its old vector goes.
-        dropped = await vector_rows.drop(conn, [ids[i] for i in range(len(ids)) if i not in embedded])
-        return VectorChange(upsert_ids, decoded, dropped)
-
-    def _forget(self, ids: list[int]) -> VectorChange | None:
-        return VectorChange(delete_ids=ids) if self._vectors is not None and ids else None
-
-    async def _check_versions(self, conn: aiosqlite.Connection, puts: list[_PreparedPut], now: int) -> None:
+    async def _check_versions(self, conn: aiosqlite.Connection, puts: list[PreparedPut], now: int) -> None:
+        """Compare-and-set, inside the write's transaction and before it writes: one put whose
+        ``if_version`` does not hold refuses the whole batch, naming the first three that failed."""
         keys = json.dumps([[p.namespace, p.key] for p in puts], ensure_ascii=False)
         current = {row[0]: row[1] for row in await fetch_all(conn, _LIVE_VERSIONS, {"keys": keys, "now": now})}
         problems = []
@@ -518,7 +322,7 @@ class MemoryStore:
         self, namespace: str, key: str, if_version: int | None, conn: aiosqlite.Connection
     ) -> tuple[int, VectorChange | None]:
         params = {"namespace": namespace, "key": key, "now": self._clock.now_ms()}
-        where = f"namespace = :namespace AND key = :key AND {_LIVE}"
+        where = f"namespace = :namespace AND key = :key AND {LIVE}"
         if if_version is not None:
             rows = await fetch_all(conn, f"SELECT version FROM entries WHERE {where}", params)
             if not rows:
@@ -529,7 +333,7 @@ class MemoryStore:
                     f"{if_version}; nothing was deleted"
                 )
         ids = [row[0] for row in await fetch_all(conn, f"DELETE FROM entries WHERE {where} RETURNING id", params)]
-        return len(ids), self._forget(ids)
+        return len(ids), forget_deleted(self._vectors, ids)
 
     async def delete_namespace(self, namespace: str) -> int:
         """Delete every entry of a namespace; return how many live entries were deleted."""
@@ -541,12 +345,12 @@ class MemoryStore:
     async def _delete_namespace(self, namespace: str, conn: aiosqlite.Connection) -> tuple[int, VectorChange | None]:
         params = {"namespace": namespace, "now": self._clock.now_ms()}
         expired = await fetch_all(conn,
-            f"SELECT count(*) FROM entries WHERE namespace = :namespace AND NOT {_LIVE}", params
+            f"SELECT count(*) FROM entries WHERE namespace = :namespace AND NOT {LIVE}", params
         )
         ids = [row[0] for row in
                await fetch_all(conn, "DELETE FROM entries WHERE namespace = :namespace RETURNING id", params)]
         await self._count_expired(conn, expired[0][0])
-        return len(ids) - expired[0][0], self._forget(ids)
+        return len(ids) - expired[0][0], forget_deleted(self._vectors, ids)
 
     async def sweep_expired(self, batch_size: int) -> int:
         """Delete up to ``batch_size`` expired entries (oldest expiry first); return how many."""
@@ -564,7 +368,7 @@ class MemoryStore:
         await self._count_expired(conn, len(ids))
         if self._sync is not None:
             await vector_rows.trim_changes(conn, VECTOR_LOG_KEEP, self._sync.position)
-        return len(ids), self._forget(ids)
+        return len(ids), forget_deleted(self._vectors, ids)
 
     @staticmethod
     async def _count_expired(conn: aiosqlite.Connection, count: int) -> None:
@@ -579,97 +383,22 @@ class MemoryStore:
         check_name("key", key)
         async with self._readers.connection() as conn:
             rows = await fetch_all(conn,
-                f"SELECT {_META_COLUMNS}, value FROM entries WHERE namespace = :namespace AND key = :key AND {_LIVE}",
+                f"SELECT {META_COLUMNS}, value FROM entries WHERE namespace = :namespace AND key = :key AND {LIVE}",
                 {"namespace": namespace, "key": key, "now": self._clock.now_ms()},
             )
-        return self._entry(rows[0]) if rows else None
-
-    async def export_page(self, *, namespace: str | None = None, after: tuple[str, str] = ("", ""),
-                          limit: int = LIST_LIMIT_MAX) -> list[Entry]:
-        """Live entries with their values, in (namespace, key) order after ``after``; all
-        namespaces, or only ``namespace``. For exports: page on with the last entry's pair."""
-        if namespace is not None:
-            check_name("namespace", namespace)
-        self._check_limit(limit)
-        async with self._readers.connection() as conn:
-            rows = await fetch_all(conn,
-                f"SELECT {_META_COLUMNS}, value FROM entries WHERE (namespace, key) > (:after_namespace, :after_key) "
-                f"AND (:only IS NULL OR namespace = :only) AND {_LIVE} ORDER BY namespace, key LIMIT :limit",
-                {"after_namespace": after[0], "after_key": after[1], "only": namespace,
-                 "now": self._clock.now_ms(), "limit": limit},
-            )
-        return [self._entry(row) for row in rows]
-
-    async def import_entries(self, entries: Sequence[ImportedEntry]) -> ImportReport:
-        """Writes exported entries as they were (version, times, tags) in one transaction, each
-        unless it is invalid, has expired, or its key holds a live entry already; answers what was
-        written and what was skipped, and why. Entries of indexed namespaces get their vectors."""
-        if not 1 <= len(entries) <= BATCH_MAX:
-            raise InvalidArgument(f"an import chunk holds 1..{BATCH_MAX} entries; got {len(entries)}")
-        now = self._clock.now_ms()
-        skipped: list[Skipped] = []
-        rows: list[list[Any]] = []
-        accepted: list[ImportedEntry] = []
-        for entry in entries:
-            reason = self._import_problem(entry, now)
-            if reason is not None:
-                skipped.append(Skipped(str(entry.namespace), str(entry.key), reason))
-                continue
-            value_json, size = encode_value(entry.value, self.limits.max_value_bytes)
-            rows.append([entry.namespace, entry.key, value_json, encode_tags(tuple(entry.tags)), entry.version, size,
-                         entry.created_ms, entry.updated_ms, entry.expires_ms])
-            accepted.append(entry)
-        if not accepted:
-            return ImportReport(0, skipped)
-        embedded = await self._embed_requested([PutRequest(e.namespace, e.key, e.value) for e in accepted])
-        written, _ = await self._writer.submit(partial(self._write_imports, accepted, rows, embedded), self._sync)
-        for entry in accepted:
-            if (entry.namespace, entry.key) not in written:
-                skipped.append(Skipped(entry.namespace, entry.key, "a live entry holds this key"))
-        return ImportReport(len(written), skipped)
-
-    def _import_problem(self, entry: ImportedEntry, now: int) -> str | None:
-        try:
-            check_name("namespace", entry.namespace)
-            check_name("key", entry.key)
-            check_tags(entry.tags)
-            encode_value(entry.value, self.limits.max_value_bytes)
-        except SwitchboardError as error:
-            return error.message
-        times = (entry.version, entry.created_ms, entry.updated_ms)
-        if not all(isinstance(number, int) and not isinstance(number, bool) and number >= 1 for number in times):
-            return "version, created_ms and updated_ms must be positive whole numbers"
-        if entry.expires_ms is not None and (not isinstance(entry.expires_ms, int) or entry.expires_ms <= now):
-            return "expired"
-        return None
-
-    async def _write_imports(
-        self, entries: list[ImportedEntry], rows: list[list[Any]], embedded: dict[int, np.ndarray],
-        conn: aiosqlite.Connection,
-    ) -> tuple[set[tuple[str, str]], VectorChange | None]:
-        # A key whose entry has expired (not yet swept) is taken over; a live one is left alone.
-        found = await fetch_all(conn, _IMPORT, {"rows": json.dumps(rows, ensure_ascii=False),
-                                                "now": self._clock.now_ms()})
-        ids = {(row[0], row[1]): row[2] for row in found}
-        if self._vectors is None:
-            return set(ids), None
-        positions = [i for i, e in enumerate(entries) if (e.namespace, e.key) in ids]
-        change = await self._write_vectors(conn, self._vectors, [ids[(entries[i].namespace, entries[i].key)]
-                                                                 for i in positions],
-                                           {n: embedded[i] for n, i in enumerate(positions) if i in embedded})
-        return set(ids), change
+        return entry_from_row(rows[0]) if rows else None
 
     async def list_page(self, namespace: str, *, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
         """Live entries of ``namespace`` in key order, without values, one page at a time."""
         check_name("namespace", namespace)
-        self._check_limit(limit)
+        check_limit(limit)
         if not isinstance(prefix, str) or len(prefix) > 256:
             raise InvalidArgument("prefix must be a string of at most 256 characters")
-        after = self._decode_cursor(cursor, namespace) if cursor else ""
+        after = decode_cursor(cursor, namespace) if cursor else ""
         async with self._readers.connection() as conn:
             rows = await fetch_all(conn,
-                f"SELECT {_META_COLUMNS} FROM entries WHERE namespace = :namespace "
-                f"AND key >= :low AND key < :high AND key > :after AND {_LIVE} ORDER BY key LIMIT :limit",
+                f"SELECT {META_COLUMNS} FROM entries WHERE namespace = :namespace "
+                f"AND key >= :low AND key < :high AND key > :after AND {LIVE} ORDER BY key LIMIT :limit",
                 {
                     "namespace": namespace,
                     "low": prefix,
@@ -679,178 +408,18 @@ class MemoryStore:
                     "limit": limit + 1,
                 },
             )
-        entries = [_meta(row) for row in rows[:limit]]
-        next_cursor = self._encode_cursor(namespace, entries[-1].key) if len(rows) > limit else None
+        entries = [meta_from_row(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(namespace, entries[-1].key) if len(rows) > limit else None
         return Page(entries, next_cursor)
-
-    async def search(
-        self,
-        *,
-        namespace: str | None = None,
-        key_glob: str | None = None,
-        text: str | None = None,
-        limit: int = 100,
-        tags: Sequence[str] = (),
-    ) -> list[Entry]:
-        """Live entries whose key matches ``key_glob`` (``*``, ``?``, ``[...]``), whose value
-        text contains ``text`` (ASCII case-insensitive) and that carry every one of ``tags``,
-        across one namespace or all of them. Values come while the answer holds at most
-        ``max_answer_bytes`` of them; the other entries carry a preview instead."""
-        if namespace is not None:
-            check_name("namespace", namespace)
-        if not key_glob and not text:
-            raise InvalidArgument("search needs a key glob (pattern, e.g. 'agent-*') or a text to look for (query)")
-        check_search_text("pattern", key_glob)
-        check_search_text("query", text)
-        self._check_limit(limit)
-        wanted_tags = check_tags(tags)
-        async with self._readers.connection() as conn, _snapshot(conn):
-            rows = await fetch_all(conn,
-                _TEXT_MATCHES,
-                {
-                    "namespace": namespace,
-                    "glob": key_glob or None,
-                    "text": text or None,
-                    "now": self._clock.now_ms(),
-                    "limit": limit,
-                    "tags": json.dumps(wanted_tags, ensure_ascii=False),
-                    "tag_count": len(wanted_tags),
-                    "preview_chars": PREVIEW_CHARS,
-                },
-            )
-            return await self._with_values(conn, rows)
-
-    async def search_semantic(
-        self,
-        query: str,
-        *,
-        namespace: str | None = None,
-        tags: Sequence[str] = (),
-        k: int = 10,
-        min_score: float | None = None,
-    ) -> list[ScoredEntry]:
-        """The ``k`` live indexed entries closest in meaning to ``query``, best first, in one
-        namespace or all of them, optionally only those with every one of ``tags``, scoring at
-        least ``min_score`` (default: the embedder's floor for unrelated texts; -1 for every
-        hit). Every hit of the vector index is checked against SQLite, so an expired or deleted
-        entry never comes back. Values as in `search`: within ``max_answer_bytes``, previews
-        beyond."""
-        vectors = self._vectors
-        if vectors is None or self._sync is None:
-            raise Unavailable("semantic search is not enabled on this memory store")
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidArgument("query must be a non-empty text to search for by meaning")
-        if len(query) > QUERY_MAX_CHARS:
-            raise InvalidArgument(f"query must be at most {QUERY_MAX_CHARS} characters; got {len(query)}")
-        check_unicode("query", query)
-        if namespace is not None:
-            check_name("namespace", namespace)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= SEARCH_K_MAX:
-            raise InvalidArgument(f"k must be a whole number in 1..{SEARCH_K_MAX}; got {k!r}")
-        if min_score is not None and (isinstance(min_score, bool) or not -1.0 <= min_score <= 1.0):
-            raise InvalidArgument(f"min_score must be a number in -1..1 (cosine similarity); got {min_score!r}")
-        wanted_tags = check_tags(tags)
-        if min_score is None:
-            min_score = vectors.default_min_score
-        await self._sync.catch_up()
-        vector = (await vectors.embed([query]))[0]
-        async with self._readers.connection() as conn, _snapshot(conn):
-            found = await self._nearest(conn, vectors, vector, namespace, wanted_tags, min_score, k)
-            entries = await self._with_values(conn, [row for _, row in found])
-        return [ScoredEntry(score, entry) for (score, _), entry in zip(found, entries, strict=True)]
-
-    async def _nearest(
-        self,
-        conn: aiosqlite.Connection,
-        vectors: SemanticIndex,
-        vector: np.ndarray,
-        namespace: str | None,
-        tags: Sequence[str],
-        min_score: float | None,
-        k: int,
-    ) -> list[tuple[float, Sequence[Any]]]:
-        filtered = namespace is not None or bool(tags)
-        # Ask the index for a few more than k: some hits may be expired, deleted or outside the filter.
-        fetch = max(4 * k, 40) if filtered else k + 10
-        while True:
-            # Exhausted when the index has no more to give; its count is not trusted (a shared Qdrant
-            # collection's count is refreshed lazily).
-            hits = await vectors.search(vector, fetch)
-            found = await self._live_hits(conn, hits, namespace, tags, min_score, k)
-            exhausted = len(hits) < fetch
-            below_floor = min_score is not None and bool(hits) and hits[-1].score < min_score
-            if len(found) >= k or exhausted or below_floor:
-                return found[:k]
-            if filtered:
-                # A narrow filter: search only among the entries that pass it.
-                allowed = await vector_rows.candidate_ids(conn, namespace, tags, self._clock.now_ms())
-                hits = await vectors.search(vector, k, allowed)
-                return await self._live_hits(conn, hits, namespace, tags, min_score, k)
-            fetch *= 4
-
-    async def _live_hits(
-        self,
-        conn: aiosqlite.Connection,
-        hits: list[Hit],
-        namespace: str | None,
-        tags: Sequence[str],
-        min_score: float | None,
-        limit: int,
-    ) -> list[tuple[float, Sequence[Any]]]:
-        if not hits:
-            return []
-        rows = await fetch_all(conn,
-            _LIVE_HITS,
-            {
-                "ids": json.dumps([hit.id for hit in hits]),
-                "namespace": namespace,
-                "now": self._clock.now_ms(),
-                "tags": json.dumps(list(tags), ensure_ascii=False),
-                "tag_count": len(tags),
-                "preview_chars": PREVIEW_CHARS,
-            },
-        )
-        rows_by_id = {row[8]: row for row in rows}
-        found: list[tuple[float, Sequence[Any]]] = []
-        for hit in hits:  # best first
-            if len(found) == limit:
-                break
-            if hit.id in rows_by_id and (min_score is None or hit.score >= min_score):
-                found.append((hit.score, rows_by_id[hit.id]))
-        return found
-
-    async def _with_values(self, conn: aiosqlite.Connection, rows: Sequence[Sequence[Any]]) -> list[Entry]:
-        """Entries for these search rows, in order: each with its value while the values so far fit in
-        ``max_answer_bytes``, else with its preview. Call inside the snapshot the rows came from."""
-        budget = self.limits.max_answer_bytes
-        chosen: list[int] = []
-        for row in rows:
-            if row[3] <= budget:  # size: a smaller value further down may still fit
-                chosen.append(row[8])
-                budget -= row[3]
-        values: dict[int, str] = {}
-        if chosen:
-            values = {row[0]: row[1] for row in await fetch_all(conn,
-                "SELECT id, value FROM entries WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(chosen),)
-            )}
-        entries = []
-        for row in rows:
-            tags = decode_tags(row[4])
-            if row[8] in values:
-                value, preview = json.loads(values[row[8]]), None
-            else:
-                value, preview = None, row[9]
-            entries.append(Entry(row[0], row[1], row[2], row[3], tags, row[5], row[6], row[7], value, preview))
-        return entries
 
     async def stats(self) -> MemoryStats:
         """Per-namespace and total counts over live entries, the file size, and how many entries expired so far."""
         now = self._clock.now_ms()
-        async with self._readers.connection() as conn, _snapshot(conn):
+        async with self._readers.connection() as conn, snapshot(conn):
             rows = await fetch_all(conn,
                 "SELECT namespace, count(*), sum(size), min(created_ms), max(updated_ms), "
                 "sum(expires_ms IS NOT NULL AND expires_ms <= :soon) "
-                f"FROM entries WHERE {_LIVE} GROUP BY namespace ORDER BY namespace",
+                f"FROM entries WHERE {LIVE} GROUP BY namespace ORDER BY namespace",
                 {"now": now, "soon": now + HOUR_MS},
             )
             expired = await fetch_all(conn, "SELECT value FROM counters WHERE name = 'expired_total'")
@@ -871,36 +440,3 @@ class MemoryStore:
             with contextlib.suppress(FileNotFoundError):
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
-
-    @staticmethod
-    def _entry(row: Sequence[Any]) -> Entry:
-        return Entry(row[0], row[1], row[2], row[3], decode_tags(row[4]), row[5], row[6], row[7], json.loads(row[8]))
-
-    @staticmethod
-    def _check_limit(limit: object) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_LIMIT_MAX:
-            raise InvalidArgument(f"limit must be a whole number in 1..{LIST_LIMIT_MAX}; got {limit!r}")
-
-    @staticmethod
-    def _encode_cursor(namespace: str, last_key: str) -> str:
-        raw = json.dumps([namespace, last_key], ensure_ascii=False).encode("utf-8")
-        return base64.urlsafe_b64encode(raw).decode("ascii")
-
-    @staticmethod
-    def _decode_cursor(cursor: str, namespace: str) -> str:
-        try:
-            if len(cursor) > CURSOR_MAX_CHARS:
-                raise ValueError
-            cursor_namespace, last_key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-            if not isinstance(cursor_namespace, str) or not isinstance(last_key, str):
-                raise ValueError
-            last_key.encode("utf-8")  # a lone surrogate cannot be a key this server wrote
-        except (ValueError, TypeError, UnicodeError, binascii.Error, RecursionError):
-            raise InvalidArgument(
-                "cursor is not one this server issued; pass next_cursor from the previous list result unchanged"
-            ) from None
-        if cursor_namespace != namespace:
-            raise InvalidArgument(
-                f"cursor belongs to a listing of namespace {cursor_namespace!r}, not {namespace!r}"
-            )
-        return last_key

@@ -1,14 +1,28 @@
-"""Checks on what callers hand the memory store. Each failure names the field, what was wrong,
-and what is accepted."""
+"""Checks on what callers hand the memory store, and the limits they hold it to. Each failure
+names the field, what was wrong, and what is accepted."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from server.errors import InvalidArgument, TooLarge
 
+
+@dataclass(frozen=True, slots=True)
+class MemoryLimits:
+    """What one call may write or get back."""
+
+    max_value_bytes: int  # one serialised value
+    max_ttl_seconds: int
+    max_batch_bytes: int  # the serialised values of one batch together
+    max_answer_bytes: int  # the values one search answer carries together
+
+
+# Entries one batch write or import chunk holds at most.
+BATCH_MAX = 10_000
 NAME_MAX_CHARS = 256
 TAG_MAX_CHARS = 64
 TAGS_MAX = 32
@@ -23,6 +37,15 @@ def check_name(field: str, value: object) -> str:
     if not value.isprintable():
         raise InvalidArgument(f"{field} {value!r} contains a non-printable character (control, newline, tab...)")
     return value
+
+
+LIST_LIMIT_MAX = 1000
+
+
+def check_limit(limit: object) -> None:
+    """How many entries one list, export page or text search answers with: 1..1000."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_LIMIT_MAX:
+        raise InvalidArgument(f"limit must be a whole number in 1..{LIST_LIMIT_MAX}; got {limit!r}")
 
 
 SEARCH_TEXT_MAX_CHARS = 4096

@@ -400,7 +400,7 @@ async def test_a_quick_read_does_not_queue_behind_a_reader_held_by_a_long_scan(s
 
 
 def test_the_cost_of_preparing_a_batch_decides_where_it_is_prepared() -> None:
-    from server.memory.store import _cheap_to_prepare
+    from server.memory.put_batch import cheap_to_prepare as _cheap_to_prepare
 
     assert _cheap_to_prepare(["short note"] * 64)
     assert not _cheap_to_prepare(["x" * (1024 * 1024)])  # one value of 1 MiB: a worker thread
