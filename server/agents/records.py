@@ -318,9 +318,6 @@ class AgentRecords:
 
         await self._writer.submit(op)
 
-    async def add_agent(self, agent: AgentRecord) -> None:
-        await self.commit(agent_added(agent))
-
     async def add_query(self, query: QueryRecord) -> None:
         await self.commit(query_added(query))
 
