@@ -122,7 +122,7 @@ def build_http_app(services: Services, settings: Settings, host: str, dashboard:
         if protection is not None and not host_allowed(protection, request.headers.get("host", "")):
             return PlainTextResponse("this endpoint answers requests to its own loopback address only\n",
                                      status_code=421)
-        return Response(await services.metrics.render(services), media_type=METRICS_CONTENT_TYPE)
+        return Response(services.metrics.render(await services.state_figures()), media_type=METRICS_CONTENT_TYPE)
 
     starlette.add_route(METRICS_PATH, metrics, methods=["GET"])
     starlette.router.routes.extend(dashboard.routes())

@@ -16,7 +16,7 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.errors import Unavailable
 from server.memory import ExpirySweeper, MemoryStore
-from server.metrics import ServerMetrics
+from server.metrics import ServerMetrics, StateFigures
 from server.objects import BatchUploader, ObjectStore
 from server.objects.from_settings import build_uploader, open_object_store
 from server.private_files import create_private_file, make_private_dir
@@ -46,6 +46,19 @@ class Services:
     spawner: Spawner
     queries: QueryRegistry
     metrics: ServerMetrics
+
+    async def state_figures(self) -> StateFigures:
+        """What ``/metrics`` shows of the state (memory, vectors, agents, queries, usage), read now."""
+        stats = await self.memory.stats()
+        vectors = self.memory.vectors
+        records = self.agents.records
+        return StateFigures(
+            namespaces=stats.namespaces,
+            vectors=vectors.count() if vectors is not None else 0,
+            agents_by_status=await records.counts_by_status(),
+            queries_by_status=await records.query_counts(),
+            usage_by_model=await records.usage_by_model(),
+        )
 
 
 @contextlib.asynccontextmanager
