@@ -14,7 +14,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from server.agents.types import PermissionMode
+from server.config.agent_type import PermissionMode
 from server.services import Services
 from tools.arguments import aliases
 from tools.checked import CheckedTool

@@ -22,8 +22,8 @@ from server.agents.process_groups import tagged_processes
 from server.agents.records import QueryRecord
 from server.app import build_server
 from server.config import Settings
+from server.config.query_rule import QueryRule
 from server.errors import Conflict, InvalidArgument
-from server.queries.rules import QueryRule
 from server.services import Services, open_services
 from tests.agents.conftest import MODEL
 from tests.agents.groups import eventually, eventually_async, file_size, is_running, running_in_group

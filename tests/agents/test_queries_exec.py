@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from server.agents.records import QueryRecord
+from server.config.query_rule import QueryRule
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
-from server.queries.rules import QueryRule
 from server.services import Services, open_services
 from tests.agents.groups import eventually, file_size, running_in_group, stat_fields
 from tests.agents.swarm import EXEC_AGENT, agent_settings, exec_type, request, spec

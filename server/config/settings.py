@@ -22,8 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from server.agents.types import AgentType
-from server.queries.rules import QueryRule
+from server.config.agent_type import AgentType
+from server.config.query_rule import QueryRule
 
 CONFIG_FILE_ENV = "SWITCHBOARD_CONFIG"
 DEFAULT_CONFIG_FILE = "switchboard.toml"
