@@ -4,7 +4,6 @@ tests/e2e/test_dashboard_http.py)."""
 
 from __future__ import annotations
 
-from server.clock import ManualClock
 from server.dashboard.login_throttle import (
     FIRST_LOCKOUT_S,
     FORGET_AFTER_S,
@@ -13,6 +12,7 @@ from server.dashboard.login_throttle import (
     MAX_LOCKOUT_S,
     LoginThrottle,
 )
+from tests.manual_clock import ManualClock
 
 
 def fail(throttle: LoginThrottle, client: str, times: int) -> None:
