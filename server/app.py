@@ -205,7 +205,8 @@ async def _serve_web(app: ASGIApp, settings: Settings, host: str, port: int, das
         tasks.start_soon(_stop_on_signal, web, dashboard)
         # A sign-in link (one use, ten minutes), like a notebook server's: on stderr (stdout is no
         # place for it), never in a log file.
-        print(f"dashboard: {dashboard.sign_in_url(_url_host(host), port)}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"dashboard: {dashboard.sign_in_url(_url_host(host), port)}\n")
+        sys.stderr.flush()
         try:
             await web.serve()
         except SystemExit:  # how uvicorn gives up when it cannot listen; it has logged why
