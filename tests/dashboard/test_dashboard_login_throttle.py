@@ -1,6 +1,6 @@
 """The dashboard's sign-in throttle on its own, on a clock the test moves: what counts as one address,
 how long a lockout lasts, and that its memory stays bounded (the HTTP side is in
-tests/e2e/test_dashboard_http.py)."""
+tests/dashboard/test_dashboard_http.py)."""
 
 from __future__ import annotations
 
