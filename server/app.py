@@ -99,9 +99,9 @@ async def agents_wired(services: Services) -> AsyncIterator[None]:
         if services.settings.agent_shared_memory:
             endpoint = AgentMemoryEndpoint(services, max_body_bytes=services.settings.http_max_body_bytes)
             stack.push_async_callback(endpoint.aclose)
-            services.agents.memory_access = endpoint
-        stack.push_async_callback(services.agents.end_all)
-        services.agents.pool.start()
+            services.supervisor.memory_access = endpoint
+        stack.push_async_callback(services.supervisor.end_all)
+        services.supervisor.pool.start()
         yield
 
 

@@ -42,7 +42,7 @@ class Services:
     sweeper: ExpirySweeper
     objects: ObjectStore
     uploader: BatchUploader
-    agents: Supervisor
+    supervisor: Supervisor
     spawner: Spawner
     queries: QueryRegistry
     metrics: ServerMetrics
@@ -51,7 +51,7 @@ class Services:
         """What ``/metrics`` shows of the state (memory, vectors, agents, queries, usage), read now."""
         stats = await self.memory.stats()
         vectors = self.memory.vectors
-        records = self.agents.records
+        records = self.supervisor.records
         return StateFigures(
             namespaces=stats.namespaces,
             vectors=vectors.count() if vectors is not None else 0,
@@ -90,12 +90,12 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         logger.info("object store: %s", objects.description)
         uploader = build_uploader(settings, objects, memory, clock)
         # Opened after memory, so closed before it: agents are ended while their records can still be written.
-        agents = await Supervisor.open(settings, memory, clock)
-        parts.push_async_callback(_closing_shielded, agents.close)
-        queries = QueryRegistry(agents, settings)
+        supervisor = await Supervisor.open(settings, memory, clock)
+        parts.push_async_callback(_closing_shielded, supervisor.close)
+        queries = QueryRegistry(supervisor, settings)
         parts.push_async_callback(_closing_shielded, queries.close)  # its rules stop before the agents end
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
-                       uploader=uploader, agents=agents, spawner=Spawner(agents), queries=queries,
+                       uploader=uploader, supervisor=supervisor, spawner=Spawner(supervisor), queries=queries,
                        metrics=ServerMetrics())
 
 

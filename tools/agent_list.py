@@ -86,7 +86,7 @@ async def agent_list(
     are listed too (lost when that server crashed). Errors start with a code: invalid_argument.
     """
     services: Services = ctx.request_context.lifespan_context
-    supervisor = services.agents
+    supervisor = services.supervisor
     after = seq_cursor(cursor)
     statuses = LIVE_AGENT_STATUSES if status == "active" else (status,) if status else ()
     records, next_seq = await supervisor.records.agents_page(statuses=statuses, agent_type=type or None,

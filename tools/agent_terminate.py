@@ -54,7 +54,7 @@ async def agent_terminate(
     Errors start with a code: invalid_argument, not_found.
     """
     services: Services = ctx.request_context.lifespan_context
-    supervisor = services.agents
+    supervisor = services.supervisor
     chosen = [name for name, given in (("agent_id", agent_id), ("type", type), ("all", all)) if given]
     if len(chosen) != 1:
         raise InvalidArgument("give exactly one of agent_id, type or all: true"

@@ -153,7 +153,7 @@ async def agents_spawn_parallel(
     report = await services.spawner.spawn_many(request, progress)
     for entry in report.entries:
         if entry.spawn_ms is not None and entry.status not in ("failed", "skipped"):
-            runtime = services.agents.types.get(entry.type).runtime
+            runtime = services.supervisor.types.get(entry.type).runtime
             services.metrics.spawn_seconds.labels(runtime=runtime).observe(entry.spawn_ms / 1000)
     return structured(SpawnResult.from_engine(report))
 
