@@ -15,11 +15,11 @@ from pydantic import Field
 
 from server.agents.records import LIVE_AGENT_STATUSES, AgentRecord
 from server.services import Services
-from tools.arguments import seq_cursor
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.results import structured
-from tools.timestamps import iso_utc
+from tools.support.arguments import seq_cursor
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.results import structured
+from tools.support.timestamps import iso_utc
 
 Status = Literal["queued", "spawning", "ready", "running", "waiting", "terminated", "failed", "lost", "skipped",
                  "active"]

@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field, StrictBool
 from server.agents.supervisor import StopFailed, Supervisor
 from server.errors import InvalidArgument
 from server.services import Services
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.results import structured
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.results import structured
 
 
 class TerminatedAgent(CompactModel):

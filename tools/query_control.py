@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field
 from server.config.agent_type import PermissionMode
 from server.queries.registry import ControlOutcome
 from server.services import Services
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.results import structured
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.results import structured
 
 
 class CommandOutput(BaseModel):

@@ -35,7 +35,7 @@ from server.agents.changes import Kind
 from server.errors import NotFound, SwitchboardError
 from server.services import Services
 from server.status import status_of
-from tools.query_views import ListedQuery
+from tools.support.query_views import ListedQuery
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
