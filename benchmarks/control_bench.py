@@ -133,7 +133,7 @@ async def start(client: Client, agent_id: str, task: str) -> str:
 
 async def pause_resume(client: Client, services: Services, agent_id: str, query_id: str, rounds: int,
                        label: str) -> None:
-    agent = services.agents.live(agent_id)
+    agent = services.supervisor.live(agent_id)
     assert agent is not None
     pids = tagged_processes([agent_id])
     leader = agent.session.pid if agent.session is not None else agent.process.pid if agent.process else None
@@ -183,7 +183,7 @@ async def claude_section(client: Client, services: Services, api: ScriptedMessag
                                              f"sleep 0.05; done")
     await until(counter.exists, 60)
     await pause_resume(client, services, agent_id, query_id, rounds, "claude")
-    agent = services.agents.live(agent_id)
+    agent = services.supervisor.live(agent_id)
     assert agent is not None and agent.session is not None
     session = agent.session
     await call(client, "query_control", {"action": "terminate", "query_id": query_id})
@@ -229,9 +229,9 @@ async def list_section(client: Client, services: Services, history: int, rounds:
     agent = AgentRecord(id="agent-history", name="history", type="worker", runtime="exec", status="terminated",
                         workdir="/nonexistent", server_pid=1, server_start_time=0, boot_id="old",
                         created_ms=clock.now_ms())
-    await services.agents.records.commit(agent_added(agent))
+    await services.supervisor.records.commit(agent_added(agent))
     for chunk in range(0, history, 1000):
-        await services.agents.records.commit(*(
+        await services.supervisor.records.commit(*(
             query_added(QueryRecord(id=f"query-old-{number:06d}", agent_id=agent.id, task=f"old task {number}",
                                     status="completed", created_ms=clock.now_ms(), started_ms=clock.now_ms(),
                                     ended_ms=clock.now_ms(), result="done"))

@@ -52,7 +52,7 @@ def settings_for(workdir: Path, api: ScriptedMessagesApi, pool_size: int) -> Set
 
 
 async def end_all(services: Services) -> None:
-    await asyncio.gather(*(services.agents.terminate(agent.id, 2.0) for agent in services.agents.live_agents()))
+    await asyncio.gather(*(services.supervisor.terminate(agent.id, 2.0) for agent in services.supervisor.live_agents()))
 
 
 async def spawn(services: Services, count: int, concurrency: int, type_name: str = "cold",
@@ -89,8 +89,8 @@ async def claude_bench(counts: list[int]) -> None:
             # A server of its own per size, so that no idle pool shares the machine with the cold
             # runs above, and this pool is full (and idle) before the call.
             async with open_services(settings_for(workdir, api, pool_size=count)) as services:
-                services.agents.pool.start()
-                await services.agents.pool.wait_full("warm")
+                services.supervisor.pool.start()
+                await services.supervisor.pool.wait_full("warm")
                 warm = await spawn(services, count, count, "warm")
                 await end_all(services)
             sequential, parallel, cpu_per_start = cold[count]

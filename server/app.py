@@ -99,9 +99,9 @@ async def agents_wired(services: Services) -> AsyncIterator[None]:
         if services.settings.agent_shared_memory:
             endpoint = AgentMemoryEndpoint(services, max_body_bytes=services.settings.http_max_body_bytes)
             stack.push_async_callback(endpoint.aclose)
-            services.agents.memory_access = endpoint
-        stack.push_async_callback(services.agents.end_all)
-        services.agents.pool.start()
+            services.supervisor.memory_access = endpoint
+        stack.push_async_callback(services.supervisor.end_all)
+        services.supervisor.pool.start()
         yield
 
 
@@ -122,7 +122,7 @@ def build_http_app(services: Services, settings: Settings, host: str, dashboard:
         if protection is not None and not host_allowed(protection, request.headers.get("host", "")):
             return PlainTextResponse("this endpoint answers requests to its own loopback address only\n",
                                      status_code=421)
-        return Response(await services.metrics.render(services), media_type=METRICS_CONTENT_TYPE)
+        return Response(services.metrics.render(await services.state_figures()), media_type=METRICS_CONTENT_TYPE)
 
     starlette.add_route(METRICS_PATH, metrics, methods=["GET"])
     starlette.router.routes.extend(dashboard.routes())
@@ -205,7 +205,8 @@ async def _serve_web(app: ASGIApp, settings: Settings, host: str, port: int, das
         tasks.start_soon(_stop_on_signal, web, dashboard)
         # A sign-in link (one use, ten minutes), like a notebook server's: on stderr (stdout is no
         # place for it), never in a log file.
-        print(f"dashboard: {dashboard.sign_in_url(_url_host(host), port)}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"dashboard: {dashboard.sign_in_url(_url_host(host), port)}\n")
+        sys.stderr.flush()
         try:
             await web.serve()
         except SystemExit:  # how uvicorn gives up when it cannot listen; it has logged why

@@ -154,11 +154,11 @@ async def _qdrant(settings: Settings) -> Check:
 
 def _agent_types(services: Services) -> list[Check]:
     checks = []
-    for name, agent_type in services.agents.types.items():
+    for name, agent_type in services.supervisor.types.items():
         label = f"agent type {name}"
         if agent_type.runtime == "claude":
             try:
-                checks.append(Check(label, True, f"Claude Code at {services.agents.launches.cli(agent_type)}"))
+                checks.append(Check(label, True, f"Claude Code at {services.supervisor.launches.cli(agent_type)}"))
             except SpawnFailed as error:
                 checks.append(Check(label, False, str(error)))
             continue

@@ -5,23 +5,60 @@ latency, agent spawn times, uploaded bytes and files), and state read when Prome
 (memory entries and bytes by namespace, vectors, agents and queries by state, cost and tokens by
 model). Each server has a registry of its own (never prometheus-client's global one), so two
 servers in one process, as in tests, never mix their figures.
+
+The state is handed in as `StateFigures`, read by whoever owns the stores (`Services.state_figures`),
+so this module knows only the shapes it renders, never the engine.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-if TYPE_CHECKING:
-    from server.services import Services
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Tool calls run from a fraction of a millisecond (a retrieve) to minutes (a spawn with wait).
 _CALL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 # A claude agent takes ~0.35 s to start on a quiet machine, an exec agent a few ms, a warm one ~1 ms.
 _SPAWN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class NamespaceFigures(Protocol):
+    """What the gauges show of one memory namespace (`server.memory.NamespaceStats` fits)."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def entries(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+
+
+class ModelFigures(Protocol):
+    """What the gauges show of one model's usage (`server.agents.records.ModelUsage` fits)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cost_usd(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StateFigures:
+    """The state the gauges show, read at scrape time."""
+
+    namespaces: Sequence[NamespaceFigures]
+    vectors: int
+    agents_by_status: Mapping[str, int]
+    queries_by_status: Mapping[str, int]
+    usage_by_model: Sequence[ModelFigures]
 
 
 class ServerMetrics:
@@ -55,22 +92,19 @@ class ServerMetrics:
         self.tool_calls.labels(tool=tool, outcome=outcome).inc()
         self.tool_seconds.labels(tool=tool).observe(seconds)
 
-    async def render(self, services: Services) -> bytes:
-        """The exposition text, with the state gauges read now."""
-        stats = await services.memory.stats()
+    def render(self, state: StateFigures) -> bytes:
+        """The exposition text, with the state gauges set from ``state``."""
         _reset(self._memory_entries, self._memory_bytes)
-        for namespace in stats.namespaces:
+        for namespace in state.namespaces:
             self._memory_entries.labels(namespace=namespace.namespace).set(namespace.entries)
             self._memory_bytes.labels(namespace=namespace.namespace).set(namespace.bytes)
-        vectors = services.memory.vectors
-        self._vectors.set(vectors.count() if vectors is not None else 0)
-        records = services.agents.records
+        self._vectors.set(state.vectors)
         _reset(self._agents, self._queries, self._cost, self._tokens)
-        for status, count in (await records.counts_by_status()).items():
+        for status, count in state.agents_by_status.items():
             self._agents.labels(status=status).set(count)
-        for status, count in (await records.query_counts()).items():
+        for status, count in state.queries_by_status.items():
             self._queries.labels(status=status).set(count)
-        for usage in await records.usage_by_model():
+        for usage in state.usage_by_model:
             self._cost.labels(model=usage.model).set(usage.cost_usd)
             self._tokens.labels(model=usage.model, direction="input").set(usage.input_tokens)
             self._tokens.labels(model=usage.model, direction="output").set(usage.output_tokens)

@@ -16,7 +16,7 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.errors import Unavailable
 from server.memory import ExpirySweeper, MemoryStore
-from server.metrics import ServerMetrics
+from server.metrics import ServerMetrics, StateFigures
 from server.objects import BatchUploader, ObjectStore
 from server.objects.from_settings import build_uploader, open_object_store
 from server.private_files import create_private_file, make_private_dir
@@ -42,10 +42,23 @@ class Services:
     sweeper: ExpirySweeper
     objects: ObjectStore
     uploader: BatchUploader
-    agents: Supervisor
+    supervisor: Supervisor
     spawner: Spawner
     queries: QueryRegistry
     metrics: ServerMetrics
+
+    async def state_figures(self) -> StateFigures:
+        """What ``/metrics`` shows of the state (memory, vectors, agents, queries, usage), read now."""
+        stats = await self.memory.stats()
+        vectors = self.memory.vectors
+        records = self.supervisor.records
+        return StateFigures(
+            namespaces=stats.namespaces,
+            vectors=vectors.count() if vectors is not None else 0,
+            agents_by_status=await records.counts_by_status(),
+            queries_by_status=await records.query_counts(),
+            usage_by_model=await records.usage_by_model(),
+        )
 
 
 @contextlib.asynccontextmanager
@@ -77,12 +90,12 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         logger.info("object store: %s", objects.description)
         uploader = build_uploader(settings, objects, memory, clock)
         # Opened after memory, so closed before it: agents are ended while their records can still be written.
-        agents = await Supervisor.open(settings, memory, clock)
-        parts.push_async_callback(_closing_shielded, agents.close)
-        queries = QueryRegistry(agents, settings)
+        supervisor = await Supervisor.open(settings, memory, clock)
+        parts.push_async_callback(_closing_shielded, supervisor.close)
+        queries = QueryRegistry(supervisor, settings)
         parts.push_async_callback(_closing_shielded, queries.close)  # its rules stop before the agents end
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
-                       uploader=uploader, agents=agents, spawner=Spawner(agents), queries=queries,
+                       uploader=uploader, supervisor=supervisor, spawner=Spawner(supervisor), queries=queries,
                        metrics=ServerMetrics())
 
 

@@ -76,7 +76,7 @@ async def status_of(services: Services, *, detail: bool = True) -> StatusSnapsho
     now = services.clock.now_ms()
     stats = await services.memory.stats()
     vectors = services.memory.vectors
-    records = services.agents.records
+    records = services.supervisor.records
     usage = await records.usage_by_model()
     if detail:
         active, _, query_counts = await services.queries.page(limit=500)
@@ -106,7 +106,7 @@ async def status_of(services: Services, *, detail: bool = True) -> StatusSnapsho
 def current_record(services: Services, stored: AgentRecord) -> AgentRecord:
     """An agent of this process as it is in memory (never behind its row); one of another server
     sharing the data directory as its row says."""
-    live = services.agents.live(stored.id)
+    live = services.supervisor.live(stored.id)
     return live.record if live is not None else stored
 
 

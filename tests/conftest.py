@@ -13,10 +13,10 @@ import pytest
 from mcp import Client
 
 from server.app import build_server
-from server.clock import ManualClock
 from server.config import Settings
 from server.memory import MemoryStore
 from tests.fixtures.messages_api import ScriptedMessagesApi
+from tests.manual_clock import ManualClock
 from tests.objects.loopback_proxy import LoopbackProxy
 from tests.objects.moto_process import MotoServer
 

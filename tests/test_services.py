@@ -9,9 +9,9 @@ from contextlib import closing
 import anyio
 import pytest
 
-from server.clock import ManualClock
 from server.config import Settings
 from server.services import open_services
+from tests.manual_clock import ManualClock
 
 
 async def test_background_sweeper_removes_expired_rows_and_shutdown_closes(tmp_path, clock: ManualClock) -> None:

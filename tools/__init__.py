@@ -1,4 +1,5 @@
-"""The MCP tool surface: one module per tool, each a thin typed function over one engine object."""
+"""The MCP tool surface: one module per tool, each a thin typed function over one engine object
+(what they share is in `tools.support`)."""
 
 from __future__ import annotations
 

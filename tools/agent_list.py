@@ -15,11 +15,11 @@ from pydantic import Field
 
 from server.agents.records import LIVE_AGENT_STATUSES, AgentRecord
 from server.services import Services
-from tools.arguments import seq_cursor
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.results import structured
-from tools.timestamps import iso_utc
+from tools.support.arguments import seq_cursor
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.results import structured
+from tools.support.timestamps import iso_utc
 
 Status = Literal["queued", "spawning", "ready", "running", "waiting", "terminated", "failed", "lost", "skipped",
                  "active"]
@@ -86,7 +86,7 @@ async def agent_list(
     are listed too (lost when that server crashed). Errors start with a code: invalid_argument.
     """
     services: Services = ctx.request_context.lifespan_context
-    supervisor = services.agents
+    supervisor = services.supervisor
     after = seq_cursor(cursor)
     statuses = LIVE_AGENT_STATUSES if status == "active" else (status,) if status else ()
     records, next_seq = await supervisor.records.agents_page(statuses=statuses, agent_type=type or None,

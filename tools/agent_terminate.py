@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field, StrictBool
 from server.agents.supervisor import StopFailed, Supervisor
 from server.errors import InvalidArgument
 from server.services import Services
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.results import structured
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.results import structured
 
 
 class TerminatedAgent(CompactModel):
@@ -54,7 +54,7 @@ async def agent_terminate(
     Errors start with a code: invalid_argument, not_found.
     """
     services: Services = ctx.request_context.lifespan_context
-    supervisor = services.agents
+    supervisor = services.supervisor
     chosen = [name for name, given in (("agent_id", agent_id), ("type", type), ("all", all)) if given]
     if len(chosen) != 1:
         raise InvalidArgument("give exactly one of agent_id, type or all: true"

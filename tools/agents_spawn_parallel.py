@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 
 from server.agents.spawner import AgentSpec, SpawnEntry, SpawnReport, SpawnRequest
 from server.services import Services
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.results import structured
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.results import structured
 
 # An answer carries each task's result up to this many characters (all of it is in agent-results).
 RESULT_CHARS = 4000
@@ -153,7 +153,7 @@ async def agents_spawn_parallel(
     report = await services.spawner.spawn_many(request, progress)
     for entry in report.entries:
         if entry.spawn_ms is not None and entry.status not in ("failed", "skipped"):
-            runtime = services.agents.types.get(entry.type).runtime
+            runtime = services.supervisor.types.get(entry.type).runtime
             services.metrics.spawn_seconds.labels(runtime=runtime).observe(entry.spawn_ms / 1000)
     return structured(SpawnResult.from_engine(report))
 

@@ -18,13 +18,13 @@ from server.errors import InvalidArgument
 from server.memory import Entry, ScoredEntry
 from server.services import Services
 from server.vectors import text_to_embed
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.json_value import JsonValue
-from tools.results import structured
-from tools.timestamps import iso_utc
-from tools.wording import shown
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.json_value import JsonValue
+from tools.support.results import structured
+from tools.support.timestamps import iso_utc
+from tools.support.wording import shown
 
 DEFAULT_K = 10
 # A value larger than this (serialised) comes back as a text preview of this many characters.

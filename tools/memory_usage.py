@@ -18,12 +18,12 @@ from pydantic import BaseModel, Field, StrictBool
 from server.errors import InvalidArgument
 from server.memory import Entry, EntryMeta, MemoryStats, PutRequest, ScoredEntry
 from server.services import Services
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.json_value import JsonValue
-from tools.results import structured
-from tools.timestamps import iso_utc, iso_utc_or_none
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.json_value import JsonValue
+from tools.support.results import structured
+from tools.support.timestamps import iso_utc, iso_utc_or_none
 
 DEFAULT_NAMESPACE = "default"
 
@@ -112,7 +112,7 @@ class BatchEntry(BaseModel):
     """One entry of store_batch; absent fields take the call's namespace, ttl, tags and index."""
 
     # Unknown fields (a misspelt if_version would turn into a plain overwrite) are refused by
-    # tools.arguments, which also accepts the camelCase spelling; the schema shows only ours.
+    # tools.support.arguments, which also accepts the camelCase spelling; the schema shows only ours.
     key: str
     value: JsonValue
     namespace: str | None = None

@@ -15,11 +15,11 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from server.services import Services
-from tools.arguments import aliases, seq_cursor
-from tools.checked import CheckedTool
-from tools.compact import CompactModel
-from tools.query_views import ListedQuery
-from tools.results import structured
+from tools.support.arguments import aliases, seq_cursor
+from tools.support.checked import CheckedTool
+from tools.support.compact import CompactModel
+from tools.support.query_views import ListedQuery
+from tools.support.results import structured
 
 QueryStatus = Literal["waiting", "queued", "running", "paused", "completed", "failed", "terminated", "skipped", "lost"]
 

@@ -14,12 +14,12 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from server.agents.types import PermissionMode
+from server.config.agent_type import PermissionMode
 from server.services import Services
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.query_views import ListedQuery
-from tools.results import structured
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.query_views import ListedQuery
+from tools.support.results import structured
 
 
 class QueryStartResult(BaseModel):

@@ -14,10 +14,10 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.services import Services
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.query_views import ListedQuery
-from tools.results import structured
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.query_views import ListedQuery
+from tools.support.results import structured
 
 
 class QueryWaitResult(BaseModel):

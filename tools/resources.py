@@ -35,7 +35,7 @@ from server.agents.changes import Kind
 from server.errors import NotFound, SwitchboardError
 from server.services import Services
 from server.status import status_of
-from tools.query_views import ListedQuery
+from tools.support.query_views import ListedQuery
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -80,7 +80,7 @@ class ResourceUpdates:
     async def running(self, services: Services) -> AsyncIterator[None]:
         """Announces changes while the server runs."""
         self.services = services
-        stop_listening = services.agents.changes.listen(self._changed)
+        stop_listening = services.supervisor.changes.listen(self._changed)
         checker = asyncio.create_task(self._check_forever(services), name="resource-updates")
         try:
             yield
@@ -129,7 +129,7 @@ class ResourceUpdates:
             if self._status_due:
                 self._status_due = False
                 await self._send(STATUS_URI)
-            for agent in services.agents.live_agents():
+            for agent in services.supervisor.live_agents():
                 size = agent.tail.total_bytes
                 if self._log_sizes.get(agent.id, 0) != size:
                     self._log_sizes[agent.id] = size
@@ -154,10 +154,10 @@ def _answering_errors(read: Callable[P, Awaitable[str]]) -> Callable[P, Awaitabl
 @_answering_errors
 async def _agent_log(agent_id: str, ctx: Context[Services, Any]) -> str:
     services: Services = ctx.request_context.lifespan_context
-    record = await services.agents.records.agent(agent_id)
+    record = await services.supervisor.records.agent(agent_id)
     if record is None:
         raise NotFound(f"no agent {agent_id!r} (agent_list shows the known ones)")
-    state_dir = services.agents.workdir_for(agent_id)
+    state_dir = services.supervisor.workdir_for(agent_id)
     logs = [path for path in (state_dir / "output.log", state_dir / "session.log") if path.exists()]
     if not logs:
         return ""

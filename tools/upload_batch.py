@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field, StrictBool
 
 from server.objects import BatchProgress, BatchRequest, BatchResult, FileSpec
 from server.services import Services
-from tools.arguments import aliases
-from tools.checked import CheckedTool
-from tools.results import structured
+from tools.support.arguments import aliases
+from tools.support.checked import CheckedTool
+from tools.support.results import structured
 
 
 class UploadFile(BaseModel):

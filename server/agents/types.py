@@ -1,4 +1,5 @@
-"""Agent types: what a named kind of agent runs, with which model, prompt, tools and limits.
+"""Agent types as the engine runs them: what a named kind of agent runs, with which model,
+prompt, tools and limits (their settings model is `server.config.agent_type.AgentType`).
 
 ``[agent_types.<name>]`` in ``switchboard.toml`` (or ``SWITCHBOARD_AGENT_TYPES`` as JSON) adds
 types or overrides the built-in ones, which carry claude-flow's type names so its prompts work.
@@ -11,18 +12,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.agents.launch import agent_environment
+from server.config import agent_type as type_settings
+from server.config.agent_type import PERMISSION_MODES
 from server.errors import InvalidArgument
 
-Runtime = Literal["claude", "exec"]
-
-# The permission modes Claude Code accepts (checked against the bundled CLI's --permission-mode).
-PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
-PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
+# PERMISSION_MODES is re-exported: the spawner and the query registry import it from here.
+__all__ = ["BUILTIN_TYPES", "MEMORY_TOOLS", "PERMISSION_MODES", "PLACEHOLDERS", "AgentType", "AgentTypes",
+           "render_command", "type_environment"]
 
 # The placeholders an exec command template may use, each substituted inside one argument.
 PLACEHOLDERS = ("task", "model", "permission_mode", "agent_id", "workdir")
@@ -32,79 +30,24 @@ _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 MEMORY_TOOLS = ("mcp__switchboard__memory_usage", "mcp__switchboard__memory_search")
 
 
-class AgentType(BaseModel):
-    """One ``[agent_types.<name>]`` table."""
+def type_environment(agent_type: type_settings.AgentType, agent_id: str) -> dict[str, str]:
+    """The environment of ``agent_type``'s processes for ``agent_id`` (see `launch.agent_environment`)."""
+    return agent_environment(agent_id, agent_type.runtime, agent_type.env, agent_type.env_passthrough)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    runtime: Runtime = Field("claude", description="`claude`: a Claude Code session; `exec`: one command per task.")
-    command: tuple[str, ...] | None = Field(
-        None,
-        description="exec: the argv template ({task}, {model}, {permission_mode}, {agent_id}, {workdir}); "
-        "claude: the claude executable to run instead of the bundled one (one element).",
-    )
-    model: str | None = Field(None, description="Model for this type's agents; unset: the runtime's default.")
-    permission_mode: PermissionMode = Field("default", description="Claude Code permission mode.")
-    system_prompt: str | None = Field(None, description="claude: appended to Claude Code's own system prompt.")
-    allowed_tools: tuple[str, ...] = Field((), description="claude: tools that run without asking.")
-    disallowed_tools: tuple[str, ...] = Field((), description="claude: tools removed from the model's reach.")
-    setting_sources: tuple[Literal["user", "project", "local"], ...] = Field(
-        (), description="claude: Claude Code settings files to load (none by default, so a settings file's permission "
-        "rules or hooks never widen what the type allows).")
-    allow_bypass_permissions: bool = Field(
-        False, description="claude: let a spawn or query_control switch this type's agents to bypassPermissions.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of this type's processes.")
-    env_passthrough: tuple[str, ...] = Field(
-        (), description="Names of the server's environment variables this type's processes also get (the rest are "
-        "withheld: an agent gets PATH, HOME, LANG, LC_*, TERM, TZ, USER, LOGNAME, SHELL, TMPDIR, and a claude agent "
-        "ANTHROPIC_*, CLAUDE_* and the proxy variables).")
-    max_running: int | None = Field(None, ge=1, description="Most agents of this type alive at once; more wait.")
-    pool_size: int = Field(0, ge=0, le=64, description="claude: initialised idle workers kept ready.")
-    description: str = Field("", description="One line shown when types are listed.")
+class AgentType(type_settings.AgentType):
+    """The settings model of an agent type with `environment`, which the settings cannot offer (it
+    belongs to the launch, above them). Once its callers use `type_environment`, this class can go
+    and the settings model be re-exported in its place."""
 
-    @property
-    def allows_bypass(self) -> bool:
-        """Whether its agents may run in bypassPermissions (configured so, or allowed to switch to it)."""
-        return self.allow_bypass_permissions or self.permission_mode == "bypassPermissions"
-
-    @field_validator("command")
     @classmethod
-    def _command_not_empty(cls, command: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if command is not None and (not command or not command[0].strip()):
-            raise ValueError("command needs an executable as its first element")
-        return command
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        for name in env:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"env name {name!r} is not a valid environment variable name")
-        return env
-
-    @field_validator("env_passthrough")
-    @classmethod
-    def _passthrough_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        for name in names:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"env_passthrough name {name!r} is not a valid environment variable name")
-            if name.startswith("SWITCHBOARD_"):
-                raise ValueError(f"env_passthrough cannot pass {name}: the server's own settings never reach an agent")
-        return names
+    def of(cls, settings: type_settings.AgentType) -> AgentType:
+        """``settings`` as an engine type (the same object when it already is one)."""
+        return settings if isinstance(settings, AgentType) else cls.model_validate(dict(settings))
 
     def environment(self, agent_id: str) -> dict[str, str]:
         """The environment of this type's processes for ``agent_id`` (see `launch.agent_environment`)."""
-        return agent_environment(agent_id, self.runtime, self.env, self.env_passthrough)
-
-    @model_validator(mode="after")
-    def _runtime_fits(self) -> AgentType:
-        if self.runtime == "exec" and self.command is None:
-            raise ValueError("an exec type needs a command (an argv list; {task} is replaced by the task)")
-        if self.runtime == "claude" and self.command is not None and len(self.command) != 1:
-            raise ValueError("a claude type's command names one executable (the claude CLI), no arguments")
-        if self.runtime == "exec" and self.pool_size:
-            raise ValueError("pool_size applies to claude types only (an exec agent starts one process per task)")
-        return self
+        return type_environment(self, agent_id)
 
 
 def render_command(template: tuple[str, ...], values: Mapping[str, str]) -> list[str]:
@@ -148,8 +91,8 @@ BUILTIN_TYPES: dict[str, AgentType] = {
 class AgentTypes:
     """The built-in types overlaid with the configured ones."""
 
-    def __init__(self, configured: Mapping[str, AgentType]) -> None:
-        self._types = {**BUILTIN_TYPES, **configured}
+    def __init__(self, configured: Mapping[str, type_settings.AgentType]) -> None:
+        self._types = {**BUILTIN_TYPES, **{name: AgentType.of(settings) for name, settings in configured.items()}}
 
     def __contains__(self, name: object) -> bool:
         return name in self._types

@@ -212,7 +212,7 @@ class Dashboard:
 
     async def _stream(self, request: Request) -> AsyncIterator[str]:
         changed = asyncio.Event()
-        stop_listening = self._services.agents.changes.listen(lambda _kind, _ident: changed.set())
+        stop_listening = self._services.supervisor.changes.listen(lambda _kind, _ident: changed.set())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             while not self._closing.is_set():

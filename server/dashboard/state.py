@@ -36,7 +36,7 @@ class CostHistory:
         return [sample for sample in self.samples if sample[0] >= now_ms - HOUR_S * 1000]
 
     async def sample(self, services: Services) -> None:
-        records = services.agents.records
+        records = services.supervisor.records
         cost = sum(row.cost_usd for row in await records.usage_by_model())
         running = (await records.counts_by_status()).get("running", 0)
         self.samples.append((services.clock.now_ms(), round(cost, 6), running))
@@ -55,7 +55,7 @@ class CostHistory:
                 except TimeoutError:
                     pass
 
-        stop_listening = services.agents.changes.listen(lambda _kind, _ident: changed.set())
+        stop_listening = services.supervisor.changes.listen(lambda _kind, _ident: changed.set())
         task = asyncio.create_task(forever(), name="dashboard-history")
         try:
             yield
@@ -69,7 +69,7 @@ class CostHistory:
 async def dashboard_state(services: Services, history: CostHistory) -> dict[str, Any]:
     """Everything the page renders, as JSON-ready data."""
     snapshot = await status_of(services, detail=False)  # the page lists agents and queries itself
-    records = services.agents.records
+    records = services.supervisor.records
     now = services.clock.now_ms()
     agents = []
     recent = [current_record(services, record) for record in await records.recent_agents(RECENT_AGENTS)]
@@ -86,7 +86,7 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
         })
     active, _, _ = await services.queries.page(include_output=True, limit=200)
     ended = await services.queries.views(await records.recent_ended_queries(RECENT_QUERIES), include_output=True)
-    queries = [_query(view, controllable=services.agents.live(view.record.agent_id) is not None)
+    queries = [_query(view, controllable=services.supervisor.live(view.record.agent_id) is not None)
                for view in [*active, *ended]]
     uploads = sorted(await services.memory.export_page(namespace=SUMMARY_NAMESPACE),
                      key=lambda entry: entry.updated_ms, reverse=True)[:RECENT_UPLOADS]

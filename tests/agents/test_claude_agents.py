@@ -28,10 +28,10 @@ async def test_ten_claude_agents_spawn_in_parallel_and_answer(tmp_path: Path, me
         assert all(entry.spawn_ms and entry.spawn_ms > 0 for entry in report.entries)
         pids = set()
         for entry in report.entries:
-            agent = services.agents.live(entry.agent_id)
+            agent = services.supervisor.live(entry.agent_id)
             assert agent is not None and agent.record.status == "ready" and agent.record.pid is not None
             pids.add(agent.record.pid)
-            query = await services.agents.records.query(entry.query_id or "")
+            query = await services.supervisor.records.query(entry.query_id or "")
             assert query is not None and query.status == "completed" and query.turns == 1
             assert query.session_id and query.input_tokens and query.output_tokens
         assert len(pids) == 10
@@ -99,15 +99,15 @@ async def test_terminate_mid_tool_ends_the_cli_and_its_bash_loop(tmp_path: Path,
     async with open_services(claude_settings(tmp_path, messages_api)) as services:
         report = await services.spawner.spawn_many(request(spec("looper", loop, type="helper")))
         (entry,) = report.entries
-        agent = services.agents.live(entry.agent_id)
+        agent = services.supervisor.live(entry.agent_id)
         assert agent is not None and agent.record.pid is not None
         pgid = agent.record.pid
         await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
-        record = await services.agents.terminate(entry.agent_id, grace_s=2.0)
+        record = await services.supervisor.terminate(entry.agent_id, grace_s=2.0)
         assert record.status == "terminated"
         assert running_in_group(pgid) == []
         size = file_size(counter)
-        query = await services.agents.records.query(entry.query_id or "")
+        query = await services.supervisor.records.query(entry.query_id or "")
         assert query is not None and query.status == "terminated"
     assert file_size(counter) == size
 
@@ -115,10 +115,10 @@ async def test_terminate_mid_tool_ends_the_cli_and_its_bash_loop(tmp_path: Path,
 async def test_a_warm_pool_hands_over_sessions_started_before_the_call(tmp_path: Path,
                                                                        messages_api: ScriptedMessagesApi) -> None:
     async with open_services(claude_settings(tmp_path, messages_api, pool_size=2)) as services:
-        services.agents.pool.start()
-        await services.agents.pool.wait_full("helper")
-        assert services.agents.pool.idle_count("helper") == 2
-        pooled = {worker.agent_id: worker.session.pid for worker in services.agents.pool._idle["helper"]}
+        services.supervisor.pool.start()
+        await services.supervisor.pool.wait_full("helper")
+        assert services.supervisor.pool.idle_count("helper") == 2
+        pooled = {worker.agent_id: worker.session.pid for worker in services.supervisor.pool._idle["helper"]}
         report = await services.spawner.spawn_many(request(
             spec("w1", "reply: warm one", type="helper"), spec("w2", "reply: warm two", type="helper",
                                                                model="claude-haiku-4-5"),
@@ -127,13 +127,13 @@ async def test_a_warm_pool_hands_over_sessions_started_before_the_call(tmp_path:
         # The agents are the pooled sessions: same ids, same processes, started before the call.
         assert {entry.agent_id for entry in report.entries} == set(pooled)
         for entry in report.entries:
-            agent = services.agents.live(entry.agent_id)
+            agent = services.supervisor.live(entry.agent_id)
             assert agent is not None and agent.record.pid == pooled[entry.agent_id]
         # The model asked for was set live on the taken session.
         (second,) = messages_api.requests_for("reply: warm two")
         assert second.model == "claude-haiku-4-5"
-        await services.agents.pool.wait_full("helper")
-        assert services.agents.pool.idle_count("helper") == 2
+        await services.supervisor.pool.wait_full("helper")
+        assert services.supervisor.pool.idle_count("helper") == 2
 
 
 async def test_an_agent_whose_type_names_no_model_shows_the_model_it_will_use_before_its_first_task(
@@ -141,10 +141,10 @@ async def test_an_agent_whose_type_names_no_model_shows_the_model_it_will_use_be
     async with open_services(claude_settings(tmp_path, messages_api, model=None)) as services:
         report = await services.spawner.spawn_many(request(spec("idle", type="helper")))
         (entry,) = report.entries
-        agent = services.agents.live(entry.agent_id)
+        agent = services.supervisor.live(entry.agent_id)
         assert agent is not None and entry.status == "ready"
         shown = agent.record.model
-        stored = await services.agents.records.agent(entry.agent_id)
+        stored = await services.supervisor.records.agent(entry.agent_id)
         assert shown is not None and stored is not None and stored.model == shown  # resolved from initialize
         query = await services.queries.start(entry.agent_id, "reply: which model")
         waited = await services.queries.wait([query.id], mode="all", timeout_s=60)

@@ -24,12 +24,12 @@ async def test_tasks_run_and_their_results_come_back(tmp_path: Path) -> None:
         assert by_name["a"].status == "completed" and by_name["a"].result == "alpha\n"
         assert by_name["b"].status == "completed" and by_name["b"].result == "beta\n"
         assert by_name["idle"].status == "ready" and by_name["idle"].query_id is None
-        query = await services.agents.records.query(by_name["a"].query_id or "")
+        query = await services.supervisor.records.query(by_name["a"].query_id or "")
         assert query is not None and query.status == "completed" and query.exit_code == 0
         log = Path(settings.data_dir / "agents" / by_name["a"].agent_id / "output.log").read_text()
         assert log == "alpha\n"
         # Activity records, written by the engine (in the background) with their TTLs.
-        await services.agents.activity.flush()
+        await services.supervisor.activity.flush()
         # Keyed by the ids as they are (`agent-<hex>-spawn`), never `agent-agent-<hex>-spawn`.
         agent_id, query_id = by_name["a"].agent_id, by_name["a"].query_id
         assert agent_id.startswith("agent-") and query_id is not None and query_id.startswith("query-")
@@ -54,9 +54,9 @@ async def test_usage_and_cost_are_read_from_known_json_lines(tmp_path: Path) -> 
         claude_like, codex_like = report.entries
         assert claude_like.result == "the answer" and claude_like.cost_usd == 0.0125 and claude_like.turns == 2
         assert codex_like.result == "patched"
-        query = await services.agents.records.query(codex_like.query_id or "")
+        query = await services.supervisor.records.query(codex_like.query_id or "")
         assert query is not None and query.input_tokens == 55 and query.output_tokens == 9
-        agent = services.agents.live(claude_like.agent_id)
+        agent = services.supervisor.live(claude_like.agent_id)
         assert agent is not None and agent.record.input_tokens == 120 and agent.record.cost_usd == 0.0125
 
 
@@ -95,7 +95,7 @@ async def test_a_failure_skips_its_dependents_and_spares_the_rest(tmp_path: Path
         assert after_after.status == "skipped" and "after-broken" in (after_after.error or "")
         assert independent.status == "completed"
         assert (report.count("failed"), report.count("skipped"), report.spawned) == (1, 2, 1)
-        skipped_query = await services.agents.records.query(after.query_id or "")
+        skipped_query = await services.supervisor.records.query(after.query_id or "")
         assert skipped_query is not None and skipped_query.status == "skipped"
 
 
@@ -117,7 +117,7 @@ async def test_bad_requests_spawn_nothing(tmp_path: Path) -> None:
             await spawner.spawn_many(request(*(spec(f"a{i}", "ok") for i in range(4))))
         with pytest.raises(Forbidden, match="SWITCHBOARD_AGENT_ALLOW_ADHOC_COMMANDS"):
             await spawner.spawn_many(request(spec("a", "ok", command=("rm", "-rf", "/tmp/x"))))
-        records, _ = await services.agents.records.agents_page()
+        records, _ = await services.supervisor.records.agents_page()
         assert records == []
         assert not (settings_dir := services.settings.data_dir / "agents").exists() or not any(settings_dir.iterdir())
 
@@ -132,7 +132,7 @@ async def test_a_missing_executable_fails_at_once_saying_what_to_fix(tmp_path: P
         assert ghost.error == ("spawn_failed: executable not found: '/nonexistent/agent-cli' (install it, put it on "
                                "PATH, or fix the agent type's command)")
         assert fine.status == "completed"
-        record = await services.agents.records.agent(ghost.agent_id)
+        record = await services.supervisor.records.agent(ghost.agent_id)
         assert record is not None and record.status == "failed"
 
 
@@ -160,7 +160,7 @@ async def test_running_agents_are_sampled_into_agent_metrics(tmp_path: Path) -> 
         samples: list[dict[str, object]] = []
 
         async def sampled_twice() -> bool:
-            await services.agents.activity.flush()
+            await services.supervisor.activity.flush()
             metric = await services.memory.get("agent-metrics", key)
             if metric is not None and (not samples or samples[-1] != metric.value):
                 samples.append(metric.value)
@@ -173,7 +173,7 @@ async def test_running_agents_are_sampled_into_agent_metrics(tmp_path: Path) -> 
         assert latest["processes"] == 2 and latest["status"] == "running"
         assert isinstance(latest["rss_bytes"], int) and latest["rss_bytes"] > 1_000_000
         assert isinstance(latest["cpu_percent"], float) and latest["cpu_percent"] >= 0
-        await services.agents.terminate(entry.agent_id, grace_s=1.0)
+        await services.supervisor.terminate(entry.agent_id, grace_s=1.0)
 
 
 async def test_terminate_ends_the_whole_group_and_is_idempotent(tmp_path: Path) -> None:
@@ -182,22 +182,22 @@ async def test_terminate_ends_the_whole_group_and_is_idempotent(tmp_path: Path) 
         report = await services.spawner.spawn_many(request(spec("looper", f"loop {output}")))
         (entry,) = report.entries
         assert entry.status == "running"
-        agent = services.agents.live(entry.agent_id)
+        agent = services.supervisor.live(entry.agent_id)
         assert agent is not None and agent.record.pid is not None
         pgid = agent.record.pid
         await eventually(lambda: len(running_in_group(pgid)) == 2, "the worker and its grandchild run")
         await eventually(lambda: file_size(output) > 0, "the loop writes")
-        record = await services.agents.terminate(entry.agent_id, grace_s=1.0)
+        record = await services.supervisor.terminate(entry.agent_id, grace_s=1.0)
         assert record.status == "terminated"
         assert running_in_group(pgid) == []
         size = file_size(output)
-        again = await services.agents.terminate(entry.agent_id, grace_s=1.0)
+        again = await services.supervisor.terminate(entry.agent_id, grace_s=1.0)
         assert again.status == "terminated"
-        query = await services.agents.records.query(entry.query_id or "")
+        query = await services.supervisor.records.query(entry.query_id or "")
         assert query is not None and query.status == "terminated"
         assert file_size(output) == size
         with pytest.raises(NotFound):
-            await services.agents.terminate("agent-unknown", grace_s=1.0)
+            await services.supervisor.terminate("agent-unknown", grace_s=1.0)
 
 
 async def test_shutdown_ends_every_agent(tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ async def test_shutdown_ends_every_agent(tmp_path: Path) -> None:
     settings = agent_settings(tmp_path)
     async with open_services(settings) as services:
         report = await services.spawner.spawn_many(request(spec("looper", f"loop {output}")))
-        agent = services.agents.live(report.entries[0].agent_id)
+        agent = services.supervisor.live(report.entries[0].agent_id)
         assert agent is not None and agent.record.pid is not None
         pgid = agent.record.pid
         await eventually(lambda: len(running_in_group(pgid)) == 2, "the worker and its grandchild run")

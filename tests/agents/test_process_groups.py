@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,8 +195,14 @@ def test_refuses_groups_that_are_not_an_agents(pgid: int) -> None:
 
 
 def test_boot_id_is_the_kernels() -> None:
-    assert boot_id() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    assert len(boot_id()) == 36
+    # Asked of another program (procps' sysctl by the sysctl's name, or cat where procps is missing),
+    # so a wrong file, a per-read value such as kernel.random.uuid or a kept newline all fail here.
+    ask = (["sysctl", "-n", "kernel.random.boot_id"] if shutil.which("sysctl")
+           else ["cat", "/proc/sys/kernel/random/boot_id"])
+    kernels = subprocess.run(ask, capture_output=True, text=True, check=True, timeout=DEADLINE_S).stdout.strip()
+    assert boot_id() == kernels
+    assert boot_id() == boot_id()
+    assert str(uuid.UUID(kernels)) == kernels
 
 
 # A leader that starts a child in a session of its own (as Claude Code does for Bash), then waits.

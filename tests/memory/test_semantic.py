@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from server.clock import ManualClock
 from server.errors import InvalidArgument, Unavailable
 from server.memory import MemoryStore, PutRequest
 from server.vectors import HashingEmbedder, HnswIndex, IndexIdentity, SemanticIndex
 from server.vectors.qdrant import QdrantIndex
+from tests.manual_clock import ManualClock
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from server.clock import ManualClock
 from server.errors import Conflict, InvalidArgument, NotFound, TooLarge, Unavailable
 from server.memory import MemoryStore, PutRequest
+from tests.manual_clock import ManualClock
 
 
 async def snapshot(store: MemoryStore) -> list[tuple]:

@@ -16,9 +16,9 @@ import anyio
 import numpy as np
 import pytest
 
-from server.clock import ManualClock
 from server.memory import MemoryStore, PutRequest
 from server.vectors import HashingEmbedder, HnswIndex, IndexIdentity, SemanticIndex
+from tests.manual_clock import ManualClock
 
 # A guard against a hang, not a measure of speed: every step below takes milliseconds.
 HANG_GUARD_SECONDS = 20

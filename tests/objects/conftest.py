@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from server.clock import ManualClock
 from server.memory import MemoryStore
 from server.objects import (
     BatchUploader,
@@ -22,6 +21,7 @@ from server.objects import (
     S3ObjectStore,
     UploadLimits,
 )
+from tests.manual_clock import ManualClock
 
 MiB = 1024 * 1024
 

@@ -13,10 +13,10 @@ from typing import Any
 import anyio
 import pytest
 
-from server.clock import ManualClock
 from server.errors import InvalidArgument
 from server.memory import MemoryStore
 from server.objects import BatchProgress, BatchRequest, FileSpec, ObjectStore
+from tests.manual_clock import ManualClock
 from tests.objects.conftest import MiB, Target, make_uploader
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from server.clock import ManualClock
+from tests.manual_clock import ManualClock
 from tests.tools.answers import error_text, structured_of
 
 Connect = Callable[[], Client]

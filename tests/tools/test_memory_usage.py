@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from server.clock import ManualClock
+from tests.manual_clock import ManualClock
 from tests.tools.answers import MODEL_VISIBLE_BUDGET, OUTPUT_SCHEMAS_BUDGET, error_text, listing_sizes, structured_of, text_of
 from tools.schemas import render, tool_schemas
 

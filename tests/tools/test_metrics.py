@@ -32,8 +32,8 @@ async def test_tool_calls_memory_agents_queries_and_cost_are_counted(tmp_path: P
         spawned = await client.call_tool("agents_spawn_parallel", {"agents": [
             {"type": "worker", "name": "priced", "task": "claude-json the answer"}], "wait": True})
         assert not spawned.is_error
-        await services.agents.activity.flush()
-        text = (await services.metrics.render(services)).decode()
+        await services.supervisor.activity.flush()
+        text = services.metrics.render(await services.state_figures()).decode()
     assert sample(text, "switchboard_tool_calls_total", tool="memory_usage", outcome="ok") == 2
     assert sample(text, "switchboard_tool_calls_total", tool="memory_usage", outcome="conflict") == 1
     assert sample(text, "switchboard_tool_call_seconds_count", tool="memory_usage") == 3

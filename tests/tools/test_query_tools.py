@@ -1,5 +1,5 @@
 """The query tools through a real MCP session: claude-flow's spellings, answers, errors and progress,
-on exec agents (real processes; the claude runtime's control is tested in tests/agents)."""
+on exec agents (real processes; the claude runtime's control is tested in tests/queries)."""
 
 from __future__ import annotations
 

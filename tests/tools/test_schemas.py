@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from pydantic import BaseModel, ValidationError
 
-from tools.json_value import JsonValue
+from tools.support.json_value import JsonValue
 
 Connect = Callable[[], Client]
 

@@ -15,8 +15,8 @@ import pytest
 from mcp import Client
 
 from server.app import build_server
-from server.clock import ManualClock
 from server.config import Settings
+from tests.manual_clock import ManualClock
 from tests.objects.loopback_proxy import LoopbackProxy
 from tests.tools.answers import MODEL_VISIBLE_BUDGET, OUTPUT_SCHEMAS_BUDGET, error_text, listing_sizes, structured_of
 

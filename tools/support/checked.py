@@ -5,7 +5,7 @@ pydantic's words with a documentation URL) and prefixes every failure with
 ``Error executing tool <name>``; an unexpected exception answers that and nothing else.
 A `CheckedTool` keeps the SDK's schema, context injection and output validation, but:
 
-- arguments go through `tools.arguments.ToolArguments` (unknown fields refused, aliases
+- arguments go through `tools.support.arguments.ToolArguments` (unknown fields refused, aliases
   accepted, errors that say what is accepted);
 - a `SwitchboardError` answers its own text, which starts with its code;
 - anything else is logged with its traceback and answers ``internal: ...``.
@@ -25,8 +25,8 @@ from mcp.types import CallToolResult
 
 from server.errors import SwitchboardError
 from server.metrics import ServerMetrics
-from tools.arguments import ToolArguments
-from tools.errors import INTERNAL, error_result, internal_error_result
+from tools.support.arguments import ToolArguments
+from tools.support.errors import INTERNAL, error_result, internal_error_result
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from server.agents.process_groups import tagged_processes
 from server.agents.records import QueryRecord
 from server.app import build_server
 from server.config import Settings
+from server.config.query_rule import QueryRule
 from server.errors import Conflict, InvalidArgument
-from server.queries.rules import QueryRule
 from server.services import Services, open_services
 from tests.agents.conftest import MODEL
 from tests.agents.groups import eventually, eventually_async, file_size, is_running, running_in_group
@@ -79,7 +79,7 @@ async def looping(services: Services, counter: Path) -> tuple[str, int, QueryRec
     """A ready agent running a long Bash loop that appends to ``counter``: its id, its CLI's pid
     (the leader of its group) and the query, once the loop writes."""
     agent_id = await ready_agent(services)
-    agent = services.agents.live(agent_id)
+    agent = services.supervisor.live(agent_id)
     assert agent is not None and agent.record.pid is not None
     query = await services.queries.start(agent_id, f"bash: {loop(counter, 2000)}")
     await eventually(lambda: file_size(counter) > 0, "the Bash loop writes", timeout_s=30)
@@ -138,7 +138,7 @@ async def test_change_model_mid_query_reaches_the_next_request(tmp_path: Path) -
             assert done.record.status == "completed"
             turns = api.requests_for("# switching")
             assert [turn.model for turn in turns] == [MODEL, CHEAPER]
-            agent = services.agents.live(agent_id)
+            agent = services.supervisor.live(agent_id)
             assert agent is not None and agent.record.model == CHEAPER
 
 
@@ -185,7 +185,7 @@ async def test_terminate_interrupts_and_the_agent_takes_its_next_query(tmp_path:
         again = await services.queries.start(agent_id, "reply: still here")
         (done,) = (await services.queries.wait([again.id], mode="all", timeout_s=30)).queries
         assert done.record.result == "still here"
-        agent = services.agents.live(agent_id)
+        agent = services.supervisor.live(agent_id)
         assert agent is not None and agent.record.pid == pid and is_running(pid)
 
 
@@ -272,8 +272,8 @@ async def test_cost_and_latency_rules_fire_once_each(tmp_path: Path) -> None:
             laggard = (await services.spawner.spawn_many(request(spec("l", type="laggard")))).entries[0]
             spending = await services.queries.start(spender.agent_id, f"bash: {loop(tmp_path / 'spent.txt', 2000)}")
             lagging = await services.queries.start(laggard.agent_id, "slow start [lag]")
-            await eventually(lambda: services.agents.active_query(spending.id) is not None
-                             and services.agents.active_query(spending.id).record.status == "paused",  # type: ignore[union-attr]
+            await eventually(lambda: services.supervisor.active_query(spending.id) is not None
+                             and services.supervisor.active_query(spending.id).record.status == "paused",  # type: ignore[union-attr]
                              "the cost rule pauses the query", timeout_s=30)
             (lagged,) = (await services.queries.wait([lagging.id], mode="all", timeout_s=60)).queries
             assert lagged.record.status == "completed"

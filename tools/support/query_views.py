@@ -8,8 +8,8 @@ from pydantic import Field
 
 from server.agents.records import QueryEvent
 from server.queries.registry import QueryView
-from tools.compact import CompactModel
-from tools.timestamps import iso_utc
+from tools.support.compact import CompactModel
+from tools.support.timestamps import iso_utc
 
 
 class LoggedEvent(CompactModel):

@@ -22,8 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from server.agents.types import AgentType
-from server.queries.rules import QueryRule
+from server.config.agent_type import AgentType
+from server.config.query_rule import QueryRule
 
 CONFIG_FILE_ENV = "SWITCHBOARD_CONFIG"
 DEFAULT_CONFIG_FILE = "switchboard.toml"
@@ -401,5 +401,5 @@ def settings_for_command(data_dir: Path | None) -> Settings | None:
     try:
         return Settings(data_dir=data_dir) if data_dir is not None else Settings()
     except (ValidationError, FileNotFoundError) as error:
-        print(f"switchboard: invalid settings: {error}", file=sys.stderr)
+        sys.stderr.write(f"switchboard: invalid settings: {error}\n")
         return None

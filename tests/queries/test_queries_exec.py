@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from server.agents.records import QueryRecord
+from server.config.query_rule import QueryRule
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
-from server.queries.rules import QueryRule
 from server.services import Services, open_services
 from tests.agents.groups import eventually, file_size, running_in_group, stat_fields
 from tests.agents.swarm import EXEC_AGENT, agent_settings, exec_type, request, spec
@@ -34,7 +34,7 @@ async def looping(services: Services, output: Path) -> tuple[str, QueryRecord, i
     id, the query and the worker's process group, once both write."""
     agent_id = await ready_agent(services)
     query = await services.queries.start(agent_id, f"loop {output}")
-    agent = services.agents.live(agent_id)
+    agent = services.supervisor.live(agent_id)
     assert agent is not None
     await eventually(lambda: agent.process is not None, "the loop's process starts")
     assert agent.process is not None
@@ -53,8 +53,8 @@ async def test_a_second_query_waits_queued_for_the_first(tmp_path: Path) -> None
         agent_id = await ready_agent(services)
         first = await services.queries.start(agent_id, f"wait {gate}")
         second = await services.queries.start(agent_id, "ok second")
-        await eventually(lambda: services.agents.active_query(first.id) is not None
-                         and services.agents.active_query(first.id).record.status == "running",  # type: ignore[union-attr]
+        await eventually(lambda: services.supervisor.active_query(first.id) is not None
+                         and services.supervisor.active_query(first.id).record.status == "running",  # type: ignore[union-attr]
                          "the first query runs")
         assert (await services.queries.get(second.id)).status == "queued"
         views, _, counts = await services.queries.page()
@@ -148,7 +148,7 @@ async def test_model_and_permission_changes_of_exec_agents_apply_from_the_next_q
 
         holder_id = await ready_agent(services, "held", type="holder")
         held = await services.queries.start(holder_id, "x")
-        await eventually(lambda: services.agents.live(holder_id).process is not None,  # type: ignore[union-attr]
+        await eventually(lambda: services.supervisor.live(holder_id).process is not None,  # type: ignore[union-attr]
                          "the held query runs")
         changed = await services.queries.control("change_model", held.id, model="model-b")
         assert changed.effect == "next_query"
@@ -160,7 +160,7 @@ async def test_model_and_permission_changes_of_exec_agents_apply_from_the_next_q
             await services.queries.control("change_permissions", held.id, permission_mode="bypassPermissions")
         gate.write_text("go")
         await services.queries.wait([held.id], mode="all", timeout_s=10)
-        record = services.agents.live(holder_id)
+        record = services.supervisor.live(holder_id)
         assert record is not None and (record.record.model, record.record.permission_mode) == ("model-b", "plan")
 
 
@@ -170,11 +170,11 @@ async def test_execute_command_runs_allowlisted_argv_in_the_agent_context(tmp_pa
     async with open_services(settings) as services:
         agent_id = await ready_agent(services)
         query = await services.queries.start(agent_id, f"wait {gate}")
-        await eventually(lambda: services.agents.live(agent_id).process is not None,  # type: ignore[union-attr]
+        await eventually(lambda: services.supervisor.live(agent_id).process is not None,  # type: ignore[union-attr]
                          "the query runs")
         ran = await services.queries.control("execute_command", query.id, command=["pwd"])
         assert ran.command is not None and ran.command.exit_code == 0
-        assert ran.command.stdout.strip() == str(services.agents.workdir_for(agent_id))
+        assert ran.command.stdout.strip() == str(services.supervisor.workdir_for(agent_id))
         env = await services.queries.control(
             "execute_command", query.id, command=["sh", "-c", 'echo "$SWITCHBOARD_AGENT_ID"; echo oops >&2; exit 3'])
         assert env.command is not None and env.command.exit_code == 3
@@ -190,7 +190,7 @@ async def test_execute_command_runs_allowlisted_argv_in_the_agent_context(tmp_pa
         gate.write_text("go")
         await services.queries.wait([query.id], mode="all", timeout_s=10)
         planned = await services.queries.start(agent_id, f"wait {gate}-never", permission_mode="plan")
-        await eventually(lambda: services.agents.live(agent_id).process is not None,  # type: ignore[union-attr]
+        await eventually(lambda: services.supervisor.live(agent_id).process is not None,  # type: ignore[union-attr]
                          "the plan-mode query runs")
         with pytest.raises(Forbidden, match="plan mode"):
             await services.queries.control("execute_command", planned.id, command=["pwd"])
@@ -219,7 +219,7 @@ async def test_history_outlives_the_server_and_unfinished_queries_are_lost(tmp_p
         done = await services.queries.start(agent_id, "ok kept")
         await services.queries.wait([done.id], mode="all", timeout_s=10)
         unfinished = await services.queries.start(agent_id, f"wait {gate}")
-        await eventually(lambda: services.agents.live(agent_id).process is not None,  # type: ignore[union-attr]
+        await eventually(lambda: services.supervisor.live(agent_id).process is not None,  # type: ignore[union-attr]
                          "the query runs")
     async with open_services(settings) as services:
         active, _, _ = await services.queries.page()
@@ -245,8 +245,8 @@ async def test_each_rule_fires_once_and_is_logged(tmp_path: Path) -> None:
         (stopped,) = (await services.queries.wait([runaway.id], mode="all", timeout_s=10)).queries
         assert stopped.record.status == "terminated" and stopped.record.error == "terminated by rule:runaway"
         query = await services.queries.start(agent_id, f"loop {output}")
-        await eventually(lambda: services.agents.active_query(query.id) is not None
-                         and services.agents.active_query(query.id).record.status == "paused",  # type: ignore[union-attr]
+        await eventually(lambda: services.supervisor.active_query(query.id) is not None
+                         and services.supervisor.active_query(query.id).record.status == "paused",  # type: ignore[union-attr]
                          "the rule pauses the query")
         resumed = await services.queries.control("resume", query.id)
         assert resumed.query.status == "running"
@@ -265,7 +265,7 @@ async def test_each_rule_fires_once_and_is_logged(tmp_path: Path) -> None:
             ("pause", "rule:long-pause"), ("resume", "client"), ("terminate", "client")]
         assert log[0].detail is not None and "active" in log[0].detail["reasons"][0]
         # The same events in memory, for other agents and clients, with their 7-day TTL.
-        await services.agents.activity.flush()
+        await services.supervisor.activity.flush()
         page = await services.memory.list_page("query-events", prefix=f"query-{query.id}-")
         stored = [await services.memory.get("query-events", meta.key) for meta in page.entries]
         assert sorted((entry.value["action"], entry.value["actor"]) for entry in stored if entry is not None) == [

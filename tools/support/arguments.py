@@ -6,7 +6,7 @@ into a plain overwrite, and ``ttl_seconds`` silently stored an entry that never 
 Here every field the client sends must be one the tool knows, under its own name or a
 quiet alias (the camelCase spellings claude-flow clients use), at the top level and inside
 nested objects (store_batch entries, upload_batch files). Type and range checks stay the
-SDK's, from the same signature, but their failures are reworded (`tools.wording`) into a
+SDK's, from the same signature, but their failures are reworded (`tools.support.wording`) into a
 message that starts with ``invalid_argument`` and says what is accepted.
 """
 
@@ -23,8 +23,8 @@ from pydantic import AliasChoices, BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from server.errors import InvalidArgument
-from tools.unicode import lone_surrogate
-from tools.wording import booleans_for_numbers, explain, shown, summary
+from tools.support.unicode import lone_surrogate
+from tools.support.wording import booleans_for_numbers, explain, shown, summary
 
 # More unknown fields than this are summarised by count.
 MOST_UNKNOWN = 3

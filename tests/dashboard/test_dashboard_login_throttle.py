@@ -1,10 +1,9 @@
 """The dashboard's sign-in throttle on its own, on a clock the test moves: what counts as one address,
 how long a lockout lasts, and that its memory stays bounded (the HTTP side is in
-tests/e2e/test_dashboard_http.py)."""
+tests/dashboard/test_dashboard_http.py)."""
 
 from __future__ import annotations
 
-from server.clock import ManualClock
 from server.dashboard.login_throttle import (
     FIRST_LOCKOUT_S,
     FORGET_AFTER_S,
@@ -13,6 +12,7 @@ from server.dashboard.login_throttle import (
     MAX_LOCKOUT_S,
     LoginThrottle,
 )
+from tests.manual_clock import ManualClock
 
 
 def fail(throttle: LoginThrottle, client: str, times: int) -> None:

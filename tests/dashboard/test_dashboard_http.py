@@ -21,7 +21,6 @@ from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from server.clock import ManualClock
 from server.dashboard.app import Dashboard
 from server.dashboard.login_throttle import FREE_FAILURES, LoginThrottle
 from server.dashboard.sessions import DashboardSessions
@@ -29,6 +28,7 @@ from server.dashboard.state import CostHistory
 from tests.agents.swarm import EXEC_AGENT
 from tests.e2e.stdio_peer import server_env
 from tests.e2e.test_http_server import free_port, printed_sign_in_link, start_http, wait_until_listening
+from tests.manual_clock import ManualClock
 
 TOKEN = "dash-http-token"
 

@@ -1,0 +1,27 @@
+"""Settings, at the bottom of the layers: `settings.Settings` (environment over TOML file over
+defaults) and the models of its tables, `agent_type.AgentType` and `query_rule.QueryRule`.
+This package imports nothing else of Switchboard's."""
+
+from server.config.settings import (
+    CONFIG_FILE_ENV,
+    DEFAULT_CONFIG_FILE,
+    S3_MIN_PART_BYTES,
+    GiB,
+    MiB,
+    Settings,
+    add_data_dir_argument,
+    config_file_path,
+    settings_for_command,
+)
+
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "DEFAULT_CONFIG_FILE",
+    "S3_MIN_PART_BYTES",
+    "GiB",
+    "MiB",
+    "Settings",
+    "add_data_dir_argument",
+    "config_file_path",
+    "settings_for_command",
+]

@@ -1,0 +1,90 @@
+"""The settings model of an agent type: what a named kind of agent runs, with which model,
+prompt, tools and limits, checked when the settings are read.
+
+``[agent_types.<name>]`` in ``switchboard.toml`` (or ``SWITCHBOARD_AGENT_TYPES`` as JSON) adds
+types or overrides the built-in ones (`server.agents.types`, where the engine runs them).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Runtime = Literal["claude", "exec"]
+
+# The permission modes Claude Code accepts (checked against the bundled CLI's --permission-mode).
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
+PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
+
+
+class AgentType(BaseModel):
+    """One ``[agent_types.<name>]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runtime: Runtime = Field("claude", description="`claude`: a Claude Code session; `exec`: one command per task.")
+    command: tuple[str, ...] | None = Field(
+        None,
+        description="exec: the argv template ({task}, {model}, {permission_mode}, {agent_id}, {workdir}); "
+        "claude: the claude executable to run instead of the bundled one (one element).",
+    )
+    model: str | None = Field(None, description="Model for this type's agents; unset: the runtime's default.")
+    permission_mode: PermissionMode = Field("default", description="Claude Code permission mode.")
+    system_prompt: str | None = Field(None, description="claude: appended to Claude Code's own system prompt.")
+    allowed_tools: tuple[str, ...] = Field((), description="claude: tools that run without asking.")
+    disallowed_tools: tuple[str, ...] = Field((), description="claude: tools removed from the model's reach.")
+    setting_sources: tuple[Literal["user", "project", "local"], ...] = Field(
+        (), description="claude: Claude Code settings files to load (none by default, so a settings file's permission "
+        "rules or hooks never widen what the type allows).")
+    allow_bypass_permissions: bool = Field(
+        False, description="claude: let a spawn or query_control switch this type's agents to bypassPermissions.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment of this type's processes.")
+    env_passthrough: tuple[str, ...] = Field(
+        (), description="Names of the server's environment variables this type's processes also get (the rest are "
+        "withheld: an agent gets PATH, HOME, LANG, LC_*, TERM, TZ, USER, LOGNAME, SHELL, TMPDIR, and a claude agent "
+        "ANTHROPIC_*, CLAUDE_* and the proxy variables).")
+    max_running: int | None = Field(None, ge=1, description="Most agents of this type alive at once; more wait.")
+    pool_size: int = Field(0, ge=0, le=64, description="claude: initialised idle workers kept ready.")
+    description: str = Field("", description="One line shown when types are listed.")
+
+    @property
+    def allows_bypass(self) -> bool:
+        """Whether its agents may run in bypassPermissions (configured so, or allowed to switch to it)."""
+        return self.allow_bypass_permissions or self.permission_mode == "bypassPermissions"
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, command: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if command is not None and (not command or not command[0].strip()):
+            raise ValueError("command needs an executable as its first element")
+        return command
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"env name {name!r} is not a valid environment variable name")
+        return env
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _passthrough_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"env_passthrough name {name!r} is not a valid environment variable name")
+            if name.startswith("SWITCHBOARD_"):
+                raise ValueError(f"env_passthrough cannot pass {name}: the server's own settings never reach an agent")
+        return names
+
+    @model_validator(mode="after")
+    def _runtime_fits(self) -> Self:
+        if self.runtime == "exec" and self.command is None:
+            raise ValueError("an exec type needs a command (an argv list; {task} is replaced by the task)")
+        if self.runtime == "claude" and self.command is not None and len(self.command) != 1:
+            raise ValueError("a claude type's command names one executable (the claude CLI), no arguments")
+        if self.runtime == "exec" and self.pool_size:
+            raise ValueError("pool_size applies to claude types only (an exec agent starts one process per task)")
+        return self
