@@ -9,9 +9,7 @@ from server.config.settings import (
     GiB,
     MiB,
     Settings,
-    add_data_dir_argument,
     config_file_path,
-    settings_for_command,
 )
 
 __all__ = [
@@ -21,7 +19,5 @@ __all__ = [
     "GiB",
     "MiB",
     "Settings",
-    "add_data_dir_argument",
     "config_file_path",
-    "settings_for_command",
 ]

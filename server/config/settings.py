@@ -6,14 +6,12 @@ Every default works on a laptop with nothing else installed: data lives in
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -388,18 +386,3 @@ def _split_paths(value: object) -> object:
             return json.loads(text)
         return [part for part in text.split(os.pathsep) if part]
     return value
-
-
-def add_data_dir_argument(parser: argparse.ArgumentParser, what: str = "state directory") -> None:
-    """``--data-dir`` for a ``switchboard`` command; `settings_for_command` takes its value."""
-    parser.add_argument("--data-dir", type=Path, help=f"{what} (default SWITCHBOARD_DATA_DIR or ./.switchboard)")
-
-
-def settings_for_command(data_dir: Path | None) -> Settings | None:
-    """The settings a ``switchboard`` command runs with (``--data-dir`` over the environment and the
-    TOML file), or None once stderr says why they are invalid (naming the setting, never its value)."""
-    try:
-        return Settings(data_dir=data_dir) if data_dir is not None else Settings()
-    except (ValidationError, FileNotFoundError) as error:
-        sys.stderr.write(f"switchboard: invalid settings: {error}\n")
-        return None

@@ -22,7 +22,8 @@ from typing import BinaryIO
 
 import anyio
 
-from server.config import Settings, add_data_dir_argument, settings_for_command
+from server.cli.settings import add_data_dir_argument, settings_for_command
+from server.config import Settings
 from server.errors import InvalidArgument, NotFound, SwitchboardError
 from server.objects.from_settings import open_object_store
 from server.objects.naming import check_bucket

@@ -24,7 +24,8 @@ import anyio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from server.config import Settings, add_data_dir_argument, settings_for_command
+from server.cli.settings import add_data_dir_argument, settings_for_command
+from server.config import Settings
 from server.errors import InvalidArgument, SwitchboardError
 from server.memory.models import Entry, ImportedEntry, Skipped
 from server.startup_errors import open_services_or_refuse

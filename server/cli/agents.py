@@ -31,7 +31,8 @@ from server.agents.records import (
     AgentRecords,
     QueryRecord,
 )
-from server.config import Settings, add_data_dir_argument, settings_for_command
+from server.cli.settings import add_data_dir_argument, settings_for_command
+from server.config import Settings
 from server.errors import NotFound, SwitchboardError
 
 FOLLOW_INTERVAL_S = 0.25

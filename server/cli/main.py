@@ -14,11 +14,12 @@ from pathlib import Path
 import anyio
 
 from server import __version__
-from server.agents import command as agents_command
-from server.config import CONFIG_FILE_ENV, add_data_dir_argument, settings_for_command
+from server.cli import agents as agents_command
+from server.cli import memory as memory_command
+from server.cli import objects as objects_command
+from server.cli.settings import add_data_dir_argument, settings_for_command
+from server.config import CONFIG_FILE_ENV
 from server.errors import SwitchboardError
-from server.memory import command as memory_command
-from server.objects import command as objects_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,7 +141,7 @@ def _doctor(args: argparse.Namespace) -> int:
     _configure_logging("ERROR")
     from rich.console import Console
 
-    from server.doctor import diagnose
+    from server.cli.doctor import diagnose
 
     async def run() -> bool:
         healthy = True
@@ -202,6 +203,3 @@ def _first_domain_error(group: BaseExceptionGroup) -> SwitchboardError | None:
             return found
     return None
 
-
-if __name__ == "__main__":
-    sys.exit(main())
