@@ -4,7 +4,7 @@ An export reads live entries with everything they carry (value, version, tags, c
 update and expiry times) in (namespace, key) order, a page at a time. An import writes such
 entries back unchanged, one chunk per transaction, and never replaces a live entry: where the
 store already holds a key, it keeps what it holds and the report says so. ``switchboard memory
-export`` and ``import`` (``command.py``) are the JSON-lines ends of these two calls.
+export`` and ``import`` (``server/cli/memory.py``) are the JSON-lines ends of these two calls.
 """
 
 from __future__ import annotations
