@@ -28,6 +28,7 @@ serve: $(VENV)/.serve-installed
 test: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control
