@@ -14,7 +14,7 @@ from pathlib import Path
 from server.agents.claude_runtime import ClaudeLaunch
 from server.agents.launch import SpawnFailed, make_dirs, resolve_executable, write_claude_launcher, write_mcp_config
 from server.agents.memory_access import AgentMemoryAccess
-from server.agents.types import MEMORY_TOOLS, AgentType
+from server.agents.types import MEMORY_TOOLS, AgentType, type_environment
 from server.config import Settings
 
 BUNDLED_CLI = "bundled"
@@ -42,7 +42,7 @@ class ClaudeLaunches:
             launcher=self._launcher,
             workdir=workdir,
             state_dir=state_dir,
-            env=agent_type.environment(agent_id),
+            env=type_environment(agent_type, agent_id),
             model=model,
             permission_mode=permission_mode,
             system_prompt=agent_type.system_prompt,

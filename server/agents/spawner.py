@@ -27,7 +27,8 @@ from server.agents.outcome import TaskOutcome
 from server.agents.pool import PooledWorker
 from server.agents.records import AgentStatus, QueryRecord
 from server.agents.supervisor import StopFailed, Supervisor
-from server.agents.types import PERMISSION_MODES, AgentType
+from server.agents.types import AgentType
+from server.config.agent_type import PERMISSION_MODES
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
 
 logger = logging.getLogger(__name__)

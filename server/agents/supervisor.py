@@ -63,7 +63,7 @@ from server.agents.records import (
 from server.agents.sampling import sample_agents_forever
 from server.agents.slots import RunningSlots
 from server.agents.tagged_scan import SharedTaggedScan
-from server.agents.types import AgentType, AgentTypes, render_command
+from server.agents.types import AgentType, AgentTypes, render_command, type_environment
 from server.agents.watchdog import Watchdog
 from server.clock import Clock
 from server.config import Settings
@@ -424,7 +424,7 @@ class Supervisor:
         values = {"task": task, "model": query.model or record.model or "",
                   "permission_mode": query.permission_mode or record.permission_mode or "",
                   "agent_id": agent.id, "workdir": str(workdir)}
-        env = agent.agent_type.environment(agent.id)
+        env = type_environment(agent.agent_type, agent.id)
         inputs_path = state_dir / f"inputs-{query.id}.json" if inputs is not None else None
         launch = ExecLaunch(render_command(agent.command, values), workdir, env, state_dir / "output.log")
         # Creating directories and files takes about a millisecond each on a VM's disk: in a thread,

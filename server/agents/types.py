@@ -14,13 +14,12 @@ import re
 from collections.abc import Mapping
 
 from server.agents.launch import agent_environment
-from server.config import agent_type as type_settings
-from server.config.agent_type import PERMISSION_MODES
+from server.config.agent_type import AgentType
 from server.errors import InvalidArgument
 
-# PERMISSION_MODES is re-exported: the spawner and the query registry import it from here.
-__all__ = ["BUILTIN_TYPES", "MEMORY_TOOLS", "PERMISSION_MODES", "PLACEHOLDERS", "AgentType", "AgentTypes",
-           "render_command", "type_environment"]
+# AgentType is the settings model itself (server.config.agent_type), named here for the engine.
+__all__ = ["BUILTIN_TYPES", "MEMORY_TOOLS", "PLACEHOLDERS", "AgentType", "AgentTypes", "render_command",
+           "type_environment"]
 
 # The placeholders an exec command template may use, each substituted inside one argument.
 PLACEHOLDERS = ("task", "model", "permission_mode", "agent_id", "workdir")
@@ -30,24 +29,9 @@ _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 MEMORY_TOOLS = ("mcp__switchboard__memory_usage", "mcp__switchboard__memory_search")
 
 
-def type_environment(agent_type: type_settings.AgentType, agent_id: str) -> dict[str, str]:
+def type_environment(agent_type: AgentType, agent_id: str) -> dict[str, str]:
     """The environment of ``agent_type``'s processes for ``agent_id`` (see `launch.agent_environment`)."""
     return agent_environment(agent_id, agent_type.runtime, agent_type.env, agent_type.env_passthrough)
-
-
-class AgentType(type_settings.AgentType):
-    """The settings model of an agent type with `environment`, which the settings cannot offer (it
-    belongs to the launch, above them). Once its callers use `type_environment`, this class can go
-    and the settings model be re-exported in its place."""
-
-    @classmethod
-    def of(cls, settings: type_settings.AgentType) -> AgentType:
-        """``settings`` as an engine type (the same object when it already is one)."""
-        return settings if isinstance(settings, AgentType) else cls.model_validate(dict(settings))
-
-    def environment(self, agent_id: str) -> dict[str, str]:
-        """The environment of this type's processes for ``agent_id`` (see `launch.agent_environment`)."""
-        return type_environment(self, agent_id)
 
 
 def render_command(template: tuple[str, ...], values: Mapping[str, str]) -> list[str]:
@@ -91,8 +75,8 @@ BUILTIN_TYPES: dict[str, AgentType] = {
 class AgentTypes:
     """The built-in types overlaid with the configured ones."""
 
-    def __init__(self, configured: Mapping[str, type_settings.AgentType]) -> None:
-        self._types = {**BUILTIN_TYPES, **{name: AgentType.of(settings) for name, settings in configured.items()}}
+    def __init__(self, configured: Mapping[str, AgentType]) -> None:
+        self._types = {**BUILTIN_TYPES, **configured}
 
     def __contains__(self, name: object) -> bool:
         return name in self._types

@@ -42,11 +42,13 @@ from server.agents.process_groups import (
 )
 from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, agent_changed, query_changed
 from server.agents.supervisor import Supervisor
-from server.agents.types import PERMISSION_MODES
+from server.agents.types import type_environment
 from server.config import Settings
+from server.config.agent_type import PERMISSION_MODES
+from server.config.query_rule import QueryRule
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from server.queries.commands import CommandResult, allowed_executable, command_argv, run_command
-from server.queries.rules import QueryRule, RuleEngine, RunningQuery
+from server.queries.rules import RuleEngine, RunningQuery
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +308,7 @@ class QueryRegistry:
         if mode == "plan":
             raise Forbidden(f"query {query.id} is in plan mode, which changes nothing: execute_command is refused "
                             f"(change_permissions first)")
-        env = agent.agent_type.environment(agent.id)
+        env = type_environment(agent.agent_type, agent.id)
         executable = allowed_executable(argv[0], allowlist, env)
         if executable is None:
             raise Forbidden(f"{argv[0]!r} is not on SWITCHBOARD_QUERY_COMMAND_ALLOWLIST (query_command_allowlist: "

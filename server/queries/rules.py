@@ -32,8 +32,7 @@ from server.agents.outcome import Usage
 from server.clock import Clock
 from server.config.query_rule import QueryRule
 
-# QueryRule is re-exported: the registry imports it from here.
-__all__ = ["Act", "Observe", "QueryRule", "RuleEngine", "RunningQuery", "reasons"]
+__all__ = ["Act", "Observe", "RuleEngine", "RunningQuery", "reasons"]
 
 logger = logging.getLogger(__name__)
 
