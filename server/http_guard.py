@@ -82,22 +82,18 @@ class BearerTokenGuard:
         if not any(is_endpoint(scope, path) for path in self._paths):
             await self._app(scope, receive, send)
             return
-        scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            await _unauthorized(
-                send, f'Bearer realm="{REALM}"',
+        token = presented_bearer(scope)
+        if token is None:
+            await _unauthorized(send, wrong_token=False, message=(
                 "this server needs a bearer token: send the header \"Authorization: Bearer <token>\", where "
-                "<token> is the value of SWITCHBOARD_HTTP_TOKEN the server runs with (no OAuth is involved)",
-            )
+                "<token> is the value of SWITCHBOARD_HTTP_TOKEN the server runs with (no OAuth is involved)"))
             return
         # compare_digest takes as long whatever the token's common prefix with the guess.
-        if not hmac.compare_digest(credentials.strip().encode("latin-1"), self._token):
+        if not hmac.compare_digest(token.encode("latin-1"), self._token):
             logger.warning("refused a request with a wrong bearer token from %s", _client(scope))
-            await _unauthorized(
-                send, f'Bearer realm="{REALM}", error="invalid_token"',
+            await _unauthorized(send, wrong_token=True, message=(
                 "the bearer token is wrong: send \"Authorization: Bearer <token>\" with the value of "
-                "SWITCHBOARD_HTTP_TOKEN the server runs with",
-            )
+                "SWITCHBOARD_HTTP_TOKEN the server runs with"))
             return
         await self._app(scope, receive, send)
 
@@ -116,28 +112,31 @@ class AgentTokenGuard:
         if not is_endpoint(scope, self._path):
             await self._app(scope, receive, send)
             return
-        scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            await _unauthorized(
-                send, f'Bearer realm="{REALM}"',
+        token = presented_bearer(scope)
+        if token is None:
+            await _unauthorized(send, wrong_token=False, message=(
                 "this endpoint serves the agents Switchboard started: send the header "
-                "\"Authorization: Bearer <token>\" with the token of this agent's MCP server entry",
-            )
+                "\"Authorization: Bearer <token>\" with the token of this agent's MCP server entry"))
             return
-        agent = self._agent_for(credentials.strip())
+        agent = self._agent_for(token)
         if agent is None:
             logger.warning("refused a request with an unknown or revoked agent token from %s", _client(scope))
-            await _unauthorized(
-                send, f'Bearer realm="{REALM}", error="invalid_token"',
+            await _unauthorized(send, wrong_token=True, message=(
                 "the bearer token is unknown or has been revoked: an agent may use only the token of the entry "
-                "it was started with, while it runs",
-            )
+                "it was started with, while it runs"))
             return
         admitted = calling_agent.set(agent)
         try:
             await self._app(scope, receive, send)
         finally:
             calling_agent.reset(admitted)
+
+
+def presented_bearer(scope: Scope) -> str | None:
+    """The token of the request's ``Authorization: Bearer <token>`` header; None without one."""
+    scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 class RequestBodyGuard:
@@ -203,7 +202,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _unauthorized(send: Send, challenge: str, message: str) -> None:
+async def _unauthorized(send: Send, *, wrong_token: bool, message: str) -> None:
+    """The 401 both guards answer: RFC 6750's challenge (``invalid_token`` when one was presented)
+    and what to send instead, as a JSON-RPC error body."""
+    challenge = f'Bearer realm="{REALM}"' + (', error="invalid_token"' if wrong_token else "")
     body = WireError(INVALID_REQUEST, f"Unauthorized: {message}").to_json()
     await _send_json(send, 401, body, [(b"www-authenticate", challenge.encode("latin-1"))])
 
