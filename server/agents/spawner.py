@@ -277,7 +277,7 @@ class Spawner:
         batch_of = {index: number for number, batch in enumerate(batches) for index in batch}
         for index, item in enumerate(planned):
             self._supervisor.spawn_background(
-                self._life(item, agents[index], planned, released[batch_of[index]], in_flight, report),
+                self._bring_up_and_run(item, agents[index], planned, released[batch_of[index]], in_flight, report),
                 name=f"agent-{item.entry.agent_id}",
             )
         self._supervisor.spawn_background(self._release_batches(batches, released, planned), name="spawn-batches")
@@ -337,8 +337,10 @@ class Spawner:
             await asyncio.gather(*(planned[index].entry.spawned.wait() for index in batches[number - 1]))
             released[number].set()
 
-    async def _life(self, item: _Planned, agent: Agent, planned: list[_Planned], released: asyncio.Event,
-                    in_flight: asyncio.Semaphore, report: Report) -> None:
+    async def _bring_up_and_run(self, item: _Planned, agent: Agent, planned: list[_Planned],
+                                released: asyncio.Event, in_flight: asyncio.Semaphore, report: Report) -> None:
+        """One requested agent, from its batch's release to its end: skipped if a dependency failed,
+        else started (a claude session, or an exec agent's first task process), then its task run."""
         entry = item.entry
         supervisor = self._supervisor
 

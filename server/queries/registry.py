@@ -148,7 +148,7 @@ class QueryRegistry:
         async with active.control_lock:
             if active.ended.is_set():
                 raise Conflict(f"query {query_id} is {active.record.status}; {action} needs a query that has not ended")
-            outcome = await self._carry_out(action, agent, active, model=model, permission_mode=permission_mode,
+            outcome = await self._dispatch(action, agent, active, model=model, permission_mode=permission_mode,
                                             command=command, grace_s=grace_s, actor=actor)
         detail = {**outcome.detail, **({"reasons": list(why)} if why else {}), **({"model": model} if model else {}),
                   **({"permission_mode": permission_mode} if permission_mode else {})}
@@ -158,9 +158,10 @@ class QueryRegistry:
         await self._supervisor.log_event(query_id, action, actor, outcome.effect, detail)
         return outcome
 
-    async def _carry_out(self, action: str, agent: Agent, active: ActiveQuery, *, model: str | None,
-                         permission_mode: str | None, command: str | Sequence[str] | None, grace_s: float,
-                         actor: str) -> ControlOutcome:
+    async def _dispatch(self, action: str, agent: Agent, active: ActiveQuery, *, model: str | None,
+                        permission_mode: str | None, command: str | Sequence[str] | None, grace_s: float,
+                        actor: str) -> ControlOutcome:
+        """Carries out one control action on the query (its checks done, under its control lock)."""
         if action == "pause":
             return await self._pause(agent, active)
         if action == "resume":
@@ -266,16 +267,16 @@ class QueryRegistry:
             logger.warning("query %s: its work is gone but its end was not recorded in time", active.id)
 
     async def _change_model(self, agent: Agent, active: ActiveQuery, model: str) -> ControlOutcome:
-        return await self._change(agent, active, "model", model, lambda session: session.set_model(model))
+        return await self._change_setting(agent, active, "model", model, lambda session: session.set_model(model))
 
     async def _change_permissions(self, agent: Agent, active: ActiveQuery, mode: str) -> ControlOutcome:
         self._check_mode(agent, mode)
         # Once set, Switchboard also answers the agent's permission requests under this mode.
-        return await self._change(agent, active, "permission_mode", mode,
+        return await self._change_setting(agent, active, "permission_mode", mode,
                                   lambda session: session.set_permission_mode(mode))
 
-    async def _change(self, agent: Agent, active: ActiveQuery, setting: Literal["model", "permission_mode"],
-                      value: str, apply_live: Callable[[ClaudeSession], Awaitable[None]]) -> ControlOutcome:
+    async def _change_setting(self, agent: Agent, active: ActiveQuery, setting: Literal["model", "permission_mode"],
+                              value: str, apply_live: Callable[[ClaudeSession], Awaitable[None]]) -> ControlOutcome:
         """A query not started yet starts with the new value; an exec agent's next query does (each
         query is a new process); a claude session gets it live, or nothing changes."""
         query, records = active.record, self._supervisor.records
