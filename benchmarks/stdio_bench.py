@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from server.stdin_lines import OversizedLine, StdinLines  # noqa: E402
+from server.stdio.stdin_lines import OversizedLine, StdinLines  # noqa: E402
 
 PING = b'{"jsonrpc":"2.0","id":2,"method":"ping"}'
 MiB = 1024 * 1024

@@ -1,8 +1,8 @@
 """Wires the engine to the MCP SDK: the server, its lifespan, its tools, and both transports.
 
-Only this module, the agent memory endpoint (``server/agent_memory_endpoint.py``, which serves
-the memory tools to spawned agents), the stdio transport (``server/stdio_transport.py``) and
-one settings type in ``server/http_guard.py`` import the SDK; everything else under ``server/``
+Only this module, the agent memory endpoint (``server/http/agent_memory.py``, which serves
+the memory tools to spawned agents), the stdio transport (``server/stdio/transport.py``) and
+one settings type in ``server/http/guard.py`` import the SDK; everything else under ``server/``
 is usable (and tested, and benchmarked) without MCP.
 """
 
@@ -27,18 +27,18 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp
 
 from server import __version__
-from server.agent_memory_endpoint import AgentMemoryEndpoint
 from server.clock import Clock
 from server.config import Settings
-from server.dashboard.app import Dashboard
-from server.dashboard.sessions import DashboardSessions
-from server.dashboard.state import CostHistory
 from server.errors import Forbidden, Unavailable
-from server.http_guard import BearerTokenGuard, RequestBodyGuard, host_allowed, loopback_rebinding_protection
+from server.http.agent_memory import AgentMemoryEndpoint
+from server.http.dashboard.app import Dashboard
+from server.http.dashboard.sessions import DashboardSessions
+from server.http.dashboard.state import CostHistory
+from server.http.guard import BearerTokenGuard, RequestBodyGuard, host_allowed, loopback_rebinding_protection
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.services import Services, open_services
 from server.startup_errors import open_services_or_refuse
-from server.stdio_transport import stdio_transport
+from server.stdio.transport import stdio_transport
 from tools import all_tools
 from tools.resources import ResourceUpdates
 

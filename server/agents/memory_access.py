@@ -1,6 +1,6 @@
 """What a claude agent's shared memory is to the agents package: an MCP server entry to grant and revoke.
 
-The app wires in the real one (`server.agent_memory_endpoint.AgentMemoryEndpoint`); the agents
+The app wires in the real one (`server.http.agent_memory.AgentMemoryEndpoint`); the agents
 package only sees this protocol, so it never imports the HTTP layer above it.
 """
 

@@ -1,10 +1,10 @@
 """The dashboard's sign-in throttle on its own, on a clock the test moves: what counts as one address,
 how long a lockout lasts, and that its memory stays bounded (the HTTP side is in
-tests/dashboard/test_dashboard_http.py)."""
+tests/http/dashboard/test_dashboard_http.py)."""
 
 from __future__ import annotations
 
-from server.dashboard.login_throttle import (
+from server.http.dashboard.login_throttle import (
     FIRST_LOCKOUT_S,
     FORGET_AFTER_S,
     FREE_FAILURES,

@@ -16,10 +16,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from server.agent_memory_endpoint import AgentMemoryEndpoint
 from server.config import Settings
 from server.errors import Unavailable
-from server.http_guard import calling_agent
+from server.http.agent_memory import AgentMemoryEndpoint
+from server.http.guard import calling_agent
 from server.services import Services, open_services
 from tests.tools.answers import structured_of
 
@@ -156,7 +156,7 @@ async def test_the_engine_call_a_tool_makes_knows_the_agent(
 async def test_calls_are_counted_and_logged_per_agent_never_with_the_token(
     settings: Settings, mode: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.agent_memory_endpoint")
+    caplog.set_level(logging.INFO, logger="server.http.agent_memory")
     async with running(settings) as (_, endpoint):
         first, second = await endpoint.grant("agent-1"), await endpoint.grant("agent-2")
         async with agent_client(first, mode) as one, agent_client(second, mode) as two:
@@ -166,7 +166,7 @@ async def test_calls_are_counted_and_logged_per_agent_never_with_the_token(
             await two.call_tool("memory_usage", {"action": "stats"})
             await two.call_tool("memory_usage", {"action": "no\nsuch"})  # refused by the tool, still a call
         assert endpoint.calls_by_agent() == {"agent-1": 2, "agent-2": 3}
-    lines = [r.getMessage() for r in caplog.records if r.name == "server.agent_memory_endpoint"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "server.http.agent_memory"]
     assert [line for line in lines if line.startswith("agent ")] == [
         "agent agent-1: memory_usage store",
         "agent agent-2: memory_usage retrieve",
@@ -182,7 +182,7 @@ async def test_calls_are_counted_and_logged_per_agent_never_with_the_token(
 async def test_concurrent_first_grants_start_one_server_and_aclose_stops_it_once_and_for_all(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.agent_memory_endpoint")
+    caplog.set_level(logging.INFO, logger="server.http.agent_memory")
     async with open_services(settings) as services:
         tasks_before = set(asyncio.all_tasks())
         endpoint = AgentMemoryEndpoint(services, max_body_bytes=1024 * 1024)

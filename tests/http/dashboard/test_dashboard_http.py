@@ -21,10 +21,10 @@ from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from server.dashboard.app import Dashboard
-from server.dashboard.login_throttle import FREE_FAILURES, LoginThrottle
-from server.dashboard.sessions import DashboardSessions
-from server.dashboard.state import CostHistory
+from server.http.dashboard.app import Dashboard
+from server.http.dashboard.login_throttle import FREE_FAILURES, LoginThrottle
+from server.http.dashboard.sessions import DashboardSessions
+from server.http.dashboard.state import CostHistory
 from tests.agents.swarm import EXEC_AGENT
 from tests.e2e.stdio_peer import server_env
 from tests.e2e.test_http_server import free_port, printed_sign_in_link, start_http, wait_until_listening
@@ -103,7 +103,7 @@ def test_the_dashboard_command_serves_only_the_dashboard_and_prints_its_url(tmp_
     port = free_port()
     log = tmp_path / "stderr.log"
     process = subprocess.Popen([sys.executable, "-m", "server.cli", "dashboard", "--port", str(port)],
-                               env=server_env(tmp_path / "data"), cwd=Path(__file__).resolve().parents[2],
+                               env=server_env(tmp_path / "data"), cwd=Path(__file__).resolve().parents[3],
                                stdout=subprocess.PIPE, stderr=log.open("wb"))
     try:
         wait_until_listening(process, port)

@@ -7,7 +7,7 @@ then start OAuth discovery and registration, fail, and never tell the user to se
 header. Here a 401 says exactly that, and nothing points at OAuth.
 
 `AgentTokenGuard` does the same for the per-agent tokens of the agent memory endpoint
-(``server/agent_memory_endpoint.py``), and runs each admitted request with its agent in
+(``server/http/agent_memory.py``), and runs each admitted request with its agent in
 `calling_agent`.
 
 `loopback_rebinding_protection` is the SDK's host/origin check set for an endpoint bound to a

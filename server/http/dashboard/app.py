@@ -41,12 +41,12 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from server.dashboard.bodies import control_request, read_body, sign_in_token
-from server.dashboard.login_throttle import LoginThrottle
-from server.dashboard.sessions import COOKIE, SESSION_TTL_S, DashboardSessions, Session, csrf_ok
-from server.dashboard.state import CostHistory, dashboard_state
 from server.errors import SwitchboardError
-from server.http_guard import host_allowed
+from server.http.dashboard.bodies import control_request, read_body, sign_in_token
+from server.http.dashboard.login_throttle import LoginThrottle
+from server.http.dashboard.sessions import COOKIE, SESSION_TTL_S, DashboardSessions, Session, csrf_ok
+from server.http.dashboard.state import CostHistory, dashboard_state
+from server.http.guard import host_allowed
 from server.services import Services
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ client uses (stdio or HTTP), on a port of its own.
 
 Like ``server/app.py``, this module wires the MCP SDK to the tools: a second `MCPServer`
 (``switchboard-memory``) over the already open `Services`, behind the guards of
-``server/http_guard.py``.
+``server/http/guard.py``.
 
 Attribution: `AgentTokenGuard` maps the token to its agent and runs the HTTP request with the
 agent in the contextvar `calling_agent`; the SDK runs each message's handler in a copy of the
@@ -43,7 +43,7 @@ from starlette.types import ASGIApp
 
 from server import __version__
 from server.errors import InvalidArgument, Unavailable
-from server.http_guard import AgentTokenGuard, RequestBodyGuard, calling_agent, loopback_rebinding_protection
+from server.http.guard import AgentTokenGuard, RequestBodyGuard, calling_agent, loopback_rebinding_protection
 from server.services import Services
 from tools import memory_search, memory_usage
 

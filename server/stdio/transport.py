@@ -39,8 +39,8 @@ from mcp_types import (
 from pydantic import ValidationError
 
 from server.jsonrpc_wire import INVALID_REQUEST, RequestId, WireError, read_message, too_large
-from server.stdin_lines import OversizedLine, StdinLines
-from server.stdout_frames import StdoutFrames
+from server.stdio.stdin_lines import OversizedLine, StdinLines
+from server.stdio.stdout_frames import StdoutFrames
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import tracemalloc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from server.stdin_lines import READ_BYTES, OversizedLine, StdinLines
+from server.stdio.stdin_lines import READ_BYTES, OversizedLine, StdinLines
 
 MiB = 1024 * 1024
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.dashboard.state import CostHistory, dashboard_state
+from server.http.dashboard.state import CostHistory, dashboard_state
 from server.services import open_services
 from tests.agents.groups import eventually, file_size
 from tests.agents.swarm import agent_settings, request, spec
