@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.agents.spawner import AgentSpec, SpawnReport, SpawnRequest
+from server.agents.spawn_plan import AgentSpec, SpawnReport, SpawnRequest
 from server.agents.types import AgentType
 from server.config import Settings
 from server.services import Services, open_services

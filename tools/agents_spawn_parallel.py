@@ -14,7 +14,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from server.agents.spawner import AgentSpec, SpawnEntry, SpawnReport, SpawnRequest
+from server.agents.spawn_plan import AgentSpec, SpawnEntry, SpawnReport, SpawnRequest
 from server.services import Services
 from tools.support.arguments import aliases
 from tools.support.checked import CheckedTool

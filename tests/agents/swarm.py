@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from server.agents.spawner import AgentSpec, SpawnRequest
+from server.agents.spawn_plan import AgentSpec, SpawnRequest
 from server.agents.types import AgentType
 from server.config import Settings
 from tests.agents.conftest import MODEL
