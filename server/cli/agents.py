@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from dataclasses import asdict
@@ -31,9 +32,9 @@ from server.agents.records import (
     AgentRecords,
     QueryRecord,
 )
-from server.cli.settings import add_data_dir_argument, settings_for_command
+from server.cli.settings import add_data_dir_argument, run_with_settings
 from server.config import Settings
-from server.errors import NotFound, SwitchboardError
+from server.errors import NotFound
 
 FOLLOW_INTERVAL_S = 0.25
 PAGE = 500
@@ -60,20 +61,15 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    """0 on success, 1 if it failed (an unknown id), 2 for invalid settings."""
-    settings = settings_for_command(args.data_dir)
-    if settings is None:
-        return 2
-    try:
+    """0 on success (a --follow ended with Ctrl-C included), 1 if it failed (an unknown id), 2 for invalid settings."""
+
+    def body(settings: Settings) -> None:
         if not settings.agents_database_path.exists():
             raise NotFound(f"no agents on record in {settings.data_dir} (pass --data-dir or set SWITCHBOARD_DATA_DIR)")
-        anyio.run(_run, settings, args, sys.stdout)
-    except SwitchboardError as error:
-        sys.stderr.write(f"switchboard: {error}\n")
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(_run, settings, args, sys.stdout)
+
+    return run_with_settings(args.data_dir, body)
 
 
 async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> None:

@@ -17,8 +17,8 @@ from server import __version__
 from server.cli import agents as agents_command
 from server.cli import memory as memory_command
 from server.cli import objects as objects_command
-from server.cli.settings import add_data_dir_argument, settings_for_command
-from server.config import CONFIG_FILE_ENV
+from server.cli.settings import add_data_dir_argument, run_with_settings, settings_for_command
+from server.config import CONFIG_FILE_ENV, Settings
 from server.errors import SwitchboardError
 
 
@@ -79,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     # `version` and `schemas` are plain commands that answer on stdout; only `serve` speaks the
     # protocol there, and it never prints (its logs go to stderr).
     if args.command == "version":
-        print(f"switchboard {__version__}")
+        sys.stdout.write(f"switchboard {__version__}\n")
         return 0
     if args.command == "schemas":
         from tools.schemas import write_schemas
 
         for path in write_schemas(args.out):
-            print(path)
+            sys.stdout.write(f"{path}\n")
         return 0
     if args.command == "objects":
         return objects_command.run(args)
@@ -103,24 +103,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    settings = settings_for_command(args.data_dir)
-    if settings is None:
-        return 2
     _configure_logging("WARNING")
     from server.services import open_services
     from server.status import render_text, status_of
 
-    async def snapshot() -> str:
+    async def snapshot(settings: Settings) -> str:
         async with open_services(settings) as services:
             taken = await status_of(services)
         return taken.model_dump_json(indent=2) + "\n" if args.json else render_text(taken)
 
-    try:
-        sys.stdout.write(anyio.run(snapshot))
-    except SwitchboardError as error:
-        print(f"switchboard status: {error}", file=sys.stderr)
-        return 1
-    return 0
+    def body(settings: Settings) -> None:
+        sys.stdout.write(anyio.run(snapshot, settings))
+
+    return run_with_settings(args.data_dir, body, name="switchboard status")
 
 
 def _dashboard(args: argparse.Namespace) -> int:
@@ -136,7 +131,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     settings = settings_for_command(args.data_dir)
     if settings is None:
-        print("FAIL settings         invalid (see above)")
+        sys.stdout.write("FAIL settings         invalid (see above)\n")
         return 1
     _configure_logging("ERROR")
     from rich.console import Console
@@ -152,7 +147,8 @@ def _doctor(args: argparse.Namespace) -> int:
             async for check in diagnose(settings):
                 healthy &= check.ok
                 spinner.stop()
-                print(f"{check.verdict:<4} {check.name:<27} {check.detail}", flush=True)
+                sys.stdout.write(f"{check.verdict:<4} {check.name:<27} {check.detail}\n")
+                sys.stdout.flush()
                 spinner.update(f"checked {check.name}")
                 spinner.start()
         return healthy

@@ -24,9 +24,9 @@ import anyio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from server.cli.settings import add_data_dir_argument, settings_for_command
+from server.cli.settings import add_data_dir_argument, run_with_settings
 from server.config import Settings
-from server.errors import InvalidArgument, SwitchboardError
+from server.errors import InvalidArgument
 from server.memory.models import Entry, ImportedEntry, Skipped
 from server.startup_errors import open_services_or_refuse
 
@@ -51,23 +51,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """0 on success (skipped entries included), 1 if it failed, 2 for invalid settings."""
-    settings = settings_for_command(args.data_dir)
-    if settings is None:
-        return 2
-    try:
+
+    def body(settings: Settings) -> None:
         if args.memory_action == "export":
             anyio.run(_export_to, settings, args.namespace, args.output)
-        else:
-            if not 1 <= args.chunk <= 10_000:
-                raise InvalidArgument(f"--chunk must be 1..10000; got {args.chunk}")
-            anyio.run(_import, settings, args.file, args.chunk, sys.stdout)
-    except SwitchboardError as error:
-        print(f"switchboard: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # reading FILE or writing the output
-        print(f"switchboard: {error}", file=sys.stderr)
-        return 1
-    return 0
+            return
+        if not 1 <= args.chunk <= 10_000:
+            raise InvalidArgument(f"--chunk must be 1..10000; got {args.chunk}")
+        anyio.run(_import, settings, args.file, args.chunk, sys.stdout)
+
+    return run_with_settings(args.data_dir, body)
 
 
 async def _export_to(settings: Settings, namespace: str | None, output: Path | None) -> None:

@@ -22,9 +22,9 @@ from typing import BinaryIO
 
 import anyio
 
-from server.cli.settings import add_data_dir_argument, settings_for_command
+from server.cli.settings import add_data_dir_argument, run_with_settings
 from server.config import Settings
-from server.errors import InvalidArgument, NotFound, SwitchboardError
+from server.errors import InvalidArgument, NotFound
 from server.objects.from_settings import open_object_store
 from server.objects.naming import check_bucket
 from server.objects.store import ObjectStore
@@ -54,19 +54,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``objects list`` or ``objects get``; 0 on success, 1 if it failed, 2 for invalid settings."""
-    settings = settings_for_command(args.data_dir)
-    if settings is None:
-        return 2
-    try:
-        anyio.run(_run, settings, args, sys.stdout.buffer)
-    except SwitchboardError as error:
-        print(f"switchboard: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # writing the output: a full disk, a directory given as FILE, a closed pipe
-        print(f"switchboard: {error}", file=sys.stderr)
-        return 1
-    return 0
+    """Run ``objects list`` or ``objects get``; 0 on success, 1 if it failed (a full disk, a directory
+    given as FILE, a closed pipe included), 2 for invalid settings."""
+    return run_with_settings(args.data_dir, lambda settings: anyio.run(_run, settings, args, sys.stdout.buffer))
 
 
 async def _run(settings: Settings, args: argparse.Namespace, stdout: BinaryIO) -> None:

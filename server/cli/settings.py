@@ -1,14 +1,21 @@
-"""What every ``switchboard`` command shares: its ``--data-dir`` option and the settings it runs with."""
+"""What every ``switchboard`` command shares: its ``--data-dir`` option, the settings it runs with,
+and how it ends (`run_with_settings`: its exit code, its error on stderr).
+
+A command answers on stdout through the stream it is handed (``sys.stdout`` written explicitly),
+never with ``print``: in ``serve`` stdout is the protocol, and ruff's T20 keeps ``print`` out of
+the whole server package."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from server.config import Settings
+from server.errors import SwitchboardError
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser, what: str = "state directory") -> None:
@@ -24,3 +31,17 @@ def settings_for_command(data_dir: Path | None) -> Settings | None:
     except (ValidationError, FileNotFoundError) as error:
         sys.stderr.write(f"switchboard: invalid settings: {error}\n")
         return None
+
+
+def run_with_settings(data_dir: Path | None, body: Callable[[Settings], None], *, name: str = "switchboard") -> int:
+    """Runs a command's ``body`` with its settings: 0 when it is done, 1 when it failed (a domain
+    error, or an OSError reading or writing its files: the reason on stderr), 2 for invalid settings."""
+    settings = settings_for_command(data_dir)
+    if settings is None:
+        return 2
+    try:
+        body(settings)
+    except (SwitchboardError, OSError) as error:
+        sys.stderr.write(f"{name}: {error}\n")
+        return 1
+    return 0
