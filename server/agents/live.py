@@ -34,10 +34,8 @@ class Agent:
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a task runs
     holds_slot: bool = False
     ticket: Ticket | None = None  # its place under SWITCHBOARD_AGENT_MAX_RUNNING while its processes run
-    terminating: bool = False
-    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)  # set once, by the first end()
     stop_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one stop attempt at a time
-    stop_error: str | None = None  # why the last stop could not confirm its processes ended
     stop_retrying: bool = False
     # Its queries run one at a time, in the order they were started (asyncio.Lock is FIFO).
     query_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -46,6 +44,11 @@ class Agent:
     @property
     def id(self) -> str:
         return self.record.id
+
+    @property
+    def terminating(self) -> bool:
+        """Being ended (or ended): its stop was asked for, whether or not it is confirmed yet."""
+        return self.stop_requested.is_set()
 
 
 @dataclass(eq=False)

@@ -557,19 +557,16 @@ class Supervisor:
         be confirmed (say EMFILE while reading /proc) it raises `StopFailed`: the agent stays live,
         listed as it is, reachable by agent_terminate, and the stop is retried in the background.
         """
-        agent.terminating = True
         agent.stop_requested.set()
         async with agent.stop_lock:
             if agent.ended.is_set():
                 return
             try:
                 await self._stop_until_gone(agent, grace_s)
-            except StopFailed as failure:
-                agent.stop_error = failure.message
+            except StopFailed:
                 self._retry_stop_later(agent, status, error)
                 self.changes.changed("agent", agent.id)
                 raise
-            agent.stop_error = None
             self.slots.release(agent)
             remove_mcp_config(self.state_dir(agent))
             if self.memory_access is not None:
@@ -637,12 +634,6 @@ class Supervisor:
                 if watchdog is not None:
                     watchdog.forget(leader)
             await closing
-        elif agent.process is None:  # between tasks, or never started: tools it left behind go too
-            strays = await self.stray_scan.find([agent.id])
-            if strays:
-                signal_processes(strays, signal.SIGKILL)
-                if await self.stray_scan.find([agent.id]):
-                    raise StopFailed(f"processes of agent {agent.id} survived SIGKILL")
 
     @staticmethod
     def _confirm(agent: Agent, ending: str) -> None:
