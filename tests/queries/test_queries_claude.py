@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +287,18 @@ async def test_cost_and_latency_rules_fire_once_each(tmp_path: Path) -> None:
             assert logs[lagging.id] == [("change_model", "rule:slow-model")]
 
 
+def looping_with_usage(marker: str, output: Path, usage: Usage) -> Callable[[RecordedRequest], Answer]:
+    """A script whose task marked ``marker`` answers one model turn with ``usage`` and a Bash loop
+    appending to ``output`` (so the query stays running); everything else as the default script."""
+
+    def script(request: RecordedRequest) -> Answer:
+        if request.kind == "turn" and marker in request.user_text and not request.tool_results:
+            return Reply.tool("Bash", {"command": loop(output, 2000), "description": "loop"}, usage=usage)
+        return default_script(request)
+
+    return script
+
+
 async def test_a_first_task_shows_the_model_in_use_and_a_cost_rule_fires_on_its_streamed_usage(
         tmp_path: Path) -> None:
     """A type that names no model runs the CLI's default: agent_list and query_list show that model
@@ -295,13 +307,7 @@ async def test_a_first_task_shows_the_model_in_use_and_a_cost_rule_fires_on_its_
     turn = Usage(input_tokens=2_000, output_tokens=20_000, cache_creation_input_tokens=100_000,
                  cache_read_input_tokens=40_000)
 
-    def script(request: RecordedRequest) -> Answer:
-        if request.kind == "turn" and "[first]" in request.user_text and not request.tool_results:
-            return Reply.tool("Bash", {"command": loop(tmp_path / "spent.txt", 2000), "description": "spend"},
-                              usage=turn)
-        return default_script(request)
-
-    with ScriptedMessagesApi(script) as api:
+    with ScriptedMessagesApi(looping_with_usage("[first]", tmp_path / "spent.txt", turn)) as api:
         types = {"fresh": claude_type(api, tmp_path / "home", model=None)}
         rules = [QueryRule(name="budget", action="pause", max_cost_usd=0.25, agent_type="fresh")]
         settings = agent_settings(tmp_path, types, query_rules=rules, query_rules_interval_s=0.05)
@@ -349,13 +355,7 @@ async def test_a_model_without_a_price_shows_its_tokens_and_no_cost_while_it_run
     unpriced = "claude-unpriced-1"
     turn = Usage(input_tokens=3_000, output_tokens=10, cache_read_input_tokens=7_000)
 
-    def script(request: RecordedRequest) -> Answer:
-        if request.kind == "turn" and "[unpriced]" in request.user_text and not request.tool_results:
-            return Reply.tool("Bash", {"command": loop(tmp_path / "counter.txt", 2000), "description": "work"},
-                              usage=turn)
-        return default_script(request)
-
-    with ScriptedMessagesApi(script) as api:
+    with ScriptedMessagesApi(looping_with_usage("[unpriced]", tmp_path / "counter.txt", turn)) as api:
         types = {"unpriced": claude_type(api, tmp_path / "home", model=unpriced)}
         async with open_services(agent_settings(tmp_path, types)) as services:
             agent_id = await ready_agent_of(services, "unpriced")
