@@ -36,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mcp import Client
 
 from server.agents.process_groups import tagged_processes
-from server.agents.records import AgentRecord, QueryRecord, agent_added, query_added
+from server.agents.records import AgentRecord, agent_added
 from server.agents.types import AgentType
 from server.app import agents_wired, build_server
 from server.config import Settings
+from server.queries.records import QueryRecord, query_added
 from server.services import Services, open_services
 from tests.fixtures.messages_api import Answer, RecordedRequest, Reply, ScriptedMessagesApi, default_script
 

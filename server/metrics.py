@@ -38,7 +38,7 @@ class NamespaceFigures(Protocol):
 
 
 class ModelFigures(Protocol):
-    """What the gauges show of one model's usage (`server.agents.records.ModelUsage` fits)."""
+    """What the gauges show of one model's usage (`server.queries.records.ModelUsage` fits)."""
 
     @property
     def model(self) -> str: ...

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import anyio
 
+from server.agents.activity import ActivityLog
+from server.agents.changes import ChangeFeed
+from server.agents.records import AgentRecords
 from server.agents.spawner import Spawner
 from server.agents.supervisor import Supervisor
 from server.clock import Clock, SystemClock
@@ -20,6 +23,7 @@ from server.metrics import ServerMetrics, StateFigures
 from server.objects import BatchUploader, ObjectStore
 from server.objects.from_settings import build_uploader, open_object_store
 from server.private_files import create_private_file, make_private_dir
+from server.queries.book import QueryBook
 from server.queries.registry import QueryRegistry
 from server.vectors import (
     Embedder,
@@ -51,13 +55,13 @@ class Services:
         """What ``/metrics`` shows of the state (memory, vectors, agents, queries, usage), read now."""
         stats = await self.memory.stats()
         vectors = self.memory.vectors
-        records = self.supervisor.records
+        queries = self.queries.records
         return StateFigures(
             namespaces=stats.namespaces,
             vectors=vectors.count() if vectors is not None else 0,
-            agents_by_status=await records.counts_by_status(),
-            queries_by_status=await records.query_counts(),
-            usage_by_model=await records.usage_by_model(),
+            agents_by_status=await self.supervisor.records.counts_by_status(),
+            queries_by_status=await queries.query_counts(),
+            usage_by_model=await queries.usage_by_model(),
         )
 
 
@@ -89,10 +93,17 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         parts.push_async_callback(_closing_shielded, objects.close)
         logger.info("object store: %s", objects.description)
         uploader = build_uploader(settings, objects, memory, clock)
-        # Opened after memory, so closed before it: agents are ended while their records can still be written.
-        supervisor = await Supervisor.open(settings, memory, clock)
+        # Opened after memory, so closed before it: agents are ended while their records can still be
+        # written (the agents database and the activity log close after the supervisor).
+        records = await AgentRecords.open(settings.agents_database_path)
+        parts.push_async_callback(_closing_shielded, records.close)
+        activity = ActivityLog(memory, settings)
+        parts.push_async_callback(_closing_shielded, activity.close)
+        changes = ChangeFeed()
+        book = QueryBook(records, activity, changes, settings, clock)
+        supervisor = await Supervisor.open(settings, records, book, activity, changes, clock)
         parts.push_async_callback(_closing_shielded, supervisor.close)
-        queries = QueryRegistry(supervisor, settings)
+        queries = QueryRegistry(supervisor, book, settings)
         parts.push_async_callback(_closing_shielded, queries.close)  # its rules stop before the agents end
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
                        uploader=uploader, supervisor=supervisor, spawner=Spawner(supervisor), queries=queries,

@@ -76,13 +76,13 @@ async def status_of(services: Services, *, detail: bool = True) -> StatusSnapsho
     now = services.clock.now_ms()
     stats = await services.memory.stats()
     vectors = services.memory.vectors
-    records = services.supervisor.records
-    usage = await records.usage_by_model()
+    usage = await services.queries.records.usage_by_model()
     if detail:
         active, _, query_counts = await services.queries.page(limit=500)
-        live = [_agent_row(current_record(services, record), now) for record in await records.live_agents()]
+        live = [_agent_row(current_record(services, record), now)
+                for record in await services.supervisor.records.live_agents()]
     else:
-        active, query_counts, live = [], await records.query_counts(), []
+        active, query_counts, live = [], await services.queries.records.query_counts(), []
     return StatusSnapshot(
         version=__version__, data_dir=str(services.settings.data_dir), at_ms=now,
         memory_entries=stats.total_entries, memory_bytes=stats.total_bytes, database_bytes=stats.database_bytes,
@@ -90,7 +90,7 @@ async def status_of(services: Services, *, detail: bool = True) -> StatusSnapsho
                                  expiring_within_hour=n.expiring_within_hour) for n in stats.namespaces],
         vector_backend=services.settings.vector_backend, vectors=vectors.count() if vectors is not None else 0,
         embedder=vectors.embedder_name if vectors is not None else None,
-        agents_by_status=await records.counts_by_status(),
+        agents_by_status=await services.supervisor.records.counts_by_status(),
         live_agents=live,
         queries_by_status=query_counts,
         active_queries=[QueryRow(query_id=view.record.id, agent_id=view.record.agent_id, status=view.record.status,

@@ -10,26 +10,24 @@ Agent ids already read ``agent-<hex>`` and query ids ``query-<hex>``, so a key i
 
 Namespaces and TTLs are settings. Records are queued and written in batches by a background
 task (one transaction for many agents' records), so recording never slows an agent down; a
-failure to record is logged and never fails the agent.
+failure to record is logged and never fails the agent. The query records (a task's end, each
+log entry of ``query-events``) are written here by `server.queries.book`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from typing import Any
 
 from server.agents.proc_stats import GroupUsage
-from server.agents.records import AgentRecord, QueryEvent, QueryRecord
+from server.agents.records import AgentRecord
 from server.config import Settings
 from server.memory import MemoryStore, PutRequest
 
 logger = logging.getLogger(__name__)
 
-# The result text kept in an activity record; agent-results keeps it whole (up to the value limit).
-_SUMMARY_CHARS = 500
 # Most records written in one transaction.
 _BATCH = 500
 
@@ -39,7 +37,6 @@ class ActivityLog:
         self._memory = memory
         self._settings = settings
         self._last_cpu: dict[str, tuple[float, int]] = {}
-        self._event_numbers = itertools.count(1)  # two events of one query in one millisecond keep apart
         self._queue: list[PutRequest] = []
         self._queued = asyncio.Event()
         self._idle = asyncio.Event()
@@ -47,28 +44,12 @@ class ActivityLog:
         self._writer: asyncio.Task[None] | None = None
 
     def spawned(self, agent: AgentRecord) -> None:
-        self._put(
+        self.put(
             self._settings.agent_activity_namespace, f"{agent.id}-spawn",
             {"agent_id": agent.id, "name": agent.name, "type": agent.type, "runtime": agent.runtime,
              "status": agent.status, "model": agent.model, "pid": agent.pid, "spawn_ms": agent.spawn_ms,
              "error": agent.error, "at_ms": agent.ready_ms or agent.created_ms},
             self._settings.agent_activity_ttl_s, tags=["spawn", agent.type, agent.status],
-        )
-
-    def task_ended(self, agent: AgentRecord, query: QueryRecord) -> None:
-        summary = {"agent_id": agent.id, "name": agent.name, "type": agent.type, "query_id": query.id,
-                   "model": query.model, "status": query.status, "turns": query.turns, "input_tokens": query.input_tokens,
-                   "output_tokens": query.output_tokens, "cost_usd": query.cost_usd, "error": query.error,
-                   "at_ms": query.ended_ms}
-        self._put(
-            self._settings.agent_activity_namespace, f"{agent.id}-complete",
-            {**summary, "result": (query.result or "")[:_SUMMARY_CHARS]},
-            self._settings.agent_activity_ttl_s, tags=["complete", agent.type, query.status],
-        )
-        self._put(
-            self._settings.agent_results_namespace, f"{agent.id}-{query.id}",
-            {**summary, "task": query.task, "result": self._bounded(query.result)},
-            self._settings.agent_results_ttl_s, tags=[agent.name, agent.type, query.status],
         )
 
     def sample(self, agent: AgentRecord, usage: GroupUsage, now_ms: int) -> None:
@@ -77,7 +58,7 @@ class ActivityLog:
         cpu_percent = None
         if previous is not None and now_ms > previous[1]:
             cpu_percent = round(100 * (usage.cpu_seconds - previous[0]) / ((now_ms - previous[1]) / 1000), 1)
-        self._put(
+        self.put(
             self._settings.agent_metrics_namespace, agent.id,
             {"agent_id": agent.id, "name": agent.name, "type": agent.type, "status": agent.status,
              "processes": usage.processes, "cpu_seconds": round(usage.cpu_seconds, 2), "cpu_percent": cpu_percent,
@@ -86,22 +67,15 @@ class ActivityLog:
             self._settings.agent_metrics_ttl_s, tags=["metrics", agent.type],
         )
 
-    def query_event(self, event: QueryEvent) -> None:
-        self._put(
-            self._settings.query_events_namespace, f"query-{event.query_id}-{event.at_ms}-{next(self._event_numbers)}",
-            {"query_id": event.query_id, "at_ms": event.at_ms, "action": event.action, "actor": event.actor,
-             "outcome": event.outcome, "detail": event.detail},
-            self._settings.query_events_ttl_s, tags=["query-event", event.action],
-        )
-
-    def _bounded(self, text: str | None) -> str | None:
-        # A value over the memory limit would be refused: keep the end, where the answer usually is.
+    def bounded(self, text: str | None) -> str | None:
+        """``text`` as it fits in one memory value: its end, where the answer usually is."""
         limit = max(self._settings.memory_max_value_bytes // 2 - 1024, 256)
         if text is None or len(text.encode()) <= limit:
             return text
         return "…" + text.encode()[-limit:].decode("utf-8", errors="ignore")
 
-    def _put(self, namespace: str, key: str, value: dict[str, Any], ttl_s: int, tags: list[str]) -> None:
+    def put(self, namespace: str, key: str, value: dict[str, Any], ttl_s: int, tags: list[str]) -> None:
+        """Queues one record; it is written with the next batch."""
         self._queue.append(PutRequest(namespace, key, value, ttl_s, tuple(tags)))
         self._idle.clear()
         self._queued.set()

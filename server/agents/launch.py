@@ -10,6 +10,8 @@ import shutil
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
 from server.agents.process_groups import AGENT_TAG_VARIABLE
 from server.errors import SwitchboardError
 
@@ -35,6 +37,17 @@ class SpawnFailed(SwitchboardError):
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+def spawn_retries(attempts: int) -> AsyncRetrying:
+    """Starting a process or a session: transient failures (EAGAIN, EMFILE, an initialize timeout)
+    are tried again with jittered backoff, up to ``attempts`` (SWITCHBOARD_AGENT_SPAWN_ATTEMPTS)."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+        retry=retry_if_exception(lambda error: isinstance(error, SpawnFailed) and error.transient),
+        reraise=True,
+    )
 
 
 def spawn_failure(error: OSError, executable: str) -> SpawnFailed:

@@ -1,9 +1,8 @@
-"""The live agent and its active query: what the supervisor keeps in memory while they have not ended.
+"""The live agent: what the supervisor keeps in memory while an agent has not ended.
 
-Their records are the rows in the agents database; these hold what only a running server has
-besides: runtime handles (a Claude Code session, an exec task's process), the events that say
-an agent is idle or ended, its place in the running slots, and the locks that keep one task and
-one control action at a time.
+Its record is its row in the agents database; this holds what only a running server has besides:
+runtime handles (a Claude Code session, an exec task's process), the events that say the agent is
+idle or ended, its place in the running slots, and the lock that keeps one task at a time.
 """
 
 from __future__ import annotations
@@ -14,8 +13,9 @@ from dataclasses import dataclass, field
 from server.agents.capacity import Ticket
 from server.agents.claude_runtime import ClaudeSession
 from server.agents.exec_runtime import ExecProcess
-from server.agents.outcome import OutputTail
-from server.agents.records import AgentRecord, QueryRecord
+from server.agents.outcome import OutputTail, Usage
+from server.agents.records import AgentRecord
+from server.agents.tasks import Task
 from server.agents.types import AgentType
 
 
@@ -39,7 +39,7 @@ class Agent:
     stop_retrying: bool = False
     # Its queries run one at a time, in the order they were started (asyncio.Lock is FIFO).
     query_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    running: ActiveQuery | None = None
+    running: Task | None = None
 
     @property
     def id(self) -> str:
@@ -50,17 +50,16 @@ class Agent:
         """Being ended (or ended): its stop was asked for, whether or not it is confirmed yet."""
         return self.stop_requested.is_set()
 
-
-@dataclass(eq=False)
-class ActiveQuery:
-    """A query that has not ended: its record (kept current in memory) and who waits for its end."""
-
-    record: QueryRecord
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    tail_mark: int = 0                # the agent's output count when it started: its tail is what came after
-    stopped_by: str | None = None     # who terminated it ("client", "rule:<name>"), for its error
-    control_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one control action at a time
+    @property
+    def live_usage(self) -> Usage | None:
+        """What its running task has used so far, as its runtime reports it while the task runs."""
+        if self.session is not None:
+            return self.session.live
+        return self.process.live_usage if self.process is not None else None
 
     @property
-    def id(self) -> str:
-        return self.record.id
+    def leader_pid(self) -> int | None:
+        """The process leading its group: the Claude Code CLI, or the running exec task."""
+        if self.session is not None:
+            return self.session.pid
+        return self.process.pid if self.process is not None else None

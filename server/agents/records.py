@@ -1,9 +1,11 @@
-"""`AgentRecords`: agents and their queries (tasks) as rows in ``<data_dir>/agents.sqlite3``.
+"""`AgentRecords`: the agents database, ``<data_dir>/agents.sqlite3``, and the agents' rows in it.
 
 Kept across restarts: ``agent_list`` shows agents of earlier runs, and the next start finds the
-processes a crashed server left behind from the pid and start time recorded here. Writes go
-through a group-commit writer, so a swarm spawned at once costs a few transactions, not one
-fsync per state change.
+processes a crashed server left behind from the pid and start time recorded here. The same file
+holds the queries the agents run and their logs; `server.queries.records` owns those rows and
+writes them through this database's `commit`, so a task's start or end (the query and its agent)
+is one transaction. Writes go through a group-commit writer, so a swarm spawned at once costs a
+few transactions, not one fsync per state change.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Generic, Literal, TypeVar
 
 import aiosqlite
 
@@ -21,16 +23,11 @@ from server.memory.writer import GroupCommitWriter
 from server.sqlite_migrations import apply_migrations
 
 AgentStatus = Literal["queued", "spawning", "ready", "running", "waiting", "terminated", "failed", "lost", "skipped"]
-QueryStatus = Literal[
-    "waiting", "queued", "running", "paused", "completed", "failed", "terminated", "skipped", "lost"
-]
 
 # An agent in one of these states has (or is about to have) processes.
 LIVE_AGENT_STATUSES: tuple[AgentStatus, ...] = ("queued", "spawning", "ready", "running", "waiting")
-ENDED_QUERY_STATUSES: tuple[QueryStatus, ...] = ("completed", "failed", "terminated", "skipped", "lost")
-# Not ended: what `query_list` shows without history.
-ACTIVE_QUERY_STATUSES: tuple[QueryStatus, ...] = ("waiting", "queued", "running", "paused")
 
+# The whole file's schema, queries included: one migration history per database.
 MIGRATIONS: tuple[str, ...] = (
     # 1: agents and their queries. `seq` orders listings and makes cursors stable.
     """
@@ -140,84 +137,53 @@ class AgentRecord:
     current_query: str | None = None
 
 
-@dataclass(slots=True)
-class QueryRecord:
-    """One task run by one agent."""
-
-    id: str
-    agent_id: str
-    task: str
-    status: QueryStatus
-    created_ms: int
-    model: str | None = None
-    permission_mode: str | None = None
-    started_ms: int | None = None
-    ended_ms: int | None = None
-    turns: int | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
-    usage: dict[str, Any] | None = None
-    result: str | None = None
-    error: str | None = None
-    session_id: str | None = None
-    exit_code: int | None = None
-    paused_total_ms: int = 0
-    paused_at_ms: int | None = None
-    output_tail: str | None = None
-
-    def active_ms(self, now_ms: int) -> int | None:
-        """Time it has run, pauses excluded (None before it started)."""
-        if self.started_ms is None:
-            return None
-        end = self.ended_ms if self.ended_ms is not None else self.paused_at_ms or now_ms
-        return max(end - self.started_ms - self.paused_total_ms, 0)
-
-    def wall_ms(self, now_ms: int) -> int | None:
-        if self.started_ms is None:
-            return None
-        return (self.ended_ms if self.ended_ms is not None else now_ms) - self.started_ms
-
-
 @dataclass(frozen=True, slots=True)
-class ModelUsage:
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
+class RowChange:
+    """One SQL statement on the agents database, ready for `AgentRecords.commit`."""
+
+    sql: str
+    params: tuple[object, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class QueryEvent:
-    """One entry of a query's log: a control action or a permission decision."""
-
-    query_id: str
-    at_ms: int
-    action: str
-    actor: str
-    outcome: str
-    detail: dict[str, Any] | None = None
+RowT = TypeVar("RowT")
 
 
-_AGENT_COLUMNS = tuple(f.name for f in fields(AgentRecord))
-_QUERY_COLUMNS = tuple(f.name for f in fields(QueryRecord))
-_EVENT_COLUMNS = tuple(f.name for f in fields(QueryEvent))
-_COLUMNS: dict[type[Any], tuple[str, ...]] = {AgentRecord: _AGENT_COLUMNS, QueryRecord: _QUERY_COLUMNS,
-                                              QueryEvent: _EVENT_COLUMNS}
-_JSON_COLUMNS = frozenset({"capabilities", "usage", "detail"})
+class Table(Generic[RowT]):
+    """A table whose rows are one dataclass: its columns are the dataclass's fields, in order, and
+    ``json_columns`` are stored as JSON text."""
+
+    def __init__(self, name: str, kind: type[RowT], json_columns: frozenset[str] = frozenset()) -> None:
+        self.name = name
+        self.kind = kind
+        self.columns = tuple(f.name for f in fields(kind))  # type: ignore[arg-type]
+        self._json_columns = json_columns
+
+    def inserted(self, record: RowT) -> RowChange:
+        values = tuple(self._to_sql(name, getattr(record, name)) for name in self.columns)
+        return RowChange(f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
+                         f"VALUES ({', '.join('?' * len(self.columns))})", values)
+
+    def updated(self, row_id: str, changes: dict[str, object]) -> RowChange:
+        unknown = set(changes) - set(self.columns) | ({"id"} & set(changes))
+        if unknown or not changes:
+            raise ValueError(f"cannot update {self.name} column(s) {sorted(unknown) or 'none given'}")
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        values = tuple(self._to_sql(name, value) for name, value in changes.items())
+        return RowChange(f"UPDATE {self.name} SET {assignments} WHERE id = ?", (*values, row_id))
+
+    def decoded(self, row: Sequence[object]) -> RowT:
+        values = {name: (json.loads(str(value)) if name in self._json_columns and value is not None else value)
+                  for name, value in zip(self.columns, row)}
+        return self.kind(**values)
+
+    def _to_sql(self, name: str, value: object) -> object:
+        return json.dumps(value) if name in self._json_columns and value is not None else value
 
 
-def _to_sql(name: str, value: object) -> object:
-    return json.dumps(value) if name in _JSON_COLUMNS and value is not None else value
+AGENTS = Table("agents", AgentRecord, frozenset({"capabilities"}))
 
 
-def _from_row(kind: type[Any], columns: Sequence[str], row: Sequence[object]) -> Any:
-    values = {name: (json.loads(str(value)) if name in _JSON_COLUMNS and value is not None else value)
-              for name, value in zip(columns, row)}
-    return kind(**values)
-
-
-def _where(**columns: Sequence[object]) -> tuple[str, list[object]]:
+def where_in(**columns: Sequence[object]) -> tuple[str, list[object]]:
     """``column IN (...)`` for each column given values (a column given none is not filtered), ANDed."""
     clauses, params = ["1"], list[object]()
     for column, values in columns.items():
@@ -227,32 +193,12 @@ def _where(**columns: Sequence[object]) -> tuple[str, list[object]]:
     return " AND ".join(clauses), params
 
 
-@dataclass(frozen=True, slots=True)
-class RowChange:
-    """One SQL statement on the agents database, ready for `AgentRecords.commit`."""
-
-    sql: str
-    params: tuple[object, ...]
-
-
 def agent_added(agent: AgentRecord) -> RowChange:
-    return _inserted("agents", _AGENT_COLUMNS, agent)
-
-
-def query_added(query: QueryRecord) -> RowChange:
-    return _inserted("queries", _QUERY_COLUMNS, query)
+    return AGENTS.inserted(agent)
 
 
 def agent_changed(agent_id: str, **changes: object) -> RowChange:
-    return _updated("agents", _AGENT_COLUMNS, agent_id, changes)
-
-
-def query_changed(query_id: str, **changes: object) -> RowChange:
-    return _updated("queries", _QUERY_COLUMNS, query_id, changes)
-
-
-def query_event_added(event: QueryEvent) -> RowChange:
-    return _inserted("query_events", _EVENT_COLUMNS, event)
+    return AGENTS.updated(agent_id, changes)
 
 
 def agent_usage_added(agent_id: str, input_tokens: int, output_tokens: int, cost_usd: float) -> RowChange:
@@ -260,20 +206,6 @@ def agent_usage_added(agent_id: str, input_tokens: int, output_tokens: int, cost
     return RowChange("UPDATE agents SET tasks_run = tasks_run + 1, input_tokens = input_tokens + ?, "
                      "output_tokens = output_tokens + ?, cost_usd = cost_usd + ? WHERE id = ?",
                      (input_tokens, output_tokens, cost_usd, agent_id))
-
-
-def _inserted(table: str, columns: Sequence[str], record: object) -> RowChange:
-    values = tuple(_to_sql(name, getattr(record, name)) for name in columns)
-    return RowChange(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
-
-
-def _updated(table: str, columns: Sequence[str], row_id: str, changes: dict[str, object]) -> RowChange:
-    unknown = set(changes) - set(columns) | ({"id"} & set(changes))
-    if unknown or not changes:
-        raise ValueError(f"cannot update {table} column(s) {sorted(unknown) or 'none given'}")
-    assignments = ", ".join(f"{name} = ?" for name in changes)
-    values = tuple(_to_sql(name, value) for name, value in changes.items())
-    return RowChange(f"UPDATE {table} SET {assignments} WHERE id = ?", (*values, row_id))
 
 
 class AgentRecords:
@@ -318,113 +250,64 @@ class AgentRecords:
 
         await self._writer.submit(op)
 
-    async def add_query(self, query: QueryRecord) -> None:
-        await self.commit(query_added(query))
-
     async def update_agent(self, agent_id: str, **changes: object) -> None:
         await self.commit(agent_changed(agent_id, **changes))
 
-    async def update_query(self, query_id: str, **changes: object) -> None:
-        await self.commit(query_changed(query_id, **changes))
-
-    async def mark_lost(self, agent_ids: Sequence[str], ended_ms: int, reason: str) -> None:
-        """Agents of a server that is gone, and their unfinished queries, become `lost`."""
+    async def mark_lost(self, agent_ids: Sequence[str], ended_ms: int, reason: str, *also: RowChange) -> None:
+        """Agents of a server that is gone become `lost`; ``also`` (their unfinished queries) in the same commit."""
         if not agent_ids:
             return
         marks = ",".join("?" * len(agent_ids))
-        ended_queries = ",".join(f"'{status}'" for status in ENDED_QUERY_STATUSES)
         await self.commit(
             RowChange(f"UPDATE agents SET status = 'lost', error = ?, ended_ms = ?, pid = NULL, current_query = NULL "
                       f"WHERE id IN ({marks})", (reason, ended_ms, *agent_ids)),
-            RowChange(f"UPDATE queries SET status = 'lost', error = ?, ended_ms = ? "
-                      f"WHERE agent_id IN ({marks}) AND status NOT IN ({ended_queries})",
-                      (reason, ended_ms, *agent_ids)),
+            *also,
         )
 
     # -- reads ---------------------------------------------------------------------------------
 
     async def agent(self, agent_id: str) -> AgentRecord | None:
-        found = await self._select(AgentRecord, "agents", "id = ?", [agent_id])
-        return found[0] if found else None
-
-    async def query(self, query_id: str) -> QueryRecord | None:
-        found = await self._select(QueryRecord, "queries", "id = ?", [query_id])
+        found = await self.select(AGENTS, "id = ?", [agent_id])
         return found[0] if found else None
 
     async def agents_page(
         self, *, statuses: Sequence[str] = (), agent_type: str | None = None, after_seq: int = 0, limit: int = 50
     ) -> tuple[list[AgentRecord], int | None]:
         """Agents in creation order after ``after_seq``; also the seq to continue from (None at the end)."""
-        where, params = _where(status=statuses, type=[agent_type] if agent_type is not None else [])
-        return await self._page(AgentRecord, "agents", where, params, after_seq, limit)
+        where, params = where_in(status=statuses, type=[agent_type] if agent_type is not None else [])
+        return await self.page(AGENTS, where, params, after_seq, limit)
 
     async def recent_agents(self, limit: int) -> list[AgentRecord]:
         """The ``limit`` newest agents, newest first."""
-        return await self._select(AgentRecord, "agents", "1", [], order="seq DESC", limit=limit)
-
-    async def recent_ended_queries(self, limit: int) -> list[QueryRecord]:
-        """The ``limit`` newest queries that have ended, newest first."""
-        where, params = _where(status=ENDED_QUERY_STATUSES)
-        return await self._select(QueryRecord, "queries", where, params, order="seq DESC", limit=limit)
+        return await self.select(AGENTS, "1", [], order="seq DESC", limit=limit)
 
     async def live_agents(self) -> list[AgentRecord]:
         """Agents recorded as alive (by any server run)."""
-        where, params = _where(status=LIVE_AGENT_STATUSES)
-        return await self._select(AgentRecord, "agents", where, params)
+        where, params = where_in(status=LIVE_AGENT_STATUSES)
+        return await self.select(AGENTS, where, params)
 
-    async def queries_page(
-        self, *, statuses: Sequence[str] = (), agent_id: str | None = None, query_ids: Sequence[str] = (),
-        after_seq: int = 0, limit: int = 50,
-    ) -> tuple[list[QueryRecord], int | None]:
-        """Queries in creation order after ``after_seq``; also the seq to continue from (None at the end)."""
-        where, params = _where(status=statuses, agent_id=[agent_id] if agent_id is not None else [], id=query_ids)
-        return await self._page(QueryRecord, "queries", where, params, after_seq, limit)
-
-    async def query_counts(self, *, agent_id: str | None = None, query_ids: Sequence[str] = ()) -> dict[str, int]:
-        """How many queries are in each state (of one agent, or of ``query_ids``, when given)."""
-        where, params = _where(agent_id=[agent_id] if agent_id is not None else [], id=query_ids)
-        rows = await fetch_all(self._conn, f"SELECT status, COUNT(*) FROM queries WHERE {where} GROUP BY status", params)
+    async def counts_by_status(self) -> dict[str, int]:
+        rows = await self.rows("SELECT status, COUNT(*) FROM agents GROUP BY status")
         return {str(status): int(str(count)) for status, count in rows}
 
-    async def _select(self, kind: type[Any], table: str, where: str, params: Sequence[object], *,
-                      order: str = "seq", limit: int = -1) -> list[Any]:
-        columns = _COLUMNS[kind]
-        rows = await fetch_all(
-            self._conn, f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY {order} LIMIT ?",
-            (*params, limit))
-        return [_from_row(kind, columns, row) for row in rows]
+    # -- reading any table (the queries' rows too) ---------------------------------------------
 
-    async def _page(self, kind: type[Any], table: str, where: str, params: Sequence[object], after_seq: int,
-                    limit: int) -> tuple[list[Any], int | None]:
+    async def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        return await fetch_all(self._conn, sql, params)
+
+    async def select(self, table: Table[RowT], where: str, params: Sequence[object], *,
+                     order: str = "seq", limit: int = -1) -> list[RowT]:
+        rows = await self.rows(
+            f"SELECT {', '.join(table.columns)} FROM {table.name} WHERE {where} ORDER BY {order} LIMIT ?",
+            (*params, limit))
+        return [table.decoded(row) for row in rows]
+
+    async def page(self, table: Table[RowT], where: str, params: Sequence[object], after_seq: int,
+                   limit: int) -> tuple[list[RowT], int | None]:
         """One page in creation order after ``after_seq``, and the seq to continue from (None at the end)."""
-        columns = _COLUMNS[kind]
-        rows = await fetch_all(
-            self._conn, f"SELECT seq, {', '.join(columns)} FROM {table} WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",
+        rows = await self.rows(
+            f"SELECT seq, {', '.join(table.columns)} FROM {table.name} WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",
             (*params, after_seq, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
-        return [_from_row(kind, columns, row[1:]) for row in rows], (int(str(rows[-1][0])) if more and rows else None)
-
-    async def events_of(self, query_ids: Sequence[str]) -> dict[str, list[QueryEvent]]:
-        """The logs of ``query_ids``, oldest first."""
-        if not query_ids:
-            return {}
-        where, params = _where(query_id=query_ids)
-        events: dict[str, list[QueryEvent]] = {}
-        for event in await self._select(QueryEvent, "query_events", where, params):
-            events.setdefault(event.query_id, []).append(event)
-        return events
-
-    async def usage_by_model(self) -> list[ModelUsage]:
-        """Tokens and cost of every query on record, summed by model (unknown model: "unknown")."""
-        rows = await fetch_all(
-            self._conn,
-            "SELECT COALESCE(model, 'unknown'), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
-            "COALESCE(SUM(cost_usd), 0) FROM queries GROUP BY COALESCE(model, 'unknown') ORDER BY 1",
-        )
-        return [ModelUsage(str(model), int(str(inputs)), int(str(outputs)), float(str(cost)))
-                for model, inputs, outputs, cost in rows]
-
-    async def counts_by_status(self) -> dict[str, int]:
-        rows = await fetch_all(self._conn, "SELECT status, COUNT(*) FROM agents GROUP BY status")
-        return {str(status): int(str(count)) for status, count in rows}
+        return [table.decoded(row[1:]) for row in rows], (int(str(rows[-1][0])) if more and rows else None)

@@ -17,8 +17,8 @@ from typing import Literal
 
 from server.agents.ids import new_id
 from server.agents.pool import PooledWorker
-from server.agents.records import QueryRecord
 from server.agents.supervisor import Supervisor
+from server.agents.tasks import Task
 from server.agents.types import AgentType
 from server.config.agent_type import PERMISSION_MODES
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
@@ -118,7 +118,7 @@ class PlannedAgent:
     depends_on_new: list[int]        # indices into the request
     depends_on_existing: list[str]   # ids of agents from earlier calls
     worker: PooledWorker | None = None  # a warm pool's idle session, taken for this agent
-    query: QueryRecord | None = None    # its task, once recorded
+    task: Task | None = None            # its task, once recorded
 
 
 class SpawnPlanner:

@@ -134,15 +134,15 @@ class Spawner:
 
     async def _record(self, item: PlannedAgent) -> Agent:
         spec, agent_type = item.spec, item.agent_type
-        agent, query = await self._supervisor.create(
+        agent, task = await self._supervisor.create(
             agent_id=item.entry.agent_id, name=spec.name, type_name=spec.type, agent_type=agent_type,
             command=item.command, model=spec.model or agent_type.model,
             permission_mode=spec.permission_mode or agent_type.permission_mode, cwd=item.cwd,
             capabilities=spec.capabilities, priority=spec.priority, status="queued", task=spec.task or None,
-            task_status="waiting" if item.depends_on_new or item.depends_on_existing else "queued",
+            task_waits=bool(item.depends_on_new or item.depends_on_existing),
         )
-        if query is not None:
-            item.query, item.entry.query_id = query, query.id
+        if task is not None:
+            item.task, item.entry.query_id = task, task.id
         return agent
 
     @staticmethod
@@ -229,13 +229,13 @@ class Spawner:
         if reason is not None:
             await self._skip(item, agent, reason, report)
             return
-        query = item.query
-        assert spec.task is not None and query is not None
+        task = item.task
+        assert spec.task is not None and task is not None
         prompt = _prompt_with_inputs(spec.task, inputs) if agent.agent_type.runtime == "claude" else spec.task
         entry.status = "running"
 
         if agent.agent_type.runtime == "claude":
-            outcome = await supervisor.run_task(agent, query, prompt, inputs)
+            outcome = await supervisor.run_task(agent, task, prompt, inputs)
         else:
             # An exec agent is up when its task's process has started; the concurrency limit bounds
             # those starts, so its slot is given back as soon as the process runs. Its place under the
@@ -244,7 +244,7 @@ class Spawner:
                 agent.ticket = await supervisor.slots.admit(agent, queued)
                 if agent.ticket is None:
                     self._take_outcome(entry, TaskOutcome("terminated", error="terminated while it was queued"), agent)
-                    await supervisor.close_query(query.id, "terminated", "terminated while it was queued")
+                    await supervisor.tasks.close(task.id, "terminated", "terminated while it was queued")
                     await report(entry, f"{entry.name} terminated while queued", final=True)
                     return
             await in_flight.acquire()
@@ -257,7 +257,7 @@ class Spawner:
                 in_flight.release()
                 holding = False
 
-            running = asyncio.ensure_future(supervisor.run_task(agent, query, prompt, inputs, started, queued))
+            running = asyncio.ensure_future(supervisor.run_task(agent, task, prompt, inputs, started, queued))
             try:
                 up = asyncio.ensure_future(entry.spawned.wait())
                 await asyncio.wait((running, up), return_when=asyncio.FIRST_COMPLETED)
@@ -320,7 +320,7 @@ class Spawner:
         entry = item.entry
         entry.status, entry.error = "skipped", f"skipped: {reason}"
         if entry.query_id is not None:
-            await self._supervisor.close_query(entry.query_id, "skipped", entry.error)
+            await self._supervisor.tasks.close(entry.query_id, "skipped", entry.error)
         await self._end_quietly(agent, "skipped", self._settings.agent_terminate_grace_s, entry.error)
         await report(entry, f"{entry.name} skipped", final=True)
 
@@ -329,7 +329,7 @@ class Spawner:
         entry = item.entry
         entry.status, entry.error = "failed", error
         if entry.query_id is not None:
-            await self._supervisor.close_query(entry.query_id, "failed", error)
+            await self._supervisor.tasks.close(entry.query_id, "failed", error)
         await self._end_quietly(agent, "failed", 1.0, error)
         self._supervisor.activity.spawned(agent.record)
         await report(entry, f"{entry.name} failed", final=True)

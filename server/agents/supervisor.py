@@ -16,22 +16,17 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from server.agents.activity import ActivityLog
 from server.agents.capacity import RunningCap, default_max_running
 from server.agents.changes import ChangeFeed
 from server.agents.claude_launch import ClaudeLaunches
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
-from server.agents.exec_runtime import ExecLaunch, ExecProcess, prepare_files
-from server.agents.ids import new_id
-from server.agents.launch import (
-    SpawnFailed,
-    remove_mcp_config,
-)
-from server.agents.live import ActiveQuery, Agent
+from server.agents.launch import SpawnFailed, remove_mcp_config, spawn_retries
+from server.agents.live import Agent
 from server.agents.memory_access import AgentMemoryAccess
 from server.agents.outcome import OutputTail, TaskOutcome
 from server.agents.permissions import decide as decide_permission
@@ -46,29 +41,17 @@ from server.agents.process_groups import (
     signal_processes,
     tagged_processes,
 )
-from server.agents.records import (
-    AgentRecord,
-    AgentRecords,
-    AgentStatus,
-    QueryEvent,
-    QueryRecord,
-    QueryStatus,
-    agent_added,
-    agent_changed,
-    agent_usage_added,
-    query_added,
-    query_changed,
-    query_event_added,
-)
+from server.agents.records import AgentRecord, AgentRecords, AgentStatus, RowChange, agent_added, agent_changed
 from server.agents.sampling import sample_agents_forever
 from server.agents.slots import RunningSlots
 from server.agents.tagged_scan import SharedTaggedScan
-from server.agents.types import AgentType, AgentTypes, render_command, type_environment
+from server.agents.task_runner import TaskRunner
+from server.agents.tasks import Task, TaskLedger
+from server.agents.types import AgentType, AgentTypes
 from server.agents.watchdog import Watchdog
 from server.clock import Clock
 from server.config import Settings
 from server.errors import NotFound, SwitchboardError
-from server.memory import MemoryStore
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +70,18 @@ class StopFailed(SwitchboardError):
 class Supervisor:
     """Every agent of this server. Open with `Supervisor.open`, close with `close`."""
 
-    def __init__(self, settings: Settings, records: AgentRecords, memory: MemoryStore, clock: Clock) -> None:
+    def __init__(self, settings: Settings, records: AgentRecords, tasks: TaskLedger, activity: ActivityLog,
+                 changes: ChangeFeed, clock: Clock) -> None:
         self.settings = settings
         self.records = records
+        self.tasks = tasks
         self.clock = clock
         self.types = AgentTypes(settings.agent_types)
-        self.activity = ActivityLog(memory, settings)
+        self.activity = activity
         self.memory_access: AgentMemoryAccess | None = None
         self.stray_scan = SharedTaggedScan()  # one /proc scan for the tools of agents ending together
-        self.changes = ChangeFeed()
+        self.changes = changes
         self._agents: dict[str, Agent] = {}
-        self._queries: dict[str, ActiveQuery] = {}
         self._watchdog: Watchdog | None = None
         self._watchdog_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
@@ -107,14 +91,18 @@ class Supervisor:
         self.boot_id = boot_id()
         self.slots = RunningSlots(RunningCap(settings.agent_max_running or default_max_running()))
         self.pool = WarmPool(self)
+        self.runner = TaskRunner(settings, records, tasks, self.slots, changes, self.stray_scan, clock,
+                                 self.watchdog, self.workdir_for)
         self._sampler = asyncio.create_task(
             sample_agents_forever(self.live_agents, self.activity, clock, settings.agent_metrics_interval_s),
             name="agent-metrics")
 
     @classmethod
-    async def open(cls, settings: Settings, memory: MemoryStore, clock: Clock) -> Supervisor:
-        records = await AgentRecords.open(settings.agents_database_path)
-        supervisor = cls(settings, records, memory, clock)
+    async def open(cls, settings: Settings, records: AgentRecords, tasks: TaskLedger, activity: ActivityLog,
+                   changes: ChangeFeed, clock: Clock) -> Supervisor:
+        """A supervisor over ``records`` (the caller closes them after `close`) that has ended what
+        an earlier, crashed server left running."""
+        supervisor = cls(settings, records, tasks, activity, changes, clock)
         try:
             await supervisor.reap_leftovers()
         except BaseException:
@@ -143,8 +131,8 @@ class Supervisor:
         for orphan in orphans:  # its token died with its server; the file need not outlive it either
             remove_mcp_config(self.workdir_for(orphan))
         if orphans:
-            await self.records.mark_lost(orphans, self.clock.now_ms(),
-                                         "lost: the server running it exited; its processes were ended at the next start")
+            now, reason = self.clock.now_ms(), "lost: the server running it exited; its processes were ended at the next start"
+            await self.records.mark_lost(orphans, now, reason, self.tasks.lost_with(orphans, now, reason))
             logger.info("marked %d agent(s) of an earlier server run lost", len(orphans))
         return orphans
 
@@ -162,10 +150,10 @@ class Supervisor:
     async def create(
         self, *, agent_id: str, name: str, type_name: str, agent_type: AgentType, command: tuple[str, ...] | None,
         model: str | None, permission_mode: str, cwd: Path | None, capabilities: Sequence[str], priority: int,
-        status: AgentStatus, task: str | None = None, task_status: QueryStatus = "queued",
-    ) -> tuple[Agent, QueryRecord | None]:
+        status: AgentStatus, task: str | None = None, task_waits: bool = False,
+    ) -> tuple[Agent, Task | None]:
         """Records a new agent (not yet started) and, in the same commit, its first task when it has
-        one (as a query in ``task_status``); tracks the agent."""
+        one (``task_waits`` for its dependencies, else queued); tracks the agent."""
         workdir = cwd if cwd is not None else self.workdir_for(agent_id)
         assert self.identity is not None
         record = AgentRecord(
@@ -174,14 +162,16 @@ class Supervisor:
             created_ms=self.clock.now_ms(),
             model=model, permission_mode=permission_mode, capabilities=list(capabilities), priority=priority,
         )
-        query = self._new_query(record, task, task_status, None, None) if task is not None else None
-        await self.records.commit(agent_added(record), *([query_added(query)] if query is not None else []))
+        changes: list[RowChange] = [agent_added(record)]
+        first: Task | None = None
+        if task is not None:
+            first, recorded = self.tasks.first_task(record, task, waiting=task_waits)
+            changes.append(recorded)
+        await self.records.commit(*changes)
         agent = Agent(record, agent_type, command, OutputTail(self.settings.agent_output_tail_bytes))
         agent.idle.set()
         self._agents[agent_id] = agent
-        if query is not None:
-            self._queries[query.id] = ActiveQuery(query)
-        return agent, query
+        return agent, first
 
     def state_dir(self, agent: Agent) -> Path:
         """Logs, the pid file and task inputs: always under the data directory, whatever the workdir."""
@@ -194,13 +184,26 @@ class Supervisor:
         await self.records.update_agent(agent.id, status=status, **changes)
         self.changes.changed("agent", agent.id)
 
+    def changed(self, agent: Agent, **changes: object) -> RowChange:
+        """Applies ``changes`` to the live agent and answers the row change that records them, for
+        the caller to commit with its own (a query's setting and its agent's, in one commit)."""
+        for name, value in changes.items():
+            setattr(agent.record, name, value)
+        return agent_changed(agent.id, **changes)
+
+    async def run_task(self, agent: Agent, task: Task, prompt: str, inputs: dict[str, Any] | None,
+                       on_started: Callable[[float], None] | None = None,
+                       on_queued: Callable[[], Awaitable[None]] | None = None) -> TaskOutcome:
+        """Runs one task on the agent, after its earlier ones (`TaskRunner.run`)."""
+        return await self.runner.run(agent, task, prompt, inputs, on_started, on_queued)
+
     async def start(self, agent: Agent) -> float:
         """Starts a claude agent's session (retrying transient failures); answers the spawn time in
         ms. An exec agent has nothing to start until its first task. Raises `SpawnFailed`."""
         if agent.agent_type.runtime != "claude":
             return 0.0
         began = asyncio.get_running_loop().time()
-        async for attempt in self._spawn_retries():
+        async for attempt in spawn_retries(self.settings.agent_spawn_attempts):
             with attempt:
                 if agent.terminating:
                     raise SpawnFailed("terminated before it was ready", transient=False)
@@ -218,16 +221,6 @@ class Supervisor:
         await self._adopt(agent, agent.session.pid if agent.session else None)
         await self._model_at_start(agent)
         return spawn_ms
-
-    def _spawn_retries(self) -> AsyncRetrying:
-        """Starting a process or a session: transient failures (EAGAIN, EMFILE, an initialize
-        timeout) are tried again with jittered backoff, up to SWITCHBOARD_AGENT_SPAWN_ATTEMPTS."""
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.settings.agent_spawn_attempts),
-            wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
-            retry=retry_if_exception(lambda error: isinstance(error, SpawnFailed) and error.transient),
-            reraise=True,
-        )
 
     async def _model_at_start(self, agent: Agent) -> None:
         """An agent whose type names no model runs the CLI's default: listed as such from the start."""
@@ -283,258 +276,12 @@ class Supervisor:
             if not decision.allowed:
                 logger.info("agent %s: denied tool %s (%s)", agent_id, tool_name, mode)
             if agent is not None and agent.running is not None:
-                await self.log_event(agent.running.id, "permission", f"policy:{mode}",
+                await self.tasks.log(agent.running.id, "permission", f"policy:{mode}",
                                      "allowed" if decision.allowed else "denied",
                                      {"tool": tool_name, "reason": decision.reason})
             return None if decision.allowed else decision.reason
 
         return decide
-
-    async def log_event(self, query_id: str, action: str, actor: str, outcome: str,
-                        detail: dict[str, Any] | None = None) -> QueryEvent:
-        """Writes one entry of a query's log (SQLite, and the query-events memory namespace)."""
-        event = QueryEvent(query_id, self.clock.now_ms(), action, actor, outcome, detail)
-        await self.records.commit(query_event_added(event))
-        self.activity.query_event(event)
-        self.changes.changed("query", query_id)
-        return event
-
-    # -- tasks ---------------------------------------------------------------------------------
-
-    def _new_query(self, agent: AgentRecord, task: str, status: QueryStatus, model: str | None,
-                   permission_mode: str | None) -> QueryRecord:
-        return QueryRecord(id=new_id("query"), agent_id=agent.id, task=task, status=status,
-                           created_ms=self.clock.now_ms(), model=model or agent.model,
-                           permission_mode=permission_mode or agent.permission_mode)
-
-    async def add_query(self, agent: Agent, task: str, *, model: str | None = None,
-                        permission_mode: str | None = None) -> QueryRecord:
-        """Records a new query of a live agent, ``queued`` until `run_task` runs it (after the agent's
-        earlier queries). ``model`` and ``permission_mode`` apply from this query on."""
-        query = self._new_query(agent.record, task, "queued", model, permission_mode)
-        await self.records.add_query(query)
-        self._queries[query.id] = ActiveQuery(query)
-        return query
-
-    async def close_query(self, query_id: str, status: QueryStatus, error: str) -> None:
-        """Ends a query that will not run (skipped, failed to start, its agent ended) and records why."""
-        active = self._queries.pop(query_id, None)
-        now = self.clock.now_ms()
-        await self.records.update_query(query_id, status=status, error=error, ended_ms=now)
-        if active is not None:
-            active.record.status, active.record.error, active.record.ended_ms = status, error, now
-            active.ended.set()
-        self.changes.changed("query", query_id)
-
-    def active_query(self, query_id: str) -> ActiveQuery | None:
-        return self._queries.get(query_id)
-
-    def active_queries(self) -> list[ActiveQuery]:
-        return list(self._queries.values())
-
-    async def run_task(self, agent: Agent, query: QueryRecord, prompt: str, inputs: dict[str, Any] | None,
-                       on_started: Callable[[float], None] | None = None,
-                       on_queued: Callable[[], Awaitable[None]] | None = None) -> TaskOutcome:
-        """Runs one task to its end, after the agent's earlier ones, and records it. ``on_started``
-        gets the spawn time (ms) once its process is up (an exec agent's process start; a claude
-        agent's session is already up); ``on_queued`` is told when an exec task waits for a slot
-        under SWITCHBOARD_AGENT_MAX_RUNNING."""
-        active = self._queries.setdefault(query.id, ActiveQuery(query))
-        async with agent.query_lock:
-            if active.ended.is_set():  # terminated while it waited its turn (already recorded)
-                return TaskOutcome("terminated", error=query.error or "terminated before it started")
-            if agent.terminating or active.stopped_by is not None:
-                who = active.stopped_by or "the agent's end"
-                outcome = TaskOutcome("terminated", error=f"terminated by {who} before it started")
-                await self._finish_query(agent, query, outcome)
-                return outcome
-            agent.idle.clear()
-            agent.running = active
-            active.tail_mark = agent.tail.total_bytes
-            try:
-                return await self._run_task(agent, active, prompt, inputs, on_started, on_queued)
-            finally:
-                agent.running = None
-                agent.idle.set()
-
-    async def _run_task(self, agent: Agent, active: ActiveQuery, prompt: str, inputs: dict[str, Any] | None,
-                        on_started: Callable[[float], None] | None,
-                        on_queued: Callable[[], Awaitable[None]] | None) -> TaskOutcome:
-        query = active.record
-        if agent.agent_type.runtime != "claude":
-            # An exec task's process counts toward the server's cap while it runs; until a slot is
-            # free the query stays queued (and is ended, never started, if the agent ends meanwhile).
-            ticket = agent.ticket or await self.slots.admit(agent, on_queued)
-            if ticket is None:
-                outcome = TaskOutcome("terminated", error="terminated while it waited for a running slot")
-                await self._finish_query(agent, query, outcome)
-                return outcome
-            agent.ticket = ticket
-            try:
-                await self._mark_running(agent, query)
-                outcome = await self._run_exec(agent, query, prompt, inputs, on_started)
-            finally:
-                if agent.ticket is ticket and agent.process is None:  # its process is gone: the slot is free
-                    ticket.release()
-                    agent.ticket = None
-            await self._finish_query(agent, query, outcome)
-            return outcome
-        await self._mark_running(agent, query)
-        assert agent.session is not None
-        failure = await self._apply_query_settings(agent, query)
-        if on_started is not None:
-            on_started(0.0)
-        outcome = failure or await agent.session.run(
-            prompt, on_model=lambda model: self._model_in_use(agent, query, model))
-        await self._finish_query(agent, query, outcome)
-        return outcome
-
-    async def _mark_running(self, agent: Agent, query: QueryRecord) -> None:
-        now = self.clock.now_ms()
-        query.status, query.started_ms = "running", now
-        agent.record.status, agent.record.current_query = "running", query.id
-        await self.records.commit(query_changed(query.id, status="running", started_ms=now),
-                                  agent_changed(agent.id, status="running", current_query=query.id))
-        self.changes.changed("query", query.id)
-        self.changes.changed("agent", agent.id)
-
-    async def _apply_query_settings(self, agent: Agent, query: QueryRecord) -> TaskOutcome | None:
-        """A claude query started with its own model or permission mode: set live on the session,
-        where they stay for the agent's next queries. A refusal fails the query with the CLI's reason."""
-        assert agent.session is not None
-        record = agent.record
-        try:
-            if query.model is not None and query.model != record.model:
-                await agent.session.set_model(query.model)
-                record.model = query.model
-            if query.permission_mode is not None and query.permission_mode != record.permission_mode:
-                await agent.session.set_permission_mode(query.permission_mode)
-                record.permission_mode = query.permission_mode
-        except Exception as error:  # the SDK raises a bare Exception carrying the CLI's answer
-            return TaskOutcome("failed", error=f"Claude Code refused the query's settings: {error}")
-        await self.records.update_agent(agent.id, model=record.model, permission_mode=record.permission_mode)
-        return None
-
-    async def _run_exec(self, agent: Agent, query: QueryRecord, task: str, inputs: dict[str, Any] | None,
-                        on_started: Callable[[float], None] | None) -> TaskOutcome:
-        assert agent.command is not None
-        record = agent.record
-        state_dir = self.state_dir(agent)
-        workdir = Path(record.workdir)
-        values = {"task": task, "model": query.model or record.model or "",
-                  "permission_mode": query.permission_mode or record.permission_mode or "",
-                  "agent_id": agent.id, "workdir": str(workdir)}
-        env = type_environment(agent.agent_type, agent.id)
-        inputs_path = state_dir / f"inputs-{query.id}.json" if inputs is not None else None
-        launch = ExecLaunch(render_command(agent.command, values), workdir, env, state_dir / "output.log")
-        # Creating directories and files takes about a millisecond each on a VM's disk: in a thread,
-        # so that a swarm's agents prepare side by side and the event loop keeps answering.
-        log = await asyncio.to_thread(prepare_files, launch, inputs_path, inputs)
-        if inputs_path is not None:
-            env["SWITCHBOARD_INPUTS"] = str(inputs_path)
-        slot = self.slots.of_type(record.type, agent.agent_type)
-        async with slot if slot is not None else contextlib.nullcontext():
-            watchdog = await self.watchdog()
-            began = asyncio.get_running_loop().time()
-            try:
-                process = await self._start_exec(launch, agent, log)
-            except BaseException:
-                log.close()
-                raise
-            agent.process = process
-            if agent.terminating:  # ended while it started: end_group below ends it at once
-                process.terminated_by = "agent_terminate"
-                signal_processes([process.pid], signal.SIGKILL)
-            spawn_ms = (asyncio.get_running_loop().time() - began) * 1000
-            started: dict[str, object] = {}
-            identity = identify(process.pid)
-            if identity is not None:
-                watchdog.watch(identity.pid, identity.start_time, agent.id)
-                record.pid, record.pid_start_time = identity.pid, identity.start_time
-                started.update(pid=identity.pid, pid_start_time=identity.start_time)
-            if record.ready_ms is None:  # its first process: the agent is up
-                record.ready_ms, record.spawn_ms = self.clock.now_ms(), spawn_ms
-                started.update(ready_ms=record.ready_ms, spawn_ms=spawn_ms)
-            if on_started is not None:
-                on_started(spawn_ms)
-            try:
-                # Recorded while the task runs: a quick task need not wait for that commit first.
-                recorded = self.records.update_agent(agent.id, **started) if started else asyncio.sleep(0)
-                _, outcome = await asyncio.gather(recorded, process.wait())
-            finally:
-                # The task's tools may have left children in its group: they go with it.
-                ending = await end_group(process.pid, 0.5, tag=agent.id, scan=self.stray_scan)
-                if ending != "survived":
-                    agent.process = None
-                    record.pid = None
-                    watchdog.forget(process.pid)
-        return outcome
-
-    async def _start_exec(self, launch: ExecLaunch, agent: Agent, log: IO[bytes]) -> ExecProcess:
-        async for attempt in self._spawn_retries():
-            with attempt:
-                return await ExecProcess.start(launch, agent.tail, log)
-        raise AssertionError("unreachable: tenacity re-raises the last failure")
-
-    async def _model_in_use(self, agent: Agent, query: QueryRecord, model: str) -> None:
-        """The CLI named the model it runs: on the agent and the query at once (listings show the
-        model in use, not only the one asked for, which is None when the type sets none)."""
-        changed = []
-        if agent.record.model != model:
-            agent.record.model = model
-            changed.append(agent_changed(agent.id, model=model))
-        if query.model != model:
-            query.model = model
-            changed.append(query_changed(query.id, model=model))
-        if changed:
-            await self.records.commit(*changed)
-            self.changes.changed("query", query.id)
-            self.changes.changed("agent", agent.id)
-
-    async def _finish_query(self, agent: Agent, query: QueryRecord, outcome: TaskOutcome) -> None:
-        now = self.clock.now_ms()
-        usage = outcome.usage
-        active = self._queries.get(query.id)
-        stopped_by = active.stopped_by if active is not None else None
-        status, error = outcome.status, outcome.error
-        if outcome.status != "completed" and (agent.terminating or stopped_by is not None):
-            status = "terminated"
-            error = f"terminated by {stopped_by}" if stopped_by is not None else f"terminated: {outcome.error}"
-        if query.paused_at_ms is not None:  # ended while paused (a terminate): the pause ends too
-            query.paused_total_ms += now - query.paused_at_ms
-        started = query.started_ms is not None
-        changes = {"status": status, "ended_ms": now, "result": outcome.result, "error": error,
-                   "turns": usage.turns, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-                   "cost_usd": usage.cost_usd, "usage": usage.raw, "session_id": outcome.session_id,
-                   "exit_code": outcome.exit_code, "paused_at_ms": None, "paused_total_ms": query.paused_total_ms,
-                   "output_tail": agent.tail.since(active.tail_mark) if active is not None and started else None}
-        for name, value in changes.items():
-            setattr(query, name, value)
-        record = agent.record
-        if started:
-            record.tasks_run += 1
-            record.input_tokens += usage.input_tokens or 0
-            record.output_tokens += usage.output_tokens or 0
-            record.cost_usd += usage.cost_usd or 0.0
-        if outcome.status == "completed":
-            agent.last_result = outcome.result
-        # The query's end, the agent's totals and (unless it is being ended) its return to ready: one commit.
-        ended = [query_changed(query.id, **changes)]
-        if started:
-            ended.append(agent_usage_added(agent.id, usage.input_tokens or 0, usage.output_tokens or 0,
-                                           usage.cost_usd or 0.0))
-        if not agent.terminating and started:
-            record.status, record.current_query = "ready", None
-            ended.append(agent_changed(agent.id, status="ready", current_query=None))
-        try:
-            await self.records.commit(*ended)
-        finally:
-            self._queries.pop(query.id, None)
-            if active is not None:
-                active.ended.set()
-            self.changes.changed("query", query.id)
-            self.changes.changed("agent", agent.id)
-        self.activity.task_ended(record, query)
 
     # -- ending --------------------------------------------------------------------------------
 
@@ -572,13 +319,7 @@ class Supervisor:
             if self.memory_access is not None:
                 agent.record.memory_calls = self.memory_access.calls_by_agent().get(agent.id, 0)
                 self.memory_access.revoke(agent.id)
-            if agent.record.current_query is not None:
-                query_id = agent.record.current_query
-                await self.records.update_query(query_id, status="terminated", ended_ms=self.clock.now_ms(),
-                                                error=f"terminated: the agent was {status}")
-            for waiting in [active for active in self._queries.values()
-                            if active.record.agent_id == agent.id and active.record.started_ms is None]:
-                await self.close_query(waiting.id, "terminated", f"terminated: the agent was {status} before it ran")
+            await self.tasks.agent_ended(agent.id, status)
             await self.set_status(agent, status, ended_ms=self.clock.now_ms(), pid=None, current_query=None,
                                   error=error, memory_calls=agent.record.memory_calls)
             self._agents.pop(agent.id, None)
@@ -672,13 +413,11 @@ class Supervisor:
         await asyncio.gather(*self._background, return_exceptions=True)
 
     async def close(self) -> None:
-        """Ends every agent, then the watchdog, then closes the records."""
+        """Ends every agent, then the watchdog (the records and the activity log stay open)."""
         self._closed = True
         self._sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._sampler
         await self.end_all()
-        await self.activity.close()
         if self._watchdog is not None:
             await self._watchdog.close()
-        await self.records.close()

@@ -24,17 +24,11 @@ from typing import TextIO
 
 import anyio
 
-from server.agents.records import (
-    ACTIVE_QUERY_STATUSES,
-    ENDED_QUERY_STATUSES,
-    LIVE_AGENT_STATUSES,
-    AgentRecord,
-    AgentRecords,
-    QueryRecord,
-)
+from server.agents.records import LIVE_AGENT_STATUSES, AgentRecord, AgentRecords
 from server.cli.settings import add_data_dir_argument, run_with_settings
 from server.config import Settings
 from server.errors import NotFound
+from server.queries.records import ACTIVE_QUERY_STATUSES, ENDED_QUERY_STATUSES, QueryRecord, QueryRecords
 
 FOLLOW_INTERVAL_S = 0.25
 PAGE = 500
@@ -81,9 +75,9 @@ async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> Non
             else:
                 await _list_agents(records, args.status, args.all, args.json, out)
         elif args.follow:
-            await _follow_query(records, args.follow, args.json, out)
+            await _follow_query(QueryRecords(records), args.follow, args.json, out)
         else:
-            await _list_queries(records, args.all, args.json, out)
+            await _list_queries(QueryRecords(records), args.all, args.json, out)
     finally:
         await records.close()
 
@@ -124,7 +118,7 @@ def _agent_line(agent: AgentRecord) -> str:
             f"{agent.tasks_run:>5} {agent.cost_usd:>9.4f}\n")
 
 
-async def _list_queries(records: AgentRecords, everything: bool, as_json: bool, out: TextIO) -> None:
+async def _list_queries(records: QueryRecords, everything: bool, as_json: bool, out: TextIO) -> None:
     after: int | None = 0
     listed = 0
     while after is not None:
@@ -173,7 +167,7 @@ def _copy_new(log: Path, offset: int, out: TextIO) -> int:
     return offset + len(data)
 
 
-async def _follow_query(records: AgentRecords, query_id: str, as_json: bool, out: TextIO) -> None:
+async def _follow_query(records: QueryRecords, query_id: str, as_json: bool, out: TextIO) -> None:
     """Prints the query's state when it changes and each new entry of its log, until it has ended."""
     seen_state: tuple[object, ...] | None = None
     seen_events = 0

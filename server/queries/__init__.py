@@ -1,2 +1,4 @@
 """The work agents run, seen and steered: `registry.QueryRegistry` (start, control, list, wait),
-`rules` (adaptive rules from the settings), `commands` (execute_command's argv runner)."""
+`book.QueryBook` (every query recorded, the active ones in memory; the agents' `TaskLedger`),
+`records` (their rows and logs), `rules` (adaptive rules from the settings), `commands`
+(execute_command's argv runner)."""

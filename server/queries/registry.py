@@ -1,6 +1,6 @@
 """`QueryRegistry`: start queries on live agents, steer them while they run, list them, wait for them.
 
-A query is one task run by one agent (`records.QueryRecord`). Its states::
+A query is one task run by one agent (`records.QueryRecord`, kept by `book.QueryBook`). Its states::
 
     waiting/queued -> running <-> paused -> completed | failed | terminated     (lost after a crash)
 
@@ -10,11 +10,10 @@ Every action checks the query's state first and changes nothing when it does not
 ``rule:<name>``) and its effect: ``now`` when the running work already obeys it, ``next_query``
 when it applies from the agent's next query.
 
-Pausing stops the agent's process group and every process carrying its id (Claude Code runs each
-Bash command in a session of its own) with SIGSTOP: no model request, no tool, no file change
-until SIGCONT. Terminating a claude query interrupts it through the control protocol, so the
-agent stays up for its next query; only when that is not acknowledged in time (or for exec
-agents) do signals end the work.
+What is done to the agent's processes (SIGSTOP and SIGCONT, an interrupt through the control
+protocol, signals) is `server.agents.steering`'s; what is recorded about the query is the book's.
+Terminating a claude query interrupts it, so the agent stays up for its next query; only when
+that is not acknowledged in time (or for exec agents) do signals end the work.
 """
 
 from __future__ import annotations
@@ -28,26 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from server.agents.claude_runtime import ClaudeSession
+from server.agents import steering
 from server.agents.launch import SpawnFailed, make_dirs
-from server.agents.live import ActiveQuery, Agent
+from server.agents.live import Agent
 from server.agents.outcome import Usage
-from server.agents.process_groups import (
-    end_group,
-    end_processes,
-    process_group_of,
-    running_members,
-    signal_group,
-    signal_processes,
-)
-from server.agents.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, agent_changed, query_changed
 from server.agents.supervisor import Supervisor
 from server.agents.types import type_environment
 from server.config import Settings
 from server.config.agent_type import PERMISSION_MODES
 from server.config.query_rule import QueryRule
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
+from server.queries.book import ActiveQuery, QueryBook
 from server.queries.commands import CommandResult, allowed_executable, command_argv, run_command
+from server.queries.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, QueryRecords
 from server.queries.rules import RuleEngine, RunningQuery
 
 logger = logging.getLogger(__name__)
@@ -89,9 +81,12 @@ class WaitOutcome:
 class QueryRegistry:
     """Queries of this server's agents. Open with the supervisor; `close` before it closes."""
 
-    def __init__(self, supervisor: Supervisor, settings: Settings) -> None:
+    def __init__(self, supervisor: Supervisor, book: QueryBook, settings: Settings) -> None:
         self._supervisor = supervisor
+        self.book = book
+        self.records: QueryRecords = book.records
         self._settings = settings
+        self._clock = supervisor.clock
         self.rules = RuleEngine(settings.query_rules, settings.query_rules_interval_s, self._observe,
                                 self._rule_fired, supervisor.clock)
         self.rules.start()
@@ -109,18 +104,18 @@ class QueryRegistry:
             raise InvalidArgument("task is empty; say what the agent should do")
         if permission_mode is not None:
             self._check_mode(agent, permission_mode)
-        query = await self._supervisor.add_query(agent, task, model=model, permission_mode=permission_mode)
-        self._supervisor.spawn_background(self._run(agent, query), name=f"query-{query.id}")
-        return query
+        active = await self.book.add(agent.record, task, model=model, permission_mode=permission_mode)
+        self._supervisor.spawn_background(self._run(agent, active), name=f"query-{active.id}")
+        return active.record
 
-    async def _run(self, agent: Agent, query: QueryRecord) -> None:
+    async def _run(self, agent: Agent, active: ActiveQuery) -> None:
         try:
-            await self._supervisor.run_task(agent, query, query.task, None)
+            await self._supervisor.run_task(agent, active, active.record.task, None)
         except SpawnFailed as error:
-            await self._supervisor.close_query(query.id, "failed", str(error))
+            await self.book.close(active.id, "failed", str(error))
         except Exception as error:
-            logger.exception("query %s of agent %s failed unexpectedly", query.id, agent.id)
-            await self._supervisor.close_query(query.id, "failed", f"internal: {error!r}")
+            logger.exception("query %s of agent %s failed unexpectedly", active.id, agent.id)
+            await self.book.close(active.id, "failed", f"internal: {error!r}")
 
     # -- control -------------------------------------------------------------------------------
 
@@ -131,9 +126,9 @@ class QueryRegistry:
         query's state, the arguments or the settings do not allow it."""
         if action not in CONTROL_ACTIONS:
             raise InvalidArgument(f"action {action!r} is not one of {', '.join(CONTROL_ACTIONS)}")
-        active = self._supervisor.active_query(query_id)
+        active = self.book.active(query_id)
         if active is None:
-            record = await self._supervisor.records.query(query_id)
+            record = await self.records.query(query_id)
             if record is None:
                 raise NotFound(f"no query {query_id!r} (query_list with include_history shows the known ones)")
             if record.status in ACTIVE_QUERY_STATUSES:  # another server sharing the data dir runs it
@@ -155,7 +150,7 @@ class QueryRegistry:
         if outcome.command is not None:
             detail.update(argv=outcome.command.argv, exit_code=outcome.command.exit_code,
                           timed_out=outcome.command.timed_out)
-        await self._supervisor.log_event(query_id, action, actor, outcome.effect, detail)
+        await self.book.log(query_id, action, actor, outcome.effect, detail)
         return outcome
 
     async def _dispatch(self, action: str, agent: Agent, active: ActiveQuery, *, model: str | None,
@@ -182,10 +177,8 @@ class QueryRegistry:
         query = active.record
         if query.status != "running":
             raise Conflict(f"query {query.id} is {query.status}; only a running query can be paused")
-        signalled = await self._signal_work(agent, signal.SIGSTOP)
-        now = self._supervisor.clock.now_ms()
-        query.status, query.paused_at_ms = "paused", now
-        await self._supervisor.records.commit(query_changed(query.id, status="paused", paused_at_ms=now))
+        signalled = await steering.signal_work(agent, signal.SIGSTOP, self._supervisor.stray_scan)
+        await self.book.change(active, status="paused", paused_at_ms=self._clock.now_ms())
         return ControlOutcome(query, "now", {"processes": signalled})
 
     async def _resume(self, agent: Agent, active: ActiveQuery) -> ControlOutcome:
@@ -197,67 +190,34 @@ class QueryRegistry:
 
     async def _continue(self, agent: Agent, active: ActiveQuery) -> int:
         query = active.record
-        signalled = await self._signal_work(agent, signal.SIGCONT)
-        now = self._supervisor.clock.now_ms()
-        query.paused_total_ms += now - (query.paused_at_ms or now)
-        query.status, query.paused_at_ms = "running", None
-        await self._supervisor.records.commit(
-            query_changed(query.id, status="running", paused_at_ms=None, paused_total_ms=query.paused_total_ms))
+        signalled = await steering.signal_work(agent, signal.SIGCONT, self._supervisor.stray_scan)
+        now = self._clock.now_ms()
+        await self.book.change(active, status="running", paused_at_ms=None,
+                               paused_total_ms=query.paused_total_ms + now - (query.paused_at_ms or now))
         return signalled
 
     async def _terminate(self, agent: Agent, active: ActiveQuery, grace_s: float, actor: str) -> ControlOutcome:
         query = active.record
         active.stopped_by = actor
         if query.started_ms is None:  # still waiting its turn: it never runs
-            await self._supervisor.close_query(query.id, "terminated", f"terminated by {actor} before it started")
+            await self.book.close(query.id, "terminated", f"terminated by {actor} before it started")
             return ControlOutcome(query, "now", {"by": "dequeued"})
         if query.status == "paused":
             await self._continue(agent, active)
         if agent.session is not None:
-            ended_tools = await self._interrupt(agent, active, grace_s)
+            ended_tools = await steering.interrupt(agent, self._supervisor.stray_scan, grace_s, active.ended)
             if ended_tools is not None:
                 return ControlOutcome(query, "now", {"by": "interrupt", "agent": "ready", "tools_ended": ended_tools})
             # Not acknowledged in time: the work is ended by signals, and the agent with it.
             await self._supervisor.end(agent, "terminated", grace_s, error=f"query {query.id} terminated by {actor}")
             await self._wait_ended(active, grace_s)
             return ControlOutcome(query, "now", {"by": "signals", "agent": "terminated"})
-        process = agent.process
-        if process is not None:
-            process.terminated_by = actor
-            ending = await end_group(process.pid, grace_s, tag=agent.id, scan=self._supervisor.stray_scan)
+        ending = await steering.end_exec_work(agent, actor, grace_s, self._supervisor.stray_scan)
+        if ending is not None:
             await self._wait_ended(active, grace_s)
             return ControlOutcome(query, "now", {"by": f"signals ({ending})", "agent": "ready"})
         await self._wait_ended(active, grace_s)  # between its process's exit and its record: ending already
         return ControlOutcome(query, "now", {"by": "ended on its own"})
-
-    async def _interrupt(self, agent: Agent, active: ActiveQuery, grace_s: float) -> int | None:
-        """Interrupts a claude query: once the CLI has acknowledged, ends the tools it left running
-        (it may take a second or more to end a Bash command itself) and waits for the query's result.
-        Answers how many tool processes were ended, or None when that did not all happen within
-        ``grace_s``."""
-        assert agent.session is not None
-        try:
-            async with asyncio.timeout(grace_s):
-                await agent.session.interrupt()
-                ended_tools = await self._end_tools(agent, grace_s)
-                await active.ended.wait()
-        except TimeoutError:
-            return None
-        except Exception as error:  # the CLI refused or is gone: signals will do
-            logger.info("agent %s: interrupt failed (%s); ending the work by signals", agent.id, error)
-            return None
-        return ended_tools
-
-    async def _end_tools(self, agent: Agent, grace_s: float) -> int:
-        """Ends what the interrupted query left running outside the CLI's own group (Claude Code runs
-        each Bash command in a session of its own and may take a second or more to end it); answers
-        how many processes that was."""
-        cli = agent.session.pid if agent.session is not None else None
-        tools = [pid for pid in await self._supervisor.stray_scan.find([agent.id])
-                 if cli is None or process_group_of(pid) != cli]
-        if tools:
-            await end_processes(tools, grace_s)
-        return len(tools)
 
     async def _wait_ended(self, active: ActiveQuery, timeout_s: float) -> None:
         try:
@@ -267,36 +227,31 @@ class QueryRegistry:
             logger.warning("query %s: its work is gone but its end was not recorded in time", active.id)
 
     async def _change_model(self, agent: Agent, active: ActiveQuery, model: str) -> ControlOutcome:
-        return await self._change_setting(agent, active, "model", model, lambda session: session.set_model(model))
+        return await self._change_setting(agent, active, "model", model)
 
     async def _change_permissions(self, agent: Agent, active: ActiveQuery, mode: str) -> ControlOutcome:
         self._check_mode(agent, mode)
         # Once set, Switchboard also answers the agent's permission requests under this mode.
-        return await self._change_setting(agent, active, "permission_mode", mode,
-                                  lambda session: session.set_permission_mode(mode))
+        return await self._change_setting(agent, active, "permission_mode", mode)
 
-    async def _change_setting(self, agent: Agent, active: ActiveQuery, setting: Literal["model", "permission_mode"],
-                              value: str, apply_live: Callable[[ClaudeSession], Awaitable[None]]) -> ControlOutcome:
+    async def _change_setting(self, agent: Agent, active: ActiveQuery, setting: steering.LiveSetting,
+                              value: str) -> ControlOutcome:
         """A query not started yet starts with the new value; an exec agent's next query does (each
         query is a new process); a claude session gets it live, or nothing changes."""
-        query, records = active.record, self._supervisor.records
+        query = active.record
         if query.started_ms is None:
-            setattr(query, setting, value)
-            await records.commit(query_changed(query.id, **{setting: value}))
+            await self.book.change(active, **{setting: value})
             return ControlOutcome(query, "now", {"applies": "when it starts"})
         if agent.session is None:
-            setattr(agent.record, setting, value)
-            await records.commit(agent_changed(agent.id, **{setting: value}))
+            await self._supervisor.records.commit(self._supervisor.changed(agent, **{setting: value}))
             return ControlOutcome(query, "next_query")
         self._refuse_while_paused(query, f"change_{'model' if setting == 'model' else 'permissions'}")
         try:
-            await apply_live(agent.session)
+            await steering.apply_live(agent, setting, value)
         except Exception as error:  # the SDK raises a bare Exception carrying the CLI's reason
             raise InvalidArgument(f"Claude Code refused {setting.replace('_', ' ')} {value!r}: {error}; "
                                   "nothing was changed") from None
-        setattr(query, setting, value)
-        setattr(agent.record, setting, value)
-        await records.commit(query_changed(query.id, **{setting: value}), agent_changed(agent.id, **{setting: value}))
+        await self.book.change(active, self._supervisor.changed(agent, **{setting: value}), **{setting: value})
         return ControlOutcome(query, "now")
 
     async def _execute(self, agent: Agent, active: ActiveQuery, argv: Sequence[str]) -> ControlOutcome:
@@ -332,27 +287,13 @@ class QueryRegistry:
         if query.status == "paused":  # a stopped CLI cannot answer the control request
             raise Conflict(f"query {query.id} is paused; resume it before {action}")
 
-    async def _signal_work(self, agent: Agent, sig: int) -> int:
-        """Sends ``sig`` to the agent's process group and to every process carrying its id (its tools
-        in sessions of their own); answers how many processes were found."""
-        leader = agent.session.pid if agent.session is not None else agent.process.pid if agent.process else None
-        if leader is None:
-            raise Conflict(f"agent {agent.id} has no process to signal right now")
-        signal_group(leader, sig)
-        tagged = await self._supervisor.stray_scan.find([agent.id])
-        signal_processes(tagged, sig)
-        # Counted from both views (group members by stat, tools by their tag), so a pause and its
-        # resume count the same processes however the two scans' timing falls.
-        members = await asyncio.to_thread(running_members, leader)
-        return len(set(tagged) | set(members) | {leader})
-
     # -- reading -------------------------------------------------------------------------------
 
     async def get(self, query_id: str) -> QueryRecord:
-        active = self._supervisor.active_query(query_id)
+        active = self.book.active(query_id)
         if active is not None:
             return active.record
-        record = await self._supervisor.records.query(query_id)
+        record = await self.records.query(query_id)
         if record is None:
             raise NotFound(f"no query {query_id!r} (query_list with include_history shows the known ones)")
         return record
@@ -366,18 +307,18 @@ class QueryRegistry:
         if not include_history:
             wanted = [status for status in wanted if status in ACTIVE_QUERY_STATUSES]
             if not wanted:
-                return [], None, await self._supervisor.records.query_counts(agent_id=agent_id, query_ids=query_ids)
-        records, next_seq = await self._supervisor.records.queries_page(
+                return [], None, await self.records.query_counts(agent_id=agent_id, query_ids=query_ids)
+        records, next_seq = await self.records.queries_page(
             statuses=wanted, agent_id=agent_id, query_ids=query_ids, after_seq=after_seq, limit=limit)
-        counts = await self._supervisor.records.query_counts(agent_id=agent_id, query_ids=query_ids)
+        counts = await self.records.query_counts(agent_id=agent_id, query_ids=query_ids)
         return await self.views(records, include_output), next_seq, counts
 
     async def views(self, records: Sequence[QueryRecord], include_output: bool) -> list[QueryView]:
-        now = self._supervisor.clock.now_ms()
-        logs = await self._supervisor.records.events_of([record.id for record in records]) if include_output else {}
+        now = self._clock.now_ms()
+        logs = await self.records.events_of([record.id for record in records]) if include_output else {}
         views = []
         for stored in records:
-            active = self._supervisor.active_query(stored.id)
+            active = self.book.active(stored.id)
             record = active.record if active is not None else stored
             if active is not None and record.status in ("running", "paused"):
                 record = self._with_live_usage(record)
@@ -402,9 +343,7 @@ class QueryRegistry:
         agent = self._supervisor.live(record.agent_id)
         if agent is None or agent.running is None or agent.running.id != record.id:
             return None
-        if agent.session is not None:
-            return agent.session.live
-        return agent.process.live_usage if agent.process is not None else None
+        return agent.live_usage
 
     async def wait(self, query_ids: Sequence[str], *, mode: Literal["all", "any"], timeout_s: float,
                    progress: Callable[[int, int, str], Awaitable[None]] | None = None) -> WaitOutcome:
@@ -415,7 +354,7 @@ class QueryRegistry:
         unique = list(dict.fromkeys(query_ids))
         records = {query_id: await self.get(query_id) for query_id in unique}  # NotFound for an unknown id
         waiting = {query_id: active for query_id in unique
-                   if (active := self._supervisor.active_query(query_id)) is not None}
+                   if (active := self.book.active(query_id)) is not None}
         timed_out = False
         if waiting and (mode == "all" or len(waiting) == len(unique)):
             ended = {query_id: asyncio.ensure_future(active.ended.wait()) for query_id, active in waiting.items()}
@@ -442,9 +381,9 @@ class QueryRegistry:
     # -- rules ---------------------------------------------------------------------------------
 
     def _observe(self) -> list[RunningQuery]:
-        now = self._supervisor.clock.now_ms()
+        now = self._clock.now_ms()
         running = []
-        for active in self._supervisor.active_queries():
+        for active in self.book.active_queries():
             record = active.record
             agent = self._supervisor.live(record.agent_id)
             if record.status != "running" or agent is None:

@@ -31,7 +31,7 @@ async def test_ten_claude_agents_spawn_in_parallel_and_answer(tmp_path: Path, me
             agent = services.supervisor.live(entry.agent_id)
             assert agent is not None and agent.record.status == "ready" and agent.record.pid is not None
             pids.add(agent.record.pid)
-            query = await services.supervisor.records.query(entry.query_id or "")
+            query = await services.queries.records.query(entry.query_id or "")
             assert query is not None and query.status == "completed" and query.turns == 1
             assert query.session_id and query.input_tokens and query.output_tokens
         assert len(pids) == 10
@@ -107,7 +107,7 @@ async def test_terminate_mid_tool_ends_the_cli_and_its_bash_loop(tmp_path: Path,
         assert record.status == "terminated"
         assert running_in_group(pgid) == []
         size = file_size(counter)
-        query = await services.supervisor.records.query(entry.query_id or "")
+        query = await services.queries.records.query(entry.query_id or "")
         assert query is not None and query.status == "terminated"
     assert file_size(counter) == size
 

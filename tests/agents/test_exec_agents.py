@@ -24,7 +24,7 @@ async def test_tasks_run_and_their_results_come_back(tmp_path: Path) -> None:
         assert by_name["a"].status == "completed" and by_name["a"].result == "alpha\n"
         assert by_name["b"].status == "completed" and by_name["b"].result == "beta\n"
         assert by_name["idle"].status == "ready" and by_name["idle"].query_id is None
-        query = await services.supervisor.records.query(by_name["a"].query_id or "")
+        query = await services.queries.records.query(by_name["a"].query_id or "")
         assert query is not None and query.status == "completed" and query.exit_code == 0
         log = Path(settings.data_dir / "agents" / by_name["a"].agent_id / "output.log").read_text()
         assert log == "alpha\n"
@@ -54,7 +54,7 @@ async def test_usage_and_cost_are_read_from_known_json_lines(tmp_path: Path) -> 
         claude_like, codex_like = report.entries
         assert claude_like.result == "the answer" and claude_like.cost_usd == 0.0125 and claude_like.turns == 2
         assert codex_like.result == "patched"
-        query = await services.supervisor.records.query(codex_like.query_id or "")
+        query = await services.queries.records.query(codex_like.query_id or "")
         assert query is not None and query.input_tokens == 55 and query.output_tokens == 9
         agent = services.supervisor.live(claude_like.agent_id)
         assert agent is not None and agent.record.input_tokens == 120 and agent.record.cost_usd == 0.0125
@@ -95,7 +95,7 @@ async def test_a_failure_skips_its_dependents_and_spares_the_rest(tmp_path: Path
         assert after_after.status == "skipped" and "after-broken" in (after_after.error or "")
         assert independent.status == "completed"
         assert (report.count("failed"), report.count("skipped"), report.spawned) == (1, 2, 1)
-        skipped_query = await services.supervisor.records.query(after.query_id or "")
+        skipped_query = await services.queries.records.query(after.query_id or "")
         assert skipped_query is not None and skipped_query.status == "skipped"
 
 
@@ -193,7 +193,7 @@ async def test_terminate_ends_the_whole_group_and_is_idempotent(tmp_path: Path) 
         size = file_size(output)
         again = await services.supervisor.terminate(entry.agent_id, grace_s=1.0)
         assert again.status == "terminated"
-        query = await services.supervisor.records.query(entry.query_id or "")
+        query = await services.queries.records.query(entry.query_id or "")
         assert query is not None and query.status == "terminated"
         assert file_size(output) == size
         with pytest.raises(NotFound):

@@ -19,11 +19,11 @@ from mcp import Client
 
 from server.agents.pricing import cost_usd
 from server.agents.process_groups import tagged_processes
-from server.agents.records import QueryRecord
 from server.app import build_server
 from server.config import Settings
 from server.config.query_rule import QueryRule
 from server.errors import Conflict, InvalidArgument
+from server.queries.records import QueryRecord
 from server.services import Services, open_services
 from tests.agents.conftest import MODEL
 from tests.agents.groups import eventually, eventually_async, file_size, is_running, running_in_group
@@ -272,8 +272,8 @@ async def test_cost_and_latency_rules_fire_once_each(tmp_path: Path) -> None:
             laggard = (await services.spawner.spawn_many(request(spec("l", type="laggard")))).entries[0]
             spending = await services.queries.start(spender.agent_id, f"bash: {loop(tmp_path / 'spent.txt', 2000)}")
             lagging = await services.queries.start(laggard.agent_id, "slow start [lag]")
-            await eventually(lambda: services.supervisor.active_query(spending.id) is not None
-                             and services.supervisor.active_query(spending.id).record.status == "paused",  # type: ignore[union-attr]
+            await eventually(lambda: services.queries.book.active(spending.id) is not None
+                             and services.queries.book.active(spending.id).record.status == "paused",  # type: ignore[union-attr]
                              "the cost rule pauses the query", timeout_s=30)
             (lagged,) = (await services.queries.wait([lagging.id], mode="all", timeout_s=60)).queries
             assert lagged.record.status == "completed"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from server.agents.records import QueryRecord
 from server.config.query_rule import QueryRule
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
+from server.queries.records import QueryRecord
 from server.services import Services, open_services
 from tests.agents.groups import eventually, file_size, running_in_group, stat_fields
 from tests.agents.swarm import EXEC_AGENT, agent_settings, exec_type, request, spec
@@ -53,8 +53,8 @@ async def test_a_second_query_waits_queued_for_the_first(tmp_path: Path) -> None
         agent_id = await ready_agent(services)
         first = await services.queries.start(agent_id, f"wait {gate}")
         second = await services.queries.start(agent_id, "ok second")
-        await eventually(lambda: services.supervisor.active_query(first.id) is not None
-                         and services.supervisor.active_query(first.id).record.status == "running",  # type: ignore[union-attr]
+        await eventually(lambda: services.queries.book.active(first.id) is not None
+                         and services.queries.book.active(first.id).record.status == "running",  # type: ignore[union-attr]
                          "the first query runs")
         assert (await services.queries.get(second.id)).status == "queued"
         views, _, counts = await services.queries.page()
@@ -245,8 +245,8 @@ async def test_each_rule_fires_once_and_is_logged(tmp_path: Path) -> None:
         (stopped,) = (await services.queries.wait([runaway.id], mode="all", timeout_s=10)).queries
         assert stopped.record.status == "terminated" and stopped.record.error == "terminated by rule:runaway"
         query = await services.queries.start(agent_id, f"loop {output}")
-        await eventually(lambda: services.supervisor.active_query(query.id) is not None
-                         and services.supervisor.active_query(query.id).record.status == "paused",  # type: ignore[union-attr]
+        await eventually(lambda: services.queries.book.active(query.id) is not None
+                         and services.queries.book.active(query.id).record.status == "paused",  # type: ignore[union-attr]
                          "the rule pauses the query")
         resumed = await services.queries.control("resume", query.id)
         assert resumed.query.status == "running"

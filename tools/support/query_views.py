@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from server.agents.records import QueryEvent
+from server.queries.records import QueryEvent
 from server.queries.registry import QueryView
 from tools.support.compact import CompactModel
 from tools.support.timestamps import iso_utc

@@ -36,9 +36,8 @@ class CostHistory:
         return [sample for sample in self.samples if sample[0] >= now_ms - HOUR_S * 1000]
 
     async def sample(self, services: Services) -> None:
-        records = services.supervisor.records
-        cost = sum(row.cost_usd for row in await records.usage_by_model())
-        running = (await records.counts_by_status()).get("running", 0)
+        cost = sum(row.cost_usd for row in await services.queries.records.usage_by_model())
+        running = (await services.supervisor.records.counts_by_status()).get("running", 0)
         self.samples.append((services.clock.now_ms(), round(cost, 6), running))
 
     @contextlib.asynccontextmanager
@@ -85,7 +84,8 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
             "rss_bytes": usage.rss_bytes if usage else None,
         })
     active, _, _ = await services.queries.page(include_output=True, limit=200)
-    ended = await services.queries.views(await records.recent_ended_queries(RECENT_QUERIES), include_output=True)
+    ended = await services.queries.views(await services.queries.records.recent_ended_queries(RECENT_QUERIES),
+                                         include_output=True)
     queries = [_query(view, controllable=services.supervisor.live(view.record.agent_id) is not None)
                for view in [*active, *ended]]
     uploads = sorted(await services.memory.export_page(namespace=SUMMARY_NAMESPACE),
