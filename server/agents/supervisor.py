@@ -184,7 +184,7 @@ class Supervisor:
         await self.records.update_agent(agent.id, status=status, **changes)
         self.changes.changed("agent", agent.id)
 
-    def changed(self, agent: Agent, **changes: object) -> RowChange:
+    def apply_change(self, agent: Agent, **changes: object) -> RowChange:
         """Applies ``changes`` to the live agent and answers the row change that records them, for
         the caller to commit with its own (a query's setting and its agent's, in one commit)."""
         for name, value in changes.items():

@@ -243,7 +243,7 @@ class QueryRegistry:
             await self.book.change(active, **{setting: value})
             return ControlOutcome(query, "now", {"applies": "when it starts"})
         if agent.session is None:
-            await self._supervisor.records.commit(self._supervisor.changed(agent, **{setting: value}))
+            await self._supervisor.records.commit(self._supervisor.apply_change(agent, **{setting: value}))
             return ControlOutcome(query, "next_query")
         self._refuse_while_paused(query, f"change_{'model' if setting == 'model' else 'permissions'}")
         try:
@@ -251,7 +251,7 @@ class QueryRegistry:
         except Exception as error:  # the SDK raises a bare Exception carrying the CLI's reason
             raise InvalidArgument(f"Claude Code refused {setting.replace('_', ' ')} {value!r}: {error}; "
                                   "nothing was changed") from None
-        await self.book.change(active, self._supervisor.changed(agent, **{setting: value}), **{setting: value})
+        await self.book.change(active, self._supervisor.apply_change(agent, **{setting: value}), **{setting: value})
         return ControlOutcome(query, "now")
 
     async def _execute(self, agent: Agent, active: ActiveQuery, argv: Sequence[str]) -> ControlOutcome:
