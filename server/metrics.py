@@ -24,6 +24,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _CALL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 # A claude agent takes ~0.35 s to start on a quiet machine, an exec agent a few ms, a warm one ~1 ms.
 _SPAWN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A person answers in seconds to minutes; a client's elicitation at once; a timeout after 15 minutes.
+_DECISION_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 
 
 class NamespaceFigures(Protocol):
@@ -59,6 +61,7 @@ class StateFigures:
     agents_by_status: Mapping[str, int]
     queries_by_status: Mapping[str, int]
     usage_by_model: Sequence[ModelFigures]
+    pending_requests: Mapping[str, int]  # by kind: permission, question
 
 
 class ServerMetrics:
@@ -87,6 +90,11 @@ class ServerMetrics:
                            ["model"], registry=registry)
         self._tokens = Gauge("switchboard_tokens", "Tokens of ended queries, by model and direction.",
                              ["model", "direction"], registry=registry)
+        self._pending_requests = Gauge("switchboard_pending_requests", "Permission requests and questions waiting "
+                                       "for an answer, by kind (permission, question).", ["kind"], registry=registry)
+        self.decision_seconds = Histogram("switchboard_request_decision_seconds", "Time from a permission request or "
+                                          "question to its end, by outcome (allowed, denied, expired, cancelled).",
+                                          ["outcome"], buckets=_DECISION_BUCKETS, registry=registry)
 
     def record_tool_call(self, tool: str, outcome: str, seconds: float) -> None:
         self.tool_calls.labels(tool=tool, outcome=outcome).inc()
@@ -99,7 +107,9 @@ class ServerMetrics:
             self._memory_entries.labels(namespace=namespace.namespace).set(namespace.entries)
             self._memory_bytes.labels(namespace=namespace.namespace).set(namespace.bytes)
         self._vectors.set(state.vectors)
-        _reset(self._agents, self._queries, self._cost, self._tokens)
+        _reset(self._agents, self._queries, self._cost, self._tokens, self._pending_requests)
+        for kind in ("permission", "question"):
+            self._pending_requests.labels(kind=kind).set(state.pending_requests.get(kind, 0))
         for status, count in state.agents_by_status.items():
             self._agents.labels(status=status).set(count)
         for status, count in state.queries_by_status.items():

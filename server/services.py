@@ -23,7 +23,9 @@ from server.metrics import ServerMetrics, StateFigures
 from server.objects import BatchUploader, ObjectStore
 from server.objects.from_settings import build_uploader, open_object_store
 from server.private_files import create_private_file, make_private_dir
+from server.queries.approvals import RequestHooks
 from server.queries.book import QueryBook
+from server.queries.notifications import RequestNotifier
 from server.queries.registry import QueryRegistry
 from server.vectors import (
     Embedder,
@@ -62,6 +64,7 @@ class Services:
             agents_by_status=await self.supervisor.records.counts_by_status(),
             queries_by_status=await queries.query_counts(),
             usage_by_model=await queries.usage_by_model(),
+            pending_requests=await self.queries.book.approvals.pending_counts(),
         )
 
 
@@ -100,14 +103,21 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         activity = ActivityLog(memory, settings)
         parts.push_async_callback(_closing_shielded, activity.close)
         changes = ChangeFeed()
-        book = QueryBook(records, activity, changes, settings, clock)
+        metrics = ServerMetrics()
+        notifier = RequestNotifier(settings.notify_url) if settings.notify_url else None
+        if notifier is not None:
+            parts.push_async_callback(_closing_shielded, notifier.close)
+        hooks = RequestHooks(on_raised=notifier.notify if notifier is not None else None,
+                             on_decided=lambda request: metrics.decision_seconds.labels(outcome=request.status).observe(
+                                 ((request.decided_ms or request.created_ms) - request.created_ms) / 1000))
+        book = QueryBook(records, activity, changes, settings, clock, hooks)
         supervisor = await Supervisor.open(settings, records, book, activity, changes, clock)
         parts.push_async_callback(_closing_shielded, supervisor.close)
         queries = QueryRegistry(supervisor, book, settings)
         parts.push_async_callback(_closing_shielded, queries.close)  # its rules stop before the agents end
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
                        uploader=uploader, supervisor=supervisor, spawner=Spawner(supervisor), queries=queries,
-                       metrics=ServerMetrics())
+                       metrics=metrics)
 
 
 def make_private_layout(settings: Settings) -> None:

@@ -43,6 +43,10 @@ class SpawnSpec(BaseModel):
     priority: Annotated[int, Field(ge=-PRIORITY_BOUND, le=PRIORITY_BOUND)] | Literal[
         "low", "medium", "high", "critical"] = Field(default=0, description="Higher starts first (low..critical = 0..3).")
     command: list[str] | None = Field(default=None, description="exec argv; only if the server allows ad-hoc commands.")
+    on_permission_request: Literal["decide", "ask"] | list[str] | None = Field(
+        default=None, validation_alias=aliases("on_permission_request", "onPermissionRequest"),
+        description="claude: decide (at once), ask (wait for query_control approve/deny), or tool patterns that "
+        "ask (e.g. [\"Bash\"]); default: the type's.")
 
 
 class SpawnedAgent(CompactModel):
@@ -137,7 +141,8 @@ async def agents_spawn_parallel(
             AgentSpec(type=spec.type, name=spec.name, task=spec.task, depends_on=tuple(spec.depends_on),
                       model=spec.model, permission_mode=spec.permission_mode, cwd=spec.cwd,
                       capabilities=tuple(spec.capabilities), priority=_priority(spec.priority),
-                      command=tuple(spec.command) if spec.command is not None else None)
+                      command=tuple(spec.command) if spec.command is not None else None,
+                      on_permission_request=spec.on_permission_request)
             for spec in agents
         ),
         max_concurrency=max_concurrency,

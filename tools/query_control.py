@@ -4,7 +4,8 @@
 too) until ``resume``; ``terminate`` stops the query (a claude agent stays up for its next one);
 ``change_model`` and ``change_permissions`` apply live to a claude session (effect ``now``) or from
 an exec agent's next query (``next_query``); ``execute_command`` runs an allowlisted argv in the
-agent's directory and environment.
+agent's directory and environment; ``approve`` and ``deny`` answer a permission request or a
+question the query waits on (``needs_input``).
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ class QueryControlResult(CompactModel):
         description="now: the running work already obeys it; next_query: it applies from the agent's next query.")
     detail: dict[str, Any] | None = None
     command: CommandOutput | None = None
+    request_id: str | None = None
+    request_status: str | None = Field(default=None, description="approve / deny: allowed | denied.")
 
     @classmethod
     def from_engine(cls, action: str, outcome: ControlOutcome) -> QueryControlResult:
         result = cls(query_id=outcome.query.id, action=action, status=outcome.query.status, effect=outcome.effect)
         if outcome.detail:
             result.detail = outcome.detail
+        if outcome.request is not None:
+            result.request_id, result.request_status = outcome.request.id, outcome.request.status
         if outcome.command is not None:
             ran = outcome.command
             result.command = CommandOutput(argv=ran.argv, exit_code=ran.exit_code, stdout=ran.stdout,
@@ -59,7 +64,7 @@ class QueryControlResult(CompactModel):
 async def query_control(
     ctx: Context[Services, Any],
     action: Annotated[Literal["pause", "resume", "terminate", "change_model", "change_permissions",
-                              "execute_command"], Field(description="What to do.")],
+                              "execute_command", "approve", "deny"], Field(description="What to do.")],
     query_id: Annotated[str, Field(min_length=1, validation_alias=aliases("query_id", "queryId"),
                                    description="A query that has not ended.")],
     model: Annotated[str | None, Field(description="change_model: the model to switch to.")] = None,
@@ -71,19 +76,26 @@ async def query_control(
         "shell); its executable on the allowlist.")] = None,
     grace_s: Annotated[float, Field(ge=0, le=300, validation_alias=aliases("grace_s", "graceS"),
                                     description="terminate: how long an interrupt (then SIGTERM) may take.")] = 5.0,
+    request_id: Annotated[str | None, Field(validation_alias=aliases("request_id", "requestId"), description=(
+        "approve/deny: the pending request; omit when there is one."))] = None,
+    message: Annotated[str | None, Field(max_length=4000, description="deny: why, for the model.")] = None,
+    remember: Annotated[bool, Field(description="approve: allow such requests for the agent's life.")] = False,
+    answers: Annotated[dict[str, str] | None, Field(description="approve a question: {question: label}.")] = None,
 ) -> Annotated[CallToolResult, QueryControlResult]:
     """Act on a running (or queued, or paused) query. pause: SIGSTOP to the agent's processes and
     tools (no model request, no tool, no file change until resume). resume: SIGCONT, the same
     query goes on. terminate: interrupt (claude; the agent stays ready), else SIGTERM then SIGKILL.
     change_model / change_permissions: live for claude (effect now), next query for exec.
     execute_command: argv in the agent's directory and environment, if allowlisted (not in plan
-    mode). Every action is logged on the query (query_list include_output).
+    mode). approve / deny: answer a permission request or question (status needs_input).
+    Every action is logged on the query (query_list include_output).
     Errors start with a code: invalid_argument (e.g. a model the CLI refuses, with its reason),
     not_found, conflict (the query's state does not allow it; nothing changed), forbidden.
     """
     services: Services = ctx.request_context.lifespan_context
     outcome = await services.queries.control(action, query_id, model=model, permission_mode=permission_mode,
-                                             command=command, grace_s=grace_s)
+                                             command=command, grace_s=grace_s, request_id=request_id,
+                                             message=message, remember=remember, answers=answers)
     return structured(QueryControlResult.from_engine(action, outcome))
 
 

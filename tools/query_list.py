@@ -21,7 +21,8 @@ from tools.support.compact import CompactModel
 from tools.support.query_views import ListedQuery
 from tools.support.results import structured
 
-QueryStatus = Literal["waiting", "queued", "running", "paused", "completed", "failed", "terminated", "skipped", "lost"]
+QueryStatus = Literal["waiting", "queued", "running", "needs_input", "paused", "completed", "failed", "terminated",
+                      "skipped", "lost"]
 
 
 class QueryListResult(CompactModel):

@@ -5,7 +5,9 @@
 - ``switchboard://agents/{agent_id}/log``: the end of an agent's log (its output, or its Claude
   Code session: tasks, answers, tool calls, permission decisions);
 - ``switchboard://queries/{query_id}``: one query as ``query_list`` shows it with
-  ``include_output`` (state, times, usage, result, output tail, control log).
+  ``include_output`` (state, times, usage, result, output tail, control log);
+- ``switchboard://approvals``: the permission requests and questions waiting for an answer
+  (``query_control approve`` / ``deny``), and the latest ones decided.
 
 Updates reach subscribers in both protocol generations: ``resources/subscribe`` (a
 ``notifications/resources/updated`` per change) and ``subscriptions/listen`` (a resource-updated
@@ -19,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ParamSpec
 
@@ -41,6 +45,8 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 STATUS_URI = "switchboard://status"
+APPROVALS_URI = "switchboard://approvals"
+RECENTLY_DECIDED = 20
 LOG_TAIL_BYTES = 64 * 1024
 CHECK_INTERVAL_S = 1.0
 
@@ -72,6 +78,9 @@ class ResourceUpdates:
                         description="The end of an agent's log.")(_agent_log)
         server.resource("switchboard://queries/{query_id}", name="query", mime_type="application/json",
                         description="One query: state, times, usage, result, output tail, control log.")(_query)
+        server.resource(APPROVALS_URI, name="approvals", mime_type="application/json",
+                        description="Permission requests and questions waiting for an answer; the latest decided.")(
+            self._approvals)
         lowlevel = server._lowlevel_server  # the SDK's MCPServer serves no resources/subscribe itself
         lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, self._subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, self._unsubscribe)
@@ -105,10 +114,20 @@ class ResourceUpdates:
         self._sessions.get(str(params.uri), set()).discard(ctx.session)
         return types.EmptyResult()
 
+    async def _approvals(self) -> str:
+        if self.services is None:
+            raise ResourceError("the server is not serving yet")
+        desk = self.services.queries.book.approvals
+        decided = [request for request in await desk.recent(RECENTLY_DECIDED * 2) if request.status != "pending"]
+        return json.dumps({"pending": [asdict(request) for request in await desk.pending()],
+                           "recently_decided": [asdict(request) for request in decided[:RECENTLY_DECIDED]]}, indent=1)
+
     def _changed(self, kind: Kind, ident: str) -> None:
         self._status_due = True
         if kind == "query":
             self._announce(query_uri(ident))
+        elif kind == "approval":
+            self._announce(APPROVALS_URI)
 
     def _announce(self, uri: str) -> None:
         task = asyncio.get_running_loop().create_task(self._send(uri), name="resource-updated")

@@ -1,6 +1,6 @@
-"""`ChangeFeed`: who wants to know when an agent or a query changed (the MCP resources do).
+"""`ChangeFeed`: who wants to know when an agent, a query or a permission request changed (the MCP resources do).
 
-The engine calls `changed` after each recorded change of an agent or a query; listeners are
+The engine calls `changed` after each recorded change of one of them; listeners are
 plain callables that must return at once (they schedule any slow work themselves), so the
 engine never waits on a subscriber.
 """
@@ -13,7 +13,7 @@ from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["agent", "query"]
+Kind = Literal["agent", "query", "approval"]
 Listener = Callable[[Kind, str], None]
 
 

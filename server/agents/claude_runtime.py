@@ -33,6 +33,7 @@ from claude_agent_sdk import (
     CLINotFoundError,
     PermissionResultAllow,
     PermissionResultDeny,
+    PermissionUpdate,
     ResultMessage,
     SystemMessage,
     TextBlock,
@@ -43,12 +44,15 @@ from claude_agent_sdk import (
 
 from server.agents.launch import SpawnFailed, launcher_env
 from server.agents.outcome import OutputTail, TaskOutcome, Usage, claude_input_tokens
+from server.agents.permissions import PermissionAnswer
 from server.agents.pricing import cost_usd
 
 logger = logging.getLogger(__name__)
 
-PermissionDecider = Callable[[str, dict[str, Any]], Awaitable[str | None]]
-"""Given a tool name and its input, None to allow it, or the message the model sees on refusal."""
+PermissionDecider = Callable[[str, dict[str, Any], list[dict[str, Any]]], Awaitable[PermissionAnswer]]
+"""Given a tool name, its input and the permission updates Claude Code suggests (as sent), the answer:
+allowed or not (with the message the model sees on refusal), whether to apply the suggestions for the
+rest of the session, and a question's answers."""
 
 ModelReported = Callable[[str], Awaitable[None]]
 """Told the model the CLI says it runs: at a task's start and whenever a model turn names another."""
@@ -185,13 +189,16 @@ class ClaudeSession:
             return None
 
     async def _can_use_tool(
-        self, tool_name: str, tool_input: dict[str, Any], _context: ToolPermissionContext
+        self, tool_name: str, tool_input: dict[str, Any], context: ToolPermissionContext
     ) -> PermissionResultAllow | PermissionResultDeny:
-        refusal = await self._decide_permission(tool_name, tool_input)
-        self._write_log(f"[permission] {tool_name}: {'allowed' if refusal is None else 'denied'}\n")
-        if refusal is None:
-            return PermissionResultAllow()
-        return PermissionResultDeny(message=refusal)
+        answer = await self._decide_permission(tool_name, tool_input, _sent_form(context.suggestions))
+        self._write_log(f"[permission] {tool_name}: {'allowed' if answer.allowed else 'denied'}\n")
+        if not answer.allowed:
+            return PermissionResultDeny(message=answer.message or f"{tool_name} was not allowed")
+        return PermissionResultAllow(
+            # A question's answers go back in its input: the model reads them as the tool's result.
+            updated_input={**tool_input, "answers": answer.answers} if answer.answers else None,
+            updated_permissions=list(context.suggestions) if answer.remember and context.suggestions else None)
 
     def _on_stderr(self, line: str) -> None:
         self._write_log(f"[stderr] {line}\n")
@@ -363,3 +370,15 @@ def resolved_model(server_info: dict[str, Any] | None, configured: str | None) -
         if isinstance(model, dict) and model.get("value") == wanted and isinstance(model.get("resolvedModel"), str):
             return str(model["resolvedModel"])
     return configured
+
+
+def _sent_form(suggestions: list[PermissionUpdate]) -> list[dict[str, Any]]:
+    """The CLI's suggestions as it sent them (a person reads them; `remember` applies them); one the SDK
+    cannot express back is left out."""
+    sent = []
+    for suggestion in suggestions:
+        try:
+            sent.append(suggestion.to_dict())
+        except ValueError:
+            logger.info("left out a permission suggestion the SDK cannot send back: %r", suggestion)
+    return sent

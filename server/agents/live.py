@@ -40,6 +40,7 @@ class Agent:
     # Its queries run one at a time, in the order they were started (asyncio.Lock is FIFO).
     query_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: Task | None = None
+    remembered: list[str] = field(default_factory=list)  # tool patterns a person allowed for its whole life
 
     @property
     def id(self) -> str:

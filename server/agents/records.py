@@ -102,6 +102,29 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX query_events_by_query ON query_events (query_id, seq);
     """,
+    # 3: permission requests and questions that wait for a person's answer, and who gave it.
+    """
+    CREATE TABLE permission_requests (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT    NOT NULL UNIQUE,
+        query_id         TEXT    NOT NULL REFERENCES queries (id),
+        agent_id         TEXT    NOT NULL REFERENCES agents (id),
+        tool             TEXT    NOT NULL,
+        input            TEXT    NOT NULL,           -- JSON, bounded
+        suggestions      TEXT    NOT NULL DEFAULT '[]',  -- JSON: the permission updates Claude Code offered
+        questions        TEXT,                       -- JSON: AskUserQuestion's questions and options
+        created_ms       INTEGER NOT NULL,
+        expires_ms       INTEGER NOT NULL,
+        status           TEXT    NOT NULL,           -- pending, allowed, denied, expired, cancelled
+        decided_by       TEXT,                       -- client, dashboard, cli, timeout, rule:<name>, ...
+        decided_ms       INTEGER,
+        message          TEXT,
+        remember         INTEGER NOT NULL DEFAULT 0,
+        answers          TEXT                        -- JSON: {question: label}
+    );
+    CREATE INDEX permission_requests_by_status ON permission_requests (status);
+    CREATE INDEX permission_requests_by_query ON permission_requests (query_id);
+    """,
 )
 
 
@@ -249,6 +272,16 @@ class AgentRecords:
                 await conn.execute(change.sql, change.params)
 
         await self._writer.submit(op)
+
+    async def commit_counted(self, change: RowChange) -> int:
+        """Writes one change in the next group commit; answers how many rows it changed (a
+        conditional UPDATE that lost a race answers 0)."""
+
+        async def op(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(change.sql, change.params)
+            return cursor.rowcount
+
+        return await self._writer.submit(op)
 
     async def update_agent(self, agent_id: str, **changes: object) -> None:
         await self.commit(agent_changed(agent_id, **changes))

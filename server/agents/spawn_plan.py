@@ -20,7 +20,7 @@ from server.agents.pool import PooledWorker
 from server.agents.supervisor import Supervisor
 from server.agents.tasks import Task
 from server.agents.types import AgentType
-from server.config.agent_type import PERMISSION_MODES
+from server.config.agent_type import PERMISSION_MODES, check_approval_policy
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
 
 EntryStatus = Literal["queued", "spawning", "ready", "running", "waiting", "completed", "failed", "skipped",
@@ -46,6 +46,7 @@ class AgentSpec:
     capabilities: tuple[str, ...] = ()
     priority: int = 0
     command: tuple[str, ...] | None = None
+    on_permission_request: str | Sequence[str] | None = None  # claude: its approval policy instead of its type's
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,8 @@ class SpawnPlanner:
         if spec.permission_mode == "bypassPermissions" and not agent_type.allows_bypass:
             raise Forbidden(f"permission_mode bypassPermissions is not allowed for agent type {spec.type!r}: set "
                             f"allow_bypass_permissions = true in its [agent_types.{spec.type}] table to allow it")
+        if spec.on_permission_request is not None:
+            agent_type = self._with_approval_policy(spec, agent_type)
         new: list[int] = []
         existing: list[str] = []
         for dependency in spec.depends_on:
@@ -186,6 +189,18 @@ class SpawnPlanner:
         cwd = self._allowed_cwd(spec.cwd) if spec.cwd else None
         entry = SpawnEntry(name=spec.name, type=spec.type, agent_id=new_id("agent"))
         return PlannedAgent(spec, agent_type, cwd, command, entry, new, existing)
+
+    @staticmethod
+    def _with_approval_policy(spec: AgentSpec, agent_type: AgentType) -> AgentType:
+        """The agent's own copy of its type, with the policy its spec asks for."""
+        if agent_type.runtime != "claude":
+            raise InvalidArgument(f"on_permission_request applies to claude agents; {spec.type!r} is an "
+                                  f"{agent_type.runtime} type (its commands ask for no permission)")
+        try:
+            policy = check_approval_policy(spec.on_permission_request)
+        except ValueError as error:
+            raise InvalidArgument(f"agent {spec.name!r}: {error}") from None
+        return agent_type.model_copy(update={"on_permission_request": policy})
 
     def _allowed_cwd(self, cwd: str) -> Path:
         roots = self._settings.agent_roots

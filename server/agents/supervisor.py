@@ -29,7 +29,7 @@ from server.agents.launch import SpawnFailed, remove_mcp_config, spawn_retries
 from server.agents.live import Agent
 from server.agents.memory_access import AgentMemoryAccess
 from server.agents.outcome import OutputTail, TaskOutcome
-from server.agents.permissions import decide as decide_permission
+from server.agents.permission_gate import PermissionGate
 from server.agents.pool import PooledWorker, WarmPool
 from server.agents.process_groups import (
     ProcessIdentity,
@@ -132,7 +132,7 @@ class Supervisor:
             remove_mcp_config(self.workdir_for(orphan))
         if orphans:
             now, reason = self.clock.now_ms(), "lost: the server running it exited; its processes were ended at the next start"
-            await self.records.mark_lost(orphans, now, reason, self.tasks.lost_with(orphans, now, reason))
+            await self.records.mark_lost(orphans, now, reason, *self.tasks.lost_with(orphans, now, reason))
             logger.info("marked %d agent(s) of an earlier server run lost", len(orphans))
         return orphans
 
@@ -265,23 +265,8 @@ class Supervisor:
                                              memory=self.memory_access)
 
     def permission_decider(self, agent_id: str, type_name: str, agent_type: AgentType) -> PermissionDecider:
-        """Answers Claude Code's permission requests at once (`permissions.decide`, under the agent's
-        mode at the time of asking), so no request waits on a person; each answer goes in the log of
-        the query that asked."""
-
-        async def decide(tool_name: str, _tool_input: dict[str, Any]) -> str | None:
-            agent = self._agents.get(agent_id)
-            mode = (agent.record.permission_mode if agent is not None else None) or agent_type.permission_mode
-            decision = decide_permission(type_name, agent_type, mode, tool_name)
-            if not decision.allowed:
-                logger.info("agent %s: denied tool %s (%s)", agent_id, tool_name, mode)
-            if agent is not None and agent.running is not None:
-                await self.tasks.log(agent.running.id, "permission", f"policy:{mode}",
-                                     "allowed" if decision.allowed else "denied",
-                                     {"tool": tool_name, "reason": decision.reason})
-            return None if decision.allowed else decision.reason
-
-        return decide
+        """How the agent's permission requests and questions are answered (`PermissionGate`)."""
+        return PermissionGate(agent_id, type_name, agent_type, self.live, self.tasks, self.settings.approval_timeout_s)
 
     # -- ending --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from server.agents.outcome import TaskOutcome
+from server.agents.permissions import PermissionAnswer, PermissionAsk
 from server.agents.records import AgentRecord, RowChange
 
 # How a task that never ran (or whose start failed) ends.
@@ -70,8 +71,13 @@ class TaskLedger(Protocol):
                   detail: dict[str, Any] | None = None) -> object:
         """One entry of the task's log (a permission decision, a control action)."""
 
+    async def ask(self, task_id: str, request: PermissionAsk) -> PermissionAnswer:
+        """Hands a permission request (or a question) of the running task to a person and waits for
+        the answer, the timeout, or the task's end (a denial)."""
+
     async def agent_ended(self, agent_id: str, status: str) -> None:
         """The agent ended: its running task is recorded terminated, the ones waiting their turn end unrun."""
 
-    def lost_with(self, agent_ids: Sequence[str], ended_ms: int, reason: str) -> RowChange:
-        """The row change that marks the unfinished tasks of these agents (of a server that is gone) lost."""
+    def lost_with(self, agent_ids: Sequence[str], ended_ms: int, reason: str) -> list[RowChange]:
+        """The row changes that mark the unfinished tasks of these agents (of a server that is gone)
+        lost, and cancel what they were waiting for."""

@@ -1,5 +1,5 @@
-"""The ``switchboard`` command: serve, dashboard, schemas, objects, memory, agents, queries, status, doctor,
-version."""
+"""The ``switchboard`` command: serve, dashboard, schemas, objects, memory, agents, queries, approvals (approve,
+deny, answer), status, doctor, version."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import anyio
 
 from server import __version__
 from server.cli import agents as agents_command
+from server.cli import approvals as approvals_command
 from server.cli import memory as memory_command
 from server.cli import objects as objects_command
 from server.cli.settings import add_data_dir_argument, run_with_settings, settings_for_command
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
     objects_command.add_parser(commands)
     agents_command.add_parsers(commands)
+    approvals_command.add_parsers(commands)
     memory_command.add_parser(commands)
     status = commands.add_parser("status", help="what the server holds and runs now: memory, vectors, agents, "
                                                 "queries, cost", epilog="Settings as for `serve`.")
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return objects_command.run(args)
     if args.command in ("agents", "queries"):
         return agents_command.run(args)
+    if args.command in approvals_command.COMMANDS:
+        return approvals_command.run(args)
     if args.command == "memory":
         return memory_command.run(args)
     if args.command == "status":

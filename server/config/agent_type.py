@@ -18,6 +18,26 @@ Runtime = Literal["claude", "exec"]
 PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
 PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
 
+# A tool pattern of on_permission_request: a tool's name, or a name with what its input must match
+# in parentheses (`Bash(npm *)`, `Write(/etc/**)`; `*` matches any characters, `/` included).
+_TOOL_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*(\(.+\))?")
+ApprovalPolicy = Literal["decide", "ask"] | tuple[str, ...]
+
+
+def check_approval_policy(policy: object) -> ApprovalPolicy:
+    """``decide``, ``ask`` or a non-empty list of tool patterns; raises ValueError naming what is wrong."""
+    if policy in ("decide", "ask"):
+        return policy
+    if isinstance(policy, str):
+        raise ValueError(f"on_permission_request {policy!r} is not \"decide\", \"ask\" or a list of tool patterns")
+    if not isinstance(policy, (list, tuple)) or not policy:
+        raise ValueError("on_permission_request is \"decide\", \"ask\" or a non-empty list of tool patterns "
+                         "(e.g. [\"Bash\", \"Write(/etc/**)\"])")
+    for pattern in policy:
+        if not isinstance(pattern, str) or not _TOOL_PATTERN.fullmatch(pattern):
+            raise ValueError(f"on_permission_request pattern {pattern!r} is not a tool name or Tool(pattern)")
+    return tuple(policy)
+
 
 class AgentType(BaseModel):
     """One ``[agent_types.<name>]`` table."""
@@ -47,12 +67,24 @@ class AgentType(BaseModel):
         "ANTHROPIC_*, CLAUDE_* and the proxy variables).")
     max_running: int | None = Field(None, ge=1, description="Most agents of this type alive at once; more wait.")
     pool_size: int = Field(0, ge=0, le=64, description="claude: initialised idle workers kept ready.")
+    on_permission_request: ApprovalPolicy = Field(
+        "decide", description="claude: `decide` (answer each permission request from the tool lists and mode at "
+        "once), `ask` (a request they do not allow, and every AskUserQuestion, waits for a person's answer), or a "
+        "list of tool patterns that ask while the rest are decided ([\"Bash\", \"Write(/etc/**)\"]).")
+    approval_timeout_s: float | None = Field(
+        None, gt=0, le=7 * 24 * 3600,
+        description="claude: how long a request waits for an answer; unset: SWITCHBOARD_APPROVAL_TIMEOUT_S.")
     description: str = Field("", description="One line shown when types are listed.")
 
     @property
     def allows_bypass(self) -> bool:
         """Whether its agents may run in bypassPermissions (configured so, or allowed to switch to it)."""
         return self.allow_bypass_permissions or self.permission_mode == "bypassPermissions"
+
+    @field_validator("on_permission_request", mode="before")
+    @classmethod
+    def _approval_policy(cls, policy: object) -> ApprovalPolicy:
+        return check_approval_policy(policy)
 
     @field_validator("command")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -263,6 +264,22 @@ class Settings(BaseSettings):
     query_rules_interval_s: float = Field(1.0, gt=0, le=60, description="How often the rules are checked.")
     query_events_namespace: str = Field("query-events", min_length=1, description="Control actions and rule firings.")
     query_events_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="TTL of query event records.")
+
+    # -- approvals -----------------------------------------------------------------------------------
+    approval_timeout_s: float = Field(
+        900.0, gt=0, le=7 * 24 * 3600,
+        description="How long a permission request or question waits for an answer (a type's approval_timeout_s "
+        "overrides it); then it expires and the agent is told no one answered.")
+    notify_url: str | None = Field(
+        None, description="An http(s) URL that gets a POST of a small JSON document for each new permission request "
+        "or question (a Slack/Discord/ntfy-style webhook); retried, never blocking the agent.")
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_url_is_http(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"https?://[^/\s]+", url):
+            raise ValueError("notify_url must be an http:// or https:// URL")
+        return url or None
 
     @field_validator("query_command_allowlist", mode="before")
     @classmethod

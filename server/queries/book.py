@@ -20,9 +20,11 @@ from server.agents.activity import ActivityLog
 from server.agents.changes import ChangeFeed
 from server.agents.ids import new_id
 from server.agents.outcome import TaskOutcome
+from server.agents.permissions import PermissionAnswer, PermissionAsk
 from server.agents.records import AgentRecord, AgentRecords, RowChange
 from server.clock import Clock
 from server.config import Settings
+from server.queries.approvals import ApprovalDesk, RequestHooks, requests_cancelled
 from server.queries.records import (
     QueryEvent,
     QueryRecord,
@@ -49,6 +51,7 @@ class ActiveQuery:
     tail_mark: int = 0                # the agent's output count when it started: its tail is what came after
     stopped_by: str | None = None     # who terminated it ("client", "rule:<name>"), for its error
     control_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one control action at a time
+    needs_input: asyncio.Event = field(default_factory=asyncio.Event)  # set while a request of it waits
 
     @property
     def id(self) -> str:
@@ -71,8 +74,9 @@ class QueryBook:
     """The queries of this server's agents: their records and the active ones."""
 
     def __init__(self, database: AgentRecords, activity: ActivityLog, changes: ChangeFeed, settings: Settings,
-                 clock: Clock) -> None:
+                 clock: Clock, request_hooks: RequestHooks | None = None) -> None:
         self.records = QueryRecords(database)
+        self.approvals = ApprovalDesk(database, changes, clock, request_hooks)
         self._database = database
         self._activity = activity
         self._changes = changes
@@ -180,8 +184,41 @@ class QueryBook:
             else:
                 await self.close(active.id, "terminated", f"terminated: the agent was {status} before it ran")
 
-    def lost_with(self, agent_ids: Sequence[str], ended_ms: int, reason: str) -> RowChange:
-        return queries_lost(agent_ids, ended_ms, reason)
+    def lost_with(self, agent_ids: Sequence[str], ended_ms: int, reason: str) -> list[RowChange]:
+        return [queries_lost(agent_ids, ended_ms, reason), requests_cancelled(agent_ids, ended_ms, reason)]
+
+    # -- requests waiting for a person ---------------------------------------------------------
+
+    async def ask(self, task_id: str, request: PermissionAsk) -> PermissionAnswer:
+        active = self._active.get(task_id)
+        if active is None:  # ended meanwhile: nothing to wait for
+            return PermissionAnswer(False, "the query ended before anyone could answer")
+        raised = await self.approvals.raise_request(task_id, active.record.agent_id, request)
+        await self._input_needed(active)
+        await self.log(task_id, "permission", "agent", "asked",
+                       {"request_id": raised.id, "tool": raised.tool, **({"question": True} if raised.is_question else {})})
+        try:
+            decided = await self.approvals.wait(raised)
+        finally:
+            await asyncio.shield(self.input_given(active))
+        await self.log(task_id, "permission", decided.decided_by or "nobody", decided.status,
+                       {"request_id": decided.id, "tool": decided.tool,
+                        **({"message": decided.message} if decided.message else {}),
+                        **({"remember": True} if decided.remember else {})})
+        return decided.as_answer()
+
+    async def _input_needed(self, active: ActiveQuery) -> None:
+        active.needs_input.set()
+        if active.record.status == "running":
+            await self.change(active, status="needs_input")
+
+    async def input_given(self, active: ActiveQuery) -> None:
+        """Back to running once no request of the query waits (idempotent)."""
+        if self.approvals.has_pending(active.id):
+            return
+        active.needs_input.clear()
+        if active.record.status == "needs_input" and not active.ended.is_set():
+            await self.change(active, status="running")
 
     def _ended(self, active: ActiveQuery) -> None:
         self._active.pop(active.id, None)

@@ -14,11 +14,12 @@ from typing import Any, Literal
 from server.agents.records import AgentRecords, RowChange, Table, where_in
 
 QueryStatus = Literal[
-    "waiting", "queued", "running", "paused", "completed", "failed", "terminated", "skipped", "lost"
+    "waiting", "queued", "running", "needs_input", "paused", "completed", "failed", "terminated", "skipped", "lost"
 ]
 ENDED_QUERY_STATUSES: tuple[QueryStatus, ...] = ("completed", "failed", "terminated", "skipped", "lost")
-# Not ended: what `query_list` shows without history.
-ACTIVE_QUERY_STATUSES: tuple[QueryStatus, ...] = ("waiting", "queued", "running", "paused")
+# Not ended: what `query_list` shows without history. `needs_input`: running, with a permission
+# request or a question waiting for a person's answer.
+ACTIVE_QUERY_STATUSES: tuple[QueryStatus, ...] = ("waiting", "queued", "running", "needs_input", "paused")
 
 
 @dataclass(slots=True)

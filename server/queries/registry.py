@@ -37,6 +37,7 @@ from server.config import Settings
 from server.config.agent_type import PERMISSION_MODES
 from server.config.query_rule import QueryRule
 from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
+from server.queries.approvals import PermissionRequest
 from server.queries.book import ActiveQuery, QueryBook
 from server.queries.commands import CommandResult, allowed_executable, command_argv, run_command
 from server.queries.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, QueryRecords
@@ -44,9 +45,10 @@ from server.queries.rules import RuleEngine, RunningQuery
 
 logger = logging.getLogger(__name__)
 
-ControlAction = Literal["pause", "resume", "terminate", "change_model", "change_permissions", "execute_command"]
+ControlAction = Literal["pause", "resume", "terminate", "change_model", "change_permissions", "execute_command",
+                        "approve", "deny"]
 CONTROL_ACTIONS: tuple[ControlAction, ...] = (
-    "pause", "resume", "terminate", "change_model", "change_permissions", "execute_command")
+    "pause", "resume", "terminate", "change_model", "change_permissions", "execute_command", "approve", "deny")
 Effect = Literal["now", "next_query"]
 
 
@@ -58,6 +60,7 @@ class ControlOutcome:
     effect: Effect
     detail: dict[str, Any] = field(default_factory=dict)
     command: CommandResult | None = None
+    request: PermissionRequest | None = None  # approve / deny: the request as decided
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class QueryView:
     wall_ms: int | None
     log: list[QueryEvent] | None = None
     output_tail: str | None = None
+    pending_requests: list[PermissionRequest] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -121,11 +125,16 @@ class QueryRegistry:
 
     async def control(self, action: str, query_id: str, *, model: str | None = None,
                       permission_mode: str | None = None, command: str | Sequence[str] | None = None,
-                      grace_s: float = 5.0, actor: str = "client", why: Sequence[str] = ()) -> ControlOutcome:
+                      grace_s: float = 5.0, actor: str = "client", why: Sequence[str] = (),
+                      request_id: str | None = None, message: str | None = None, remember: bool = False,
+                      answers: dict[str, str] | None = None) -> ControlOutcome:
         """Carries out one action on a query that has not ended; raises (changing nothing) when the
         query's state, the arguments or the settings do not allow it."""
         if action not in CONTROL_ACTIONS:
             raise InvalidArgument(f"action {action!r} is not one of {', '.join(CONTROL_ACTIONS)}")
+        if action in ("approve", "deny"):
+            return await self.answer(query_id, request_id, allow=action == "approve", by=actor, message=message,
+                                     remember=remember, answers=answers)
         active = self.book.active(query_id)
         if active is None:
             record = await self.records.query(query_id)
@@ -153,6 +162,28 @@ class QueryRegistry:
         await self.book.log(query_id, action, actor, outcome.effect, detail)
         return outcome
 
+    async def answer(self, query_id: str, request_id: str | None, *, allow: bool, by: str, message: str | None = None,
+                     remember: bool = False, answers: dict[str, str] | None = None) -> ControlOutcome:
+        """Allows or denies a pending permission request of the query (``request_id`` may be left out
+        when it has exactly one). The row decides, so this works whichever server runs the query."""
+        query = await self.get(query_id)
+        if request_id is None:
+            pending = await self.book.approvals.pending([query_id])
+            if len(pending) != 1:
+                raise (InvalidArgument(f"query {query_id} has {len(pending)} pending requests "
+                                       f"({', '.join(request.id for request in pending)}): name one with request_id")
+                       if pending else Conflict(f"query {query_id} is {query.status} and has no pending request"))
+            request_id = pending[0].id
+        request = await self.book.approvals.get(request_id)
+        if request.query_id != query_id:
+            raise InvalidArgument(f"request {request_id} belongs to query {request.query_id}, not {query_id}")
+        decided = await self.book.approvals.answer(request_id, allow=allow, by=by, message=message,
+                                                   remember=remember, answers=answers)
+        if (active := self.book.active(query_id)) is not None:
+            await self.book.input_given(active)
+        return ControlOutcome(await self.get(query_id), "now", {"request_id": decided.id, "status": decided.status},
+                              request=decided)
+
     async def _dispatch(self, action: str, agent: Agent, active: ActiveQuery, *, model: str | None,
                         permission_mode: str | None, command: str | Sequence[str] | None, grace_s: float,
                         actor: str) -> ControlOutcome:
@@ -175,7 +206,7 @@ class QueryRegistry:
 
     async def _pause(self, agent: Agent, active: ActiveQuery) -> ControlOutcome:
         query = active.record
-        if query.status != "running":
+        if query.status not in ("running", "needs_input"):
             raise Conflict(f"query {query.id} is {query.status}; only a running query can be paused")
         signalled = await steering.signal_work(agent, signal.SIGSTOP, self._supervisor.stray_scan)
         await self.book.change(active, status="paused", paused_at_ms=self._clock.now_ms())
@@ -192,13 +223,15 @@ class QueryRegistry:
         query = active.record
         signalled = await steering.signal_work(agent, signal.SIGCONT, self._supervisor.stray_scan)
         now = self._clock.now_ms()
-        await self.book.change(active, status="running", paused_at_ms=None,
+        await self.book.change(active, status="needs_input" if active.needs_input.is_set() else "running",
+                               paused_at_ms=None,
                                paused_total_ms=query.paused_total_ms + now - (query.paused_at_ms or now))
         return signalled
 
     async def _terminate(self, agent: Agent, active: ActiveQuery, grace_s: float, actor: str) -> ControlOutcome:
         query = active.record
         active.stopped_by = actor
+        await self.book.approvals.cancel_for(query.id, actor, f"the query was terminated by {actor}")
         if query.started_ms is None:  # still waiting its turn: it never runs
             await self.book.close(query.id, "terminated", f"terminated by {actor} before it started")
             return ControlOutcome(query, "now", {"by": "dequeued"})
@@ -316,11 +349,16 @@ class QueryRegistry:
     async def views(self, records: Sequence[QueryRecord], include_output: bool) -> list[QueryView]:
         now = self._clock.now_ms()
         logs = await self.records.events_of([record.id for record in records]) if include_output else {}
+        waiting_input = [record.id for record in records if record.status in ("needs_input", "paused")
+                         or ((active := self.book.active(record.id)) is not None and active.needs_input.is_set())]
+        requests: dict[str, list[PermissionRequest]] = {}
+        for request in await self.book.approvals.pending(waiting_input) if waiting_input else []:
+            requests.setdefault(request.query_id, []).append(request)
         views = []
         for stored in records:
             active = self.book.active(stored.id)
             record = active.record if active is not None else stored
-            if active is not None and record.status in ("running", "paused"):
+            if active is not None and record.status in ("running", "needs_input", "paused"):
                 record = self._with_live_usage(record)
             tail = None
             if include_output:
@@ -329,7 +367,8 @@ class QueryRegistry:
                 if active is not None and agent is not None and record.started_ms is not None:
                     tail = agent.tail.since(active.tail_mark)
             views.append(QueryView(record, record.active_ms(now), record.wall_ms(now),
-                                   logs.get(record.id, []) if include_output else None, tail))
+                                   logs.get(record.id, []) if include_output else None, tail,
+                                   requests.get(record.id, [])))
         return views
 
     def _with_live_usage(self, record: QueryRecord) -> QueryRecord:
@@ -347,7 +386,8 @@ class QueryRegistry:
 
     async def wait(self, query_ids: Sequence[str], *, mode: Literal["all", "any"], timeout_s: float,
                    progress: Callable[[int, int, str], Awaitable[None]] | None = None) -> WaitOutcome:
-        """Until all (or any) of ``query_ids`` have ended, or ``timeout_s`` passed. ``progress`` hears
+        """Until all (or any) of ``query_ids`` have ended, or ``timeout_s`` passed; with ``any``, also
+        until one of them needs input (a permission request or a question waits). ``progress`` hears
         (ended, of, message) each time more of them have ended."""
         if not query_ids:
             raise InvalidArgument("query_ids is empty; name the queries to wait for")
@@ -356,22 +396,26 @@ class QueryRegistry:
         waiting = {query_id: active for query_id in unique
                    if (active := self.book.active(query_id)) is not None}
         timed_out = False
-        if waiting and (mode == "all" or len(waiting) == len(unique)):
-            ended = {query_id: asyncio.ensure_future(active.ended.wait()) for query_id, active in waiting.items()}
+        asking = mode == "any" and any(active.needs_input.is_set() for active in waiting.values())
+        if waiting and not asking and (mode == "all" or len(waiting) == len(unique)):
+            ended = [asyncio.ensure_future(active.ended.wait()) for active in waiting.values()]
+            # With `any`, a query that needs a person's answer is worth waking for too.
+            asking_now = [asyncio.ensure_future(active.needs_input.wait()) for active in waiting.values()] \
+                if mode == "any" else []
             try:
                 async with asyncio.timeout(timeout_s):
-                    pending = set(ended.values())
+                    pending = {*ended, *asking_now}
                     while pending:
                         _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                         if progress is not None:
-                            finished = len(unique) - len(pending)
+                            finished = len(unique) - len(waiting) + sum(future.done() for future in ended)
                             await progress(finished, len(unique), f"{finished} of {len(unique)} queries ended")
                         if mode == "any":
                             break
             except TimeoutError:
                 timed_out = True
             finally:
-                for future in ended.values():
+                for future in [*ended, *asking_now]:
                     future.cancel()
         for query_id in unique:
             records[query_id] = await self.get(query_id)

@@ -41,7 +41,7 @@ async def spawn_with_task(client: Client, task: str, *, wait: bool) -> dict[str,
 async def test_status_agent_log_and_query_read_as_resources(settings: Settings, mode: str) -> None:
     async with Client(build_server(settings), mode=mode) as client:
         listed = {str(resource.uri) for resource in (await client.list_resources()).resources}
-        assert listed == {"switchboard://status"}
+        assert listed == {"switchboard://status", "switchboard://approvals"}
         templates = {template.uri_template for template in (await client.list_resource_templates()).resource_templates}
         assert templates == {"switchboard://agents/{agent_id}/log", "switchboard://queries/{query_id}"}
         await client.call_tool("memory_usage", {"action": "store", "namespace": "notes", "key": "k", "value": "v"})

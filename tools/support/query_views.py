@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from server.queries.approvals import PermissionRequest
 from server.queries.records import QueryEvent
 from server.queries.registry import QueryView
 from tools.support.compact import CompactModel
@@ -14,10 +15,10 @@ from tools.support.timestamps import iso_utc
 
 class LoggedEvent(CompactModel):
     at: str
-    action: str = Field(description="pause, resume, terminate, change_model, change_permissions, execute_command, "
-                                    "or permission (a tool-permission decision).")
-    by: str = Field(description="client, rule:<name>, or policy:<mode> for permission decisions.")
-    outcome: str = Field(description="now | next_query for actions; allowed | denied for permissions.")
+    action: str = Field(description="A query_control action, or permission (a tool-permission request).")
+    by: str = Field(description="client, rule:<name>, policy:<mode>, agent (asking), or who answered.")
+    outcome: str = Field(description="now | next_query; for permissions asked | allowed | denied | expired | "
+                                     "cancelled.")
     detail: dict[str, Any] | None = None
 
     @classmethod
@@ -28,11 +29,27 @@ class LoggedEvent(CompactModel):
         return logged
 
 
+class PendingRequest(CompactModel):
+    request_id: str
+    tool: str  # AskUserQuestion for a question: its questions and options are in `input`
+    input: dict[str, Any]
+    suggestions: list[dict[str, Any]] | None = None
+    expires_at: str
+
+    @classmethod
+    def from_engine(cls, request: PermissionRequest) -> PendingRequest:
+        pending = cls(request_id=request.id, tool=request.tool, input=request.input,
+                      expires_at=iso_utc(request.expires_ms))
+        if request.suggestions:
+            pending.suggestions = request.suggestions
+        return pending
+
+
 class ListedQuery(CompactModel):
     query_id: str
     agent_id: str
-    status: str = Field(description="waiting | queued | running | paused | completed | failed | terminated | "
-                                    "skipped | lost")
+    status: str = Field(description="waiting | queued | running | needs_input | paused | completed | failed | "
+                                    "terminated | skipped | lost")
     task: str
     model: str | None = None
     permission_mode: str | None = None
@@ -51,6 +68,7 @@ class ListedQuery(CompactModel):
     output_tail: str | None = Field(default=None, description="With include_output: the end of its output.")
     log: list[LoggedEvent] | None = Field(default=None, description="With include_output: control actions and "
                                                                      "permission decisions, oldest first.")
+    pending_requests: list[PendingRequest] | None = None
 
     @classmethod
     def from_engine(cls, view: QueryView, *, result_chars: int = 4000) -> ListedQuery:
@@ -67,6 +85,7 @@ class ListedQuery(CompactModel):
             "result": _end_of(record.result, result_chars), "error": record.error, "exit_code": record.exit_code,
             "output_tail": view.output_tail or None,
             "log": [LoggedEvent.from_engine(event) for event in view.log] if view.log is not None else None,
+            "pending_requests": [PendingRequest.from_engine(request) for request in view.pending_requests] or None,
         }
         for name, value in optional.items():
             if value is not None:

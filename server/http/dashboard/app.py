@@ -3,7 +3,7 @@
     GET  /                                the page (signed in), else a redirect to /login
     GET  /login?code=...                  the printed one-time link: a session cookie, then /
     GET  /login, POST /login (token=...)  sign in with the server's token
-    GET  /static/app.js, /static/style.css
+    GET  /static/app.js, /static/style.css, /static/favicon.svg
     GET  /api/state                       everything the page shows, and the session's CSRF token
     GET  /api/events                      the same, pushed (text/event-stream) on each change
     POST /api/queries/{query_id}/control  {"action": "pause" | "resume" | "terminate" | "change_model", "model"?}
@@ -42,7 +42,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from server.errors import SwitchboardError
-from server.http.dashboard.bodies import control_request, read_body, sign_in_token
+from server.http.dashboard.bodies import answer_request, control_request, read_body, sign_in_token
 from server.http.dashboard.login_throttle import LoginThrottle
 from server.http.dashboard.sessions import COOKIE, SESSION_TTL_S, DashboardSessions, Session, csrf_ok
 from server.http.dashboard.state import CostHistory, dashboard_state
@@ -52,7 +52,7 @@ from server.services import Services
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "favicon.svg": "image/svg+xml"}
 PUSH_EVERY_S = 5.0      # also without changes: CPU, memory and active times move on their own
 SETTLE_S = 0.1          # changes that come together are pushed together
 _STATUS_FOR_CODE = {"invalid_argument": 400, "not_found": 404, "conflict": 409, "forbidden": 403, "too_large": 413,
@@ -110,6 +110,7 @@ class Dashboard:
             _SecuredRoute("/api/state", self._guarded(self._state), methods=["GET"]),
             _SecuredRoute("/api/events", self._guarded(self._events), methods=["GET"]),
             _SecuredRoute("/api/queries/{query_id}/control", self._guarded(self._control), methods=["POST"]),
+            _SecuredRoute("/api/requests/{request_id}/answer", self._guarded(self._answer), methods=["POST"]),
             _SecuredRoute("/api/memory/search", self._guarded(self._search), methods=["GET"]),
         ]
 
@@ -239,6 +240,20 @@ class Dashboard:
             return _refusal(error)
         return JSONResponse({"query_id": query_id, "status": outcome.query.status, "effect": outcome.effect})
 
+    async def _answer(self, request: Request, _session: Session) -> Response:
+        request_id = request.path_params["request_id"]
+        try:
+            answer = answer_request(await read_body(request))
+            pending = await self._services.queries.book.approvals.get(request_id)
+            outcome = await self._services.queries.answer(
+                pending.query_id, request_id, allow=answer.allow, by="dashboard", message=answer.message,
+                remember=answer.remember, answers=answer.answers)
+        except SwitchboardError as error:
+            return _refusal(error)
+        decided = outcome.request
+        assert decided is not None
+        return JSONResponse({"request_id": decided.id, "status": decided.status, "query_id": decided.query_id})
+
     async def _search(self, request: Request, _session: Session) -> Response:
         text = request.query_params.get("q", "").strip()
         if not text:
@@ -281,7 +296,7 @@ def _set_cookie(response: Response, session_id: str) -> None:
 def _login_form(problem: str | None) -> str:
     note = f'<p class="problem">{html.escape(problem, quote=False)}</p>' if problem else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Switchboard: sign in</title>
-<link rel="stylesheet" href="/static/style.css"></head><body class="login"><main>
+<link rel="stylesheet" href="/static/style.css"><link rel="icon" href="/static/favicon.svg"></head><body class="login"><main>
 <h1>Switchboard</h1>{note}<p>Open the link the server printed, or sign in with its token
 (<code>SWITCHBOARD_HTTP_TOKEN</code>).</p>
 <form method="post" action="/login"><input type="password" name="token" autocomplete="current-password"

@@ -1,4 +1,4 @@
-"""The bodies of the dashboard's POSTs (the sign-in form, a query control), read and checked before
+"""The bodies of the dashboard's POSTs (the sign-in form, a query control, an answer), read and checked before
 anything acts on them.
 
 A body is read up to a small bound (a token or a model name is a few bytes), and each field is
@@ -9,6 +9,7 @@ field and what it takes, and nothing has been done.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import parse_qs
 
@@ -18,6 +19,7 @@ from server.errors import InvalidArgument, TooLarge
 
 MAX_BODY_BYTES = 16 * 1024
 MODEL_MAX_CHARS = 200
+MESSAGE_MAX_CHARS = 4000
 FORM_TYPE = "application/x-www-form-urlencoded"  # how the sign-in page posts its form
 
 # What the page offers; change_permissions and execute_command stay with the query_control tool.
@@ -75,8 +77,44 @@ def control_request(body: bytes) -> tuple[DashboardAction, str | None]:
     return action, model.strip()
 
 
-def _json_object(body: bytes) -> dict[str, object]:
-    shape = 'the body must be one JSON object, {"action": ..., "model"?: ...}'
+@dataclass(frozen=True, slots=True)
+class RequestAnswer:
+    """A person's answer to a permission request or a question, from the "Needs you" list."""
+
+    allow: bool
+    remember: bool
+    message: str | None
+    answers: dict[str, str] | None
+
+
+ANSWER_FIELDS = ("decision", "message", "answers")
+ANSWER_DECISIONS = ("allow", "always", "deny")
+
+
+def answer_request(body: bytes) -> RequestAnswer:
+    """``{"decision": "allow" | "always" | "deny", "message"?: str, "answers"?: {question: label}}``."""
+    fields = _json_object(body, shape='the body must be one JSON object, {"decision": ..., "message"?: ..., '
+                                      '"answers"?: ...}')
+    unknown = sorted(set(fields) - set(ANSWER_FIELDS))
+    if unknown:
+        raise InvalidArgument(f"unknown field {', '.join(map(repr, unknown))}: the body takes only "
+                              f"{', '.join(ANSWER_FIELDS)}")
+    decision = fields.get("decision")
+    if not isinstance(decision, str) or decision not in ANSWER_DECISIONS:
+        raise InvalidArgument(f"decision must be one of {', '.join(ANSWER_DECISIONS)}; got {_shown(decision)}")
+    message = fields.get("message")
+    if message is not None and (not isinstance(message, str) or len(message) > MESSAGE_MAX_CHARS):
+        raise InvalidArgument(f"message must be a string of at most {MESSAGE_MAX_CHARS} characters; "
+                              f"got {_shown(message)}")
+    answers = fields.get("answers")
+    if answers is not None and not (isinstance(answers, dict) and all(
+            isinstance(key, str) and isinstance(value, str) for key, value in answers.items())):
+        raise InvalidArgument(f"answers must be an object of question text to chosen label; got {_shown(answers)}")
+    return RequestAnswer(decision != "deny", decision == "always", message or None, answers or None)
+
+
+def _json_object(body: bytes, shape: str = 'the body must be one JSON object, {"action": ..., "model"?: ...}'
+                 ) -> dict[str, object]:
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth

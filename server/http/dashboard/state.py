@@ -22,6 +22,7 @@ RECENT_AGENTS = 100
 RECENT_QUERIES = 30
 RECENT_UPLOADS = 20
 TAIL_CHARS = 4000
+NEEDS_YOU_OUTPUT_BYTES = 2000
 
 
 class CostHistory:
@@ -92,11 +93,30 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
                      key=lambda entry: entry.updated_ms, reverse=True)[:RECENT_UPLOADS]
     return {
         "status": snapshot.model_dump(),
+        "needs_you": await _needs_you(services),
         "agents": agents,
         "queries": queries,
         "uploads": [{"key": entry.key, "at_ms": entry.updated_ms, **_summary(entry.value)} for entry in uploads],
         "history": history.last_hour(now),
     }
+
+
+async def _needs_you(services: Services) -> list[dict[str, Any]]:
+    """The permission requests and questions waiting for an answer, oldest first, each with its
+    agent's name and recent output (what a person needs to judge it)."""
+    needs = []
+    for request in await services.queries.book.approvals.pending():
+        agent = services.supervisor.live(request.agent_id)
+        record = agent.record if agent is not None else await services.supervisor.records.agent(request.agent_id)
+        needs.append({
+            "request_id": request.id, "query_id": request.query_id, "agent_id": request.agent_id,
+            "agent_name": record.name if record is not None else None, "tool": request.tool,
+            "input": request.input, "questions": request.questions, "suggestions": request.suggestions,
+            "created_ms": request.created_ms, "expires_ms": request.expires_ms,
+            "recent_output": agent.tail.since(max(agent.tail.total_bytes - NEEDS_YOU_OUTPUT_BYTES, 0))
+            if agent is not None else None,
+        })
+    return needs
 
 
 def _query(view: QueryView, *, controllable: bool) -> dict[str, Any]:

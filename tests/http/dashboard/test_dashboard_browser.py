@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.agents.groups import file_size, running_in_group, stat_fields
 from tests.agents.swarm import EXEC_AGENT
 from tests.e2e.test_http_server import free_port, printed_sign_in_link, start_http, wait_until_listening
+from tests.fixtures.messages_api import ScriptedMessagesApi
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
@@ -113,3 +114,46 @@ async def test_pause_and_resume_from_the_page_without_reloading(server: tuple[st
         await client.call_tool("agent_terminate", {"all": True})
     for name in ("queries-running", "queries-paused", "agents", "memory", "uploads", "index"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+async def test_a_permission_request_is_allowed_from_the_needs_you_list(
+        tmp_path: Path, messages_api: ScriptedMessagesApi) -> None:
+    port = free_port()
+    target = tmp_path / "from-dashboard.txt"
+    types = {"asker": {"runtime": "claude", "model": "claude-sonnet-4-5", "allowed_tools": ["Bash"],
+                       "on_permission_request": "ask", "env": messages_api.cli_env(tmp_path / "home")}}
+    process = start_http(tmp_path, port, SWITCHBOARD_HTTP_TOKEN=TOKEN, SWITCHBOARD_AGENT_TYPES=json.dumps(types),
+                         SWITCHBOARD_AGENT_ROOTS=str(tmp_path))
+    try:
+        wait_until_listening(process, port)
+        link = printed_sign_in_link(tmp_path / "stderr.log")
+        task = f"tool: Write {json.dumps({'file_path': str(target), 'content': 'allowed in the page'})}"
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http, \
+                Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
+            spawned = await client.call_tool("agents_spawn_parallel", {"agents": [
+                {"type": "asker", "name": "writer", "task": task}]})
+            query_id = spawned.structured_content["agents"][0]["query_id"]
+            async with playwright_api.async_playwright() as playwright:
+                browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                console: list[str] = []
+                page.on("console", lambda message: console.append(message.text))
+                page.on("pageerror", lambda error: console.append(f"uncaught: {error}"))
+                await page.goto(link)
+                expect = playwright_api.expect
+                request = page.locator("#needs-you .request")
+                await expect(request).to_have_count(1, timeout=60_000)
+                await expect(request).to_contain_text("writer asks to use Write")
+                await expect(request.locator("pre").first).to_contain_text(str(target))
+                assert not target.exists()
+                await page.screenshot(path=str(tmp_path / "needs-you.png"), full_page=True)
+                await request.get_by_role("button", name="Allow").click()
+                await expect(page.locator("#needs-you")).to_be_hidden(timeout=10_000)
+                waited = await client.call_tool("query_wait", {"query_ids": [query_id], "timeout_s": 60})
+                assert waited.structured_content["queries"][0]["status"] == "completed"
+                assert target.read_text() == "allowed in the page"
+                await browser.close()
+            assert console == [], console
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0

@@ -332,3 +332,23 @@ async def test_a_wrong_control_body_is_invalid_argument_and_changes_nothing(dash
         after, agent_after = query_and_agent((await http.get(f"{base}/api/state")).json())
         assert agent_after["model"] == "other-model" and [event["action"] for event in after["log"]] == ["change_model"]
         await client.call_tool("agent_terminate", {"all": True})
+
+
+async def test_a_wrong_answer_body_is_invalid_argument_and_an_unknown_request_not_found(
+        dashboard: tuple[str, str]) -> None:
+    base, _ = dashboard
+    async with httpx2.AsyncClient(timeout=30) as http:
+        csrf = (await http.get(f"{base}/api/state")).json()["csrf"]
+        url = f"{base}/api/requests/request-000000000000/answer"
+        for body, field in [({"decision": "maybe"}, "decision"), ({}, "decision"), ({"decision": True}, "decision"),
+                            ({"decision": "deny", "message": 5}, "message"),
+                            ({"decision": "allow", "answers": ["blue"]}, "answers"),
+                            ({"decision": "allow", "answers": {"q": 1}}, "answers"),
+                            ({"decision": "allow", "remember": True}, "remember"), ("allow", "body")]:
+            answer = await http.post(url, json=body, headers={"X-CSRF-Token": csrf})
+            assert answer.status_code == 400, body
+            assert answer.json()["code"] == "invalid_argument" and field in answer.json()["error"], body
+        unknown = await http.post(url, json={"decision": "allow"}, headers={"X-CSRF-Token": csrf})
+        assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+        unsigned = await http.post(url, json={"decision": "allow"})
+        assert unsigned.status_code == 403

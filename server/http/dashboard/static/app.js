@@ -1,4 +1,5 @@
-// Switchboard's dashboard: renders what /api/events pushes; the controls post to /api/queries/<id>/control.
+// Switchboard's dashboard: renders what /api/events pushes; the controls post to /api/queries/<id>/control,
+// the answers to waiting requests to /api/requests/<id>/answer.
 // Plain JavaScript, no build step, nothing fetched from elsewhere. Text from the server is always set
 // as text (never as HTML), so an agent's output cannot inject markup into the page.
 "use strict";
@@ -48,6 +49,7 @@ function renderSummary(state) {
     ["agents ready", count(s.agents_by_status, "ready")],
     ["queries running", count(s.queries_by_status, "running")],
     ["queries paused", count(s.queries_by_status, "paused")],
+    ["needs input", count(s.queries_by_status, "needs_input")],
     ["cost", money(s.cost_usd)],
     ["memory entries", s.memory_entries],
     ["vectors", s.vectors],
@@ -95,11 +97,11 @@ function renderAgents(agents) {
 }
 
 function controls(query) {
-  if (!query.controllable || !["running", "paused", "queued", "waiting"].includes(query.status)) return null;
+  if (!query.controllable || !["running", "needs_input", "paused", "queued", "waiting"].includes(query.status)) return null;
   const model = element("input", { placeholder: "model", "aria-label": "model" });
   const act = (action) => () => control(query.query_id, action, action === "change_model" ? model.value : undefined);
   return element("div", { class: "controls" },
-    query.status === "running" ? element("button", { onclick: act("pause") }, "Pause") : null,
+    ["running", "needs_input"].includes(query.status) ? element("button", { onclick: act("pause") }, "Pause") : null,
     query.status === "paused" ? element("button", { onclick: act("resume") }, "Resume") : null,
     element("button", { onclick: act("terminate") }, "Terminate"),
     element("span", {}, model, element("button", { onclick: act("change_model") }, "Change model")));
@@ -145,9 +147,46 @@ function renderIndex(status) {
       element("td", {}, status.embedder || "semantic indexing off"))], ""));
 }
 
+function answerControls(request) {
+  const post = (decision, extra = {}) => () => answer(request.request_id, { decision, ...extra });
+  if (request.questions) {
+    const pickers = request.questions.map((q) => {
+      const picker = element("select", { "aria-label": q.question || "choice" },
+        ...(q.options || []).map((o) => element("option", { value: o.label }, `${o.label}${o.description ? ` (${o.description})` : ""}`)));
+      return [q.question, picker];
+    });
+    return element("div", { class: "controls" },
+      ...pickers.map(([question, picker]) => element("label", {}, question, element("br"), picker)),
+      element("button", { onclick: () => answer(request.request_id, { decision: "allow",
+        answers: Object.fromEntries(pickers.map(([question, picker]) => [question, picker.value])) }) }, "Answer"),
+      element("button", { onclick: post("deny") }, "Decline"));
+  }
+  const message = element("input", { placeholder: "why (for the model)", "aria-label": "message" });
+  return element("div", { class: "controls" },
+    element("button", { onclick: post("allow") }, "Allow"),
+    element("button", { onclick: post("always"), title: "allow such requests for the rest of the agent's life" }, "Always"),
+    element("span", {}, message, element("button", { onclick: () => answer(request.request_id,
+      message.value ? { decision: "deny", message: message.value } : { decision: "deny" }) }, "Deny")));
+}
+
+function renderNeedsYou(needs) {
+  const box = $("#needs-you");
+  box.hidden = !needs.length;
+  if (!needs.length) { box.replaceChildren(); return; }
+  box.replaceChildren(element("h2", {}, `Needs you (${needs.length})`), ...needs.map((r) => element("div",
+    { class: "request", "data-request": r.request_id },
+    element("p", {}, element("b", {}, r.agent_name || r.agent_id), ` asks ${r.questions ? "a question" : `to use ${r.tool}`}`,
+      element("small", {}, ` · query ${r.query_id} · expires ${new Date(r.expires_ms).toLocaleTimeString()}`)),
+    r.questions ? null : element("pre", {}, JSON.stringify(r.input, null, 1)),
+    r.suggestions && r.suggestions.length ? element("small", {}, `Always applies: ${JSON.stringify(r.suggestions)}`) : null,
+    r.recent_output ? element("details", {}, element("summary", {}, "recent output"), element("pre", {}, r.recent_output)) : null,
+    answerControls(r))));
+}
+
 function render(state) {
   latest = state;
   if (state.csrf) csrf = state.csrf;
+  renderNeedsYou(state.needs_you || []);
   renderSummary(state);
   renderChart(state.history);
   renderAgents(state.agents);
@@ -165,6 +204,15 @@ async function control(queryId, action, model) {
   });
   const answer = await response.json();
   if (!response.ok) showProblem(answer.error || `${action} failed (${response.status})`);
+}
+
+async function answer(requestId, body) {
+  showProblem("");
+  const response = await fetch(`/api/requests/${encodeURIComponent(requestId)}/answer`, {
+    method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body),
+  });
+  const answered = await response.json();
+  if (!response.ok) showProblem(answered.error || `answer failed (${response.status})`);
 }
 
 async function search(event) {
