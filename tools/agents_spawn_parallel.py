@@ -11,13 +11,15 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.agents.spawn_plan import AgentSpec, SpawnEntry, SpawnReport, SpawnRequest
+from server.agents.spawner import Progress
 from server.services import Services
 from tools.support.arguments import aliases
 from tools.support.checked import CheckedTool
+from tools.support.client_asking import ClientAsking, wait_or_ask
 from tools.support.compact import CompactModel
 from tools.support.results import structured
 
@@ -45,8 +47,8 @@ class SpawnSpec(BaseModel):
     command: list[str] | None = Field(default=None, description="exec argv; only if the server allows ad-hoc commands.")
     on_permission_request: Literal["decide", "ask"] | list[str] | None = Field(
         default=None, validation_alias=aliases("on_permission_request", "onPermissionRequest"),
-        description="claude: decide (at once), ask (wait for query_control approve/deny), or tool patterns that "
-        "ask (e.g. [\"Bash\"]); default: the type's.")
+        description="claude: decide, ask (query_control approve/deny), or tool patterns that ask "
+        "([\"Bash\"]); default: the type's.")
 
 
 class SpawnedAgent(CompactModel):
@@ -124,14 +126,14 @@ async def agents_spawn_parallel(
                                              description="Answer by then with what is known.")] = None,
     queue: Annotated[bool, Field(description="When the server already runs its most agents at once: wait queued "
                                  "(true), or refuse the call with at_capacity and spawn nothing (false).")] = True,
-) -> Annotated[CallToolResult, SpawnResult]:
+) -> Annotated[CallToolResult, SpawnResult] | InputRequiredResult:
     """Start real worker agents (Claude Code sessions, or configured commands) in parallel.
 
     The request is checked whole first (unique names, known types, dependencies exist, no cycle,
     cwd allowed); any error spawns nothing. A task starts after its dependencies' tasks completed,
     with their results handed on; dependents of a failed agent are skipped. Answers per agent:
     agent_id, status (queued|ready|running|waiting|completed|failed|skipped), query_id, error, spawn_ms;
-    with wait, each task's result. Beyond the server's running cap agents wait queued (or, with
+    with wait, each task's result (requests asked by elicitation). Beyond the server's running cap agents wait queued (or, with
     queue: false, the call is refused). Agents keep running after the answer: agent_list,
     agent_terminate. Errors start with a code: invalid_argument, forbidden, too_large, at_capacity.
     """
@@ -155,12 +157,50 @@ async def agents_spawn_parallel(
     async def progress(done: int, total: int, message: str) -> None:
         await ctx.report_progress(done, total, message)
 
-    report = await services.spawner.spawn_many(request, progress)
+    if not wait:
+        report = await services.spawner.spawn_many(request, progress)
+    else:
+        answered = await _spawn_and_wait_asking(ctx, request, progress)
+        if isinstance(answered, InputRequiredResult):
+            return answered
+        report = answered
     for entry in report.entries:
         if entry.spawn_ms is not None and entry.status not in ("failed", "skipped"):
             runtime = services.supervisor.types.get(entry.type).runtime
             services.metrics.spawn_seconds.labels(runtime=runtime).observe(entry.spawn_ms / 1000)
     return structured(SpawnResult.from_engine(report))
+
+
+async def _spawn_and_wait_asking(ctx: Context[Services, Any], request: SpawnRequest, progress: Progress
+                                 ) -> SpawnReport | InputRequiredResult:
+    """Spawns and waits for every task, the client being asked the agents' requests meanwhile; a
+    retry with the answers (input_required) waits on for the same call instead of spawning again."""
+    services: Services = ctx.request_context.lifespan_context
+    asking = await ClientAsking.begin(ctx)
+    agent_ids: set[str] = set()
+    if asking.resumed:
+        call_id: str | None = asking.resumed["call_id"]
+        deadline_ms: int | None = asking.resumed["deadline_ms"]
+        agent_ids.update(asking.resumed["agent_ids"])
+    else:
+        call_id = None
+        deadline_ms = None if request.timeout_s is None else services.clock.now_ms() + int(request.timeout_s * 1000)
+
+    async def spawn_or_wait_on(remaining_s: float | None) -> SpawnReport:
+        nonlocal call_id
+        if call_id is None:
+            report = await services.spawner.spawn_many(request, progress, planned_ids=agent_ids.update,
+                                                       interrupt=interrupt)
+        else:
+            report = await services.spawner.resume_wait(call_id, remaining_s, interrupt)
+        call_id = report.call_id
+        return report
+
+    async with asking.watching(agent_ids=agent_ids) as interrupt:
+        return await wait_or_ask(asking, spawn_or_wait_on, deadline_ms=deadline_ms,
+                                 done=lambda report: report.call_id is None,
+                                 call_state=lambda report: {"call_id": report.call_id, "agent_ids": sorted(agent_ids),
+                                                            "deadline_ms": deadline_ms})
 
 
 def _priority(value: int | str) -> int:

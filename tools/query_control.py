@@ -84,12 +84,12 @@ async def query_control(
 ) -> Annotated[CallToolResult, QueryControlResult]:
     """Act on a running (or queued, or paused) query. pause: SIGSTOP to the agent's processes and
     tools (no model request, no tool, no file change until resume). resume: SIGCONT, the same
-    query goes on. terminate: interrupt (claude; the agent stays ready), else SIGTERM then SIGKILL.
+    query goes on. terminate: interrupt (claude; agent stays ready), else SIGTERM, SIGKILL.
     change_model / change_permissions: live for claude (effect now), next query for exec.
     execute_command: argv in the agent's directory and environment, if allowlisted (not in plan
     mode). approve / deny: answer a permission request or question (status needs_input).
     Every action is logged on the query (query_list include_output).
-    Errors start with a code: invalid_argument (e.g. a model the CLI refuses, with its reason),
+    Errors start with a code: invalid_argument (e.g. a model the CLI refuses, with why),
     not_found, conflict (the query's state does not allow it; nothing changed), forbidden.
     """
     services: Services = ctx.request_context.lifespan_context

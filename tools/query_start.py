@@ -11,13 +11,15 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.config.agent_type import PermissionMode
+from server.queries.registry import WaitOutcome
 from server.services import Services
 from tools.support.arguments import aliases
 from tools.support.checked import CheckedTool
+from tools.support.client_asking import ClientAsking, wait_or_ask
 from tools.support.query_views import ListedQuery
 from tools.support.results import structured
 
@@ -39,23 +41,37 @@ async def query_start(
     wait: Annotated[bool, Field(description="Answer when the query has ended.")] = False,
     timeout_s: Annotated[float, Field(gt=0, le=86_400, validation_alias=aliases("timeout_s", "timeoutS"),
                                       description="With wait: the longest to wait.")] = 600.0,
-) -> Annotated[CallToolResult, QueryStartResult]:
+) -> Annotated[CallToolResult, QueryStartResult] | InputRequiredResult:
     """Start a query (a task) on a live agent: queued behind its earlier queries, then run in its
     session (claude) or as a new process (exec). Answers the query (query_id for query_control and
-    query_wait); with wait: true, once it has ended or timeout_s passed, with its result.
+    query_wait); with wait: true, once it has ended or timeout_s passed, with its result
+    (its requests asked by elicitation).
     Errors start with a code: invalid_argument, not_found, conflict (the agent has ended),
     forbidden (bypassPermissions not allowed for its type).
     """
     services: Services = ctx.request_context.lifespan_context
-    query = await services.queries.start(agent_id, task, model=model, permission_mode=permission_mode)
-    if not wait:
-        (view,) = await services.queries.views([query], include_output=False)
-        return structured(QueryStartResult(query=ListedQuery.from_engine(view)))
+    asking = await ClientAsking.begin(ctx) if wait else None
+    if asking is not None and asking.resumed:  # a retry with the answers: the query runs already
+        query_id, deadline_ms = asking.resumed["query_id"], asking.resumed["deadline_ms"]
+    else:
+        query = await services.queries.start(agent_id, task, model=model, permission_mode=permission_mode)
+        if asking is None:
+            (view,) = await services.queries.views([query], include_output=False)
+            return structured(QueryStartResult(query=ListedQuery.from_engine(view)))
+        query_id, deadline_ms = query.id, services.clock.now_ms() + int(timeout_s * 1000)
 
     async def progress(ended: int, of: int, message: str) -> None:
         await ctx.report_progress(ended, of, message)
 
-    waited = await services.queries.wait([query.id], mode="all", timeout_s=timeout_s, progress=progress)
+    async def wait_for_it(remaining_s: float | None) -> WaitOutcome:
+        return await services.queries.wait([query_id], mode="all", timeout_s=remaining_s or 0.0, progress=progress,
+                                           interrupt=interrupt)
+
+    async with asking.watching([query_id]) as interrupt:
+        waited = await wait_or_ask(asking, wait_for_it, deadline_ms=deadline_ms, done=lambda outcome: not outcome.pending,
+                                   call_state=lambda _: {"query_id": query_id, "deadline_ms": deadline_ms})
+    if isinstance(waited, InputRequiredResult):
+        return waited
     return structured(QueryStartResult(query=ListedQuery.from_engine(waited.queries[0]), timed_out=waited.timed_out))
 
 

@@ -10,12 +10,14 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from server.queries.registry import WaitOutcome
 from server.services import Services
 from tools.support.arguments import aliases
 from tools.support.checked import CheckedTool
+from tools.support.client_asking import ClientAsking, wait_or_ask
 from tools.support.query_views import ListedQuery
 from tools.support.results import structured
 
@@ -34,17 +36,28 @@ async def query_wait(
     mode: Annotated[Literal["all", "any"], Field(description="all: until every one ended; any: the first.")] = "all",
     timeout_s: Annotated[float, Field(gt=0, le=86_400, validation_alias=aliases("timeout_s", "timeoutS"),
                                       description="The longest to wait.")] = 300.0,
-) -> Annotated[CallToolResult, QueryWaitResult]:
+) -> Annotated[CallToolResult, QueryWaitResult] | InputRequiredResult:
     """Wait until all (or any) of the queries have ended, or timeout_s passed; answers each
     query's state and result, and which are still pending. Progress notifications as they end.
+    any: also on needs_input (a client taking elicitation is asked instead).
     Errors start with a code: invalid_argument, not_found.
     """
     services: Services = ctx.request_context.lifespan_context
+    asking = await ClientAsking.begin(ctx)
+    deadline_ms = asking.resumed["deadline_ms"] if asking.resumed else services.clock.now_ms() + int(timeout_s * 1000)
 
     async def progress(ended: int, of: int, message: str) -> None:
         await ctx.report_progress(ended, of, message)
 
-    waited = await services.queries.wait(query_ids, mode=mode, timeout_s=timeout_s, progress=progress)
+    async def wait(remaining_s: float | None) -> WaitOutcome:
+        return await services.queries.wait(query_ids, mode=mode, timeout_s=remaining_s or 0.0, progress=progress,
+                                           interrupt=interrupt, wake_on_input=asking.way == "none")
+
+    async with asking.watching(query_ids) as interrupt:
+        waited = await wait_or_ask(asking, wait, deadline_ms=deadline_ms, done=lambda outcome: not outcome.pending,
+                                   call_state=lambda _: {"deadline_ms": deadline_ms})
+    if isinstance(waited, InputRequiredResult):
+        return waited
     return structured(QueryWaitResult(queries=[ListedQuery.from_engine(view) for view in waited.queries],
                                       timed_out=waited.timed_out, pending=waited.pending))
 

@@ -88,6 +88,8 @@ class SpawnReport:
     entries: list[SpawnEntry]
     wall_ms: float
     timed_out: bool
+    # Set when an interrupt cut the wait short: `Spawner.resume_wait` waits on for the rest.
+    call_id: str | None = None
 
     def count(self, *statuses: EntryStatus) -> int:
         return sum(1 for entry in self.entries if entry.status in statuses)

@@ -13,20 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server.agents.capacity import AtCapacity, Ticket
+from server.agents.ids import new_id
 from server.agents.launch import SpawnFailed
 from server.agents.live import Agent
 from server.agents.outcome import TaskOutcome
 from server.agents.records import AgentStatus
 from server.agents.spawn_plan import PlannedAgent, SpawnEntry, SpawnPlanner, SpawnReport, SpawnRequest
 from server.agents.supervisor import StopFailed, Supervisor
+from server.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], Awaitable[None]]
+
+
+# Interrupted calls kept for their callers to wait on; beyond this many the oldest is forgotten.
+MAX_INTERRUPTED_CALLS = 100
 
 
 class Report(Protocol):
@@ -34,17 +41,32 @@ class Report(Protocol):
 
     async def __call__(self, entry: SpawnEntry, message: str, final: bool = False) -> None: ...
 
+@dataclass(eq=False, slots=True)
+class _SpawnCall:
+    """One call's entries, kept while its caller may come back to wait on (see `Spawner.resume_wait`)."""
+
+    id: str
+    entries: list[SpawnEntry]
+    wait: bool
+    began: float
+
+
 class Spawner:
     def __init__(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
         self._settings = supervisor.settings
         self._planner = SpawnPlanner(supervisor)
+        self._interrupted: dict[str, _SpawnCall] = {}
 
     # -- running -------------------------------------------------------------------------------
 
-    async def spawn_many(self, request: SpawnRequest, progress: Progress | None = None) -> SpawnReport:
+    async def spawn_many(self, request: SpawnRequest, progress: Progress | None = None, *,
+                         planned_ids: Callable[[Sequence[str]], None] | None = None,
+                         interrupt: asyncio.Event | None = None) -> SpawnReport:
         """Checks the request, starts every agent and its task, and answers when all are up (or,
-        with ``wait``, when every task has ended), or when ``timeout_s`` has passed."""
+        with ``wait``, when every task has ended), or when ``timeout_s`` has passed, or (the agents
+        going on regardless) when ``interrupt`` is set. ``planned_ids`` hears the agents' ids once
+        the request has been checked, before any of them starts."""
         planned = await self._planner.plan(request)
         reserved = [] if request.queue else self._reserve_running_slots(planned)
         for item in planned:
@@ -52,6 +74,8 @@ class Spawner:
                 item.worker = worker
                 item.entry.agent_id = worker.agent_id
             item.entry.progress_owed = 2 if request.wait and item.spec.task else 1
+        if planned_ids is not None:
+            planned_ids([item.entry.agent_id for item in planned])
         loop = asyncio.get_running_loop()
         began = loop.time()
         try:
@@ -98,15 +122,45 @@ class Spawner:
         self._supervisor.spawn_background(self._release_batches(batches, released, planned), name="spawn-batches")
 
         # Up means told: the answer comes after every notification it promised.
-        waiting_for = [item.entry.finished if request.wait else item.entry.announced for item in planned]
+        call = _SpawnCall(new_id("spawn"), [item.entry for item in planned], request.wait, began)
+        try:
+            return await self._answer_when_done(call, request.timeout_s, interrupt)
+        finally:
+            answered = True
+
+    async def resume_wait(self, call_id: str, timeout_s: float | None, interrupt: asyncio.Event | None = None
+                          ) -> SpawnReport:
+        """Waits on for the call whose wait an ``interrupt`` cut short (its `SpawnReport.call_id`)."""
+        call = self._interrupted.pop(call_id, None)
+        if call is None:
+            raise NotFound(f"no interrupted spawn call {call_id!r} on this server (it ended, or the server restarted)")
+        return await self._answer_when_done(call, timeout_s, interrupt)
+
+    async def _answer_when_done(self, call: _SpawnCall, timeout_s: float | None, interrupt: asyncio.Event | None
+                                ) -> SpawnReport:
+        waiting_for = [entry.finished if call.wait else entry.announced for entry in call.entries]
+        async def every_one() -> None:
+            await asyncio.gather(*(event.wait() for event in waiting_for))
+
+        watched: list[asyncio.Future[Any]] = [asyncio.ensure_future(every_one())]
+        if interrupt is not None:
+            watched.append(asyncio.ensure_future(interrupt.wait()))
         timed_out = False
         try:
-            async with asyncio.timeout(request.timeout_s):
-                await asyncio.gather(*(event.wait() for event in waiting_for))
+            async with asyncio.timeout(timeout_s):
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             timed_out = True
-        answered = True
-        return SpawnReport([item.entry for item in planned], (loop.time() - began) * 1000, timed_out)
+        finally:
+            for future in watched:
+                future.cancel()
+        resumable = not timed_out and not all(event.is_set() for event in waiting_for)
+        if resumable:
+            self._interrupted[call.id] = call
+            while len(self._interrupted) > MAX_INTERRUPTED_CALLS:
+                self._interrupted.pop(next(iter(self._interrupted)))
+        wall_ms = (asyncio.get_running_loop().time() - call.began) * 1000
+        return SpawnReport(call.entries, wall_ms, timed_out, call.id if resumable else None)
 
     def _reserve_running_slots(self, planned: list[PlannedAgent]) -> list[Ticket]:
         """For a call that may not queue: a slot under SWITCHBOARD_AGENT_MAX_RUNNING for each agent that

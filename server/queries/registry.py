@@ -385,10 +385,12 @@ class QueryRegistry:
         return agent.live_usage
 
     async def wait(self, query_ids: Sequence[str], *, mode: Literal["all", "any"], timeout_s: float,
-                   progress: Callable[[int, int, str], Awaitable[None]] | None = None) -> WaitOutcome:
-        """Until all (or any) of ``query_ids`` have ended, or ``timeout_s`` passed; with ``any``, also
-        until one of them needs input (a permission request or a question waits). ``progress`` hears
-        (ended, of, message) each time more of them have ended."""
+                   progress: Callable[[int, int, str], Awaitable[None]] | None = None,
+                   interrupt: asyncio.Event | None = None, wake_on_input: bool = True) -> WaitOutcome:
+        """Until all (or any) of ``query_ids`` have ended, or ``timeout_s`` passed, or ``interrupt`` is
+        set; with ``any`` and ``wake_on_input``, also until one of them needs input (a permission
+        request or a question waits; the caller who is asked them itself passes False). ``progress``
+        hears (ended, of, message) each time more of them have ended."""
         if not query_ids:
             raise InvalidArgument("query_ids is empty; name the queries to wait for")
         unique = list(dict.fromkeys(query_ids))
@@ -396,26 +398,29 @@ class QueryRegistry:
         waiting = {query_id: active for query_id in unique
                    if (active := self.book.active(query_id)) is not None}
         timed_out = False
-        asking = mode == "any" and any(active.needs_input.is_set() for active in waiting.values())
+        wakes_on_input = mode == "any" and wake_on_input
+        asking = wakes_on_input and any(active.needs_input.is_set() for active in waiting.values())
         if waiting and not asking and (mode == "all" or len(waiting) == len(unique)):
             ended = [asyncio.ensure_future(active.ended.wait()) for active in waiting.values()]
             # With `any`, a query that needs a person's answer is worth waking for too.
             asking_now = [asyncio.ensure_future(active.needs_input.wait()) for active in waiting.values()] \
-                if mode == "any" else []
+                if wakes_on_input else []
+            interrupted = [asyncio.ensure_future(interrupt.wait())] if interrupt is not None else []
             try:
                 async with asyncio.timeout(timeout_s):
-                    pending = {*ended, *asking_now}
+                    pending = {*ended, *asking_now, *interrupted}
                     while pending:
                         _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                         if progress is not None:
                             finished = len(unique) - len(waiting) + sum(future.done() for future in ended)
                             await progress(finished, len(unique), f"{finished} of {len(unique)} queries ended")
-                        if mode == "any":
+                        if mode == "any" or any(future.done() for future in interrupted) \
+                                or all(future.done() for future in ended):
                             break
             except TimeoutError:
                 timed_out = True
             finally:
-                for future in [*ended, *asking_now]:
+                for future in [*ended, *asking_now, *interrupted]:
                     future.cancel()
         for query_id in unique:
             records[query_id] = await self.get(query_id)
