@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control schemas clean
+.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals schemas clean
 
 $(BIN)/python:
 	@echo "creating $(VENV)" >&2
@@ -31,7 +31,7 @@ test: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control
+bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals
 
 bench-memory: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/memory_bench.py
@@ -50,6 +50,9 @@ bench-spawn: $(VENV)/.test-installed
 
 bench-control: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/control_bench.py
+
+bench-approvals: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/approval_bench.py
 
 schemas: $(VENV)/.serve-installed
 	$(BIN)/switchboard schemas
