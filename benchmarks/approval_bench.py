@@ -83,8 +83,10 @@ async def bare_sdk(api: ScriptedMessagesApi, workdir: Path, rounds: int) -> tupl
         called[Path(str(tool_input.get("file_path"))).stem] = time.monotonic()
         return PermissionResultAllow()
 
+    # As Switchboard starts its agents: Claude Code's own system prompt, no settings files read.
     options = ClaudeAgentOptions(model=MODEL, cwd=str(workdir), env=api.cli_env(workdir / "home-bare"),
-                                 allowed_tools=["Bash"], can_use_tool=allow)
+                                 allowed_tools=["Bash"], can_use_tool=allow, setting_sources=[],
+                                 system_prompt={"type": "preset", "preset": "claude_code"})
     raised, proceeded = [], []
     async with ClaudeSDKClient(options) as client:
         for number in range(rounds + 1):
