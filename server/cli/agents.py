@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
-import anyio
-
 from server.agents.records import LIVE_AGENT_STATUSES, AgentRecord, AgentRecords
-from server.cli.settings import add_data_dir_argument, run_with_settings
+from server.cli.settings import add_data_dir_argument, run_on_agent_records
 from server.config import Settings
 from server.errors import NotFound
 from server.queries.records import ACTIVE_QUERY_STATUSES, ENDED_QUERY_STATUSES, QueryRecord, QueryRecords
@@ -56,14 +52,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run(args: argparse.Namespace) -> int:
     """0 on success (a --follow ended with Ctrl-C included), 1 if it failed (an unknown id), 2 for invalid settings."""
-
-    def body(settings: Settings) -> None:
-        if not settings.agents_database_path.exists():
-            raise NotFound(f"no agents on record in {settings.data_dir} (pass --data-dir or set SWITCHBOARD_DATA_DIR)")
-        with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(_run, settings, args, sys.stdout)
-
-    return run_with_settings(args.data_dir, body)
+    return run_on_agent_records(args, _run)
 
 
 async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> None:

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TextIO
 
-import anyio
-
 from server.agents.changes import ChangeFeed
 from server.agents.records import AgentRecords
-from server.cli.settings import add_data_dir_argument, run_with_settings
+from server.cli.settings import add_data_dir_argument, run_on_agent_records
 from server.clock import SystemClock
 from server.config import Settings
-from server.errors import InvalidArgument, NotFound
+from server.errors import InvalidArgument
 from server.queries.approvals import ApprovalDesk, PermissionRequest
 
 FOLLOW_INTERVAL_S = 0.5
@@ -52,14 +48,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run(args: argparse.Namespace) -> int:
     """0 on success, 1 when it failed (an unknown id, a request answered already), 2 for invalid settings."""
-
-    def body(settings: Settings) -> None:
-        if not settings.agents_database_path.exists():
-            raise NotFound(f"no agents on record in {settings.data_dir} (pass --data-dir or set SWITCHBOARD_DATA_DIR)")
-        with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(_run, settings, args, sys.stdout)
-
-    return run_with_settings(args.data_dir, body, name=f"switchboard {args.command}")
+    return run_on_agent_records(args, _run, name=f"switchboard {args.command}")
 
 
 async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> None:

@@ -8,14 +8,17 @@ the whole server package."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TextIO
 
+import anyio
 from pydantic import ValidationError
 
 from server.config import Settings
-from server.errors import SwitchboardError
+from server.errors import NotFound, SwitchboardError
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser, what: str = "state directory") -> None:
@@ -45,3 +48,18 @@ def run_with_settings(data_dir: Path | None, body: Callable[[Settings], None], *
         sys.stderr.write(f"{name}: {error}\n")
         return 1
     return 0
+
+
+def run_on_agent_records(args: argparse.Namespace,
+                         main: Callable[[Settings, argparse.Namespace, TextIO], Awaitable[None]], *,
+                         name: str = "switchboard") -> int:
+    """`run_with_settings` for a command that reads the agents database (`NotFound` when there is
+    none yet): runs ``main`` to its end, or until Ctrl-C ends a ``--follow``."""
+
+    def body(settings: Settings) -> None:
+        if not settings.agents_database_path.exists():
+            raise NotFound(f"no agents on record in {settings.data_dir} (pass --data-dir or set SWITCHBOARD_DATA_DIR)")
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(main, settings, args, sys.stdout)
+
+    return run_with_settings(args.data_dir, body, name=name)
