@@ -6,6 +6,7 @@ the client's retry carries the answer)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ class Person:
         self.answers = list(answers)
         self.forms: list[ElicitRequestFormParams] = []
 
-    async def __call__(self, _context: ClientRequestContext, params: ElicitRequestParams
+    async def __call__(self, context: ClientRequestContext, params: ElicitRequestParams
                        ) -> ElicitResult | ErrorData:
         assert isinstance(params, ElicitRequestFormParams)
         self.forms.append(params)
@@ -117,3 +118,30 @@ async def test_a_client_without_elicitation_is_not_asked_and_any_returns_on_need
         (query,) = waited["queries"]
         assert query["status"] == "needs_input" and not waited["timed_out"]
         assert query["pending_requests"][0]["tool"] == "Write"
+
+
+async def test_an_answer_given_elsewhere_decides_and_the_open_form_is_withdrawn(
+        tmp_path: Path, messages_api: ScriptedMessagesApi) -> None:
+    target = tmp_path / "elsewhere.txt"
+    form_ended = asyncio.Event()
+    answered_elsewhere: list[asyncio.Task[Any]] = []
+
+    async def person_away(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult | ErrorData:
+        # While the form is open, the request is approved on another surface (here: query_control).
+        answered_elsewhere.append(asyncio.create_task(
+            call(client, "query_control", action="approve", query_id=query_id)))
+        try:
+            await asyncio.Event().wait()  # the person never comes back to this form
+        finally:
+            form_ended.set()
+        raise AssertionError("unreachable")
+
+    async with Client(build_server(settings_for(tmp_path, messages_api)), mode="legacy",
+                      elicitation_callback=person_away) as client:
+        agent_id = await spawn(client)
+        query_id = await start(client, agent_id, write(target, "elsewhere", "[e6]"))
+        waited = await call(client, "query_wait", query_ids=[query_id], timeout_s=120)
+        assert waited["queries"][0]["status"] == "completed" and target.read_text() == "elsewhere [e6]"
+        (approved,) = answered_elsewhere
+        assert (await approved)["request_status"] == "allowed"
+        await asyncio.wait_for(form_ended.wait(), 30)
