@@ -137,10 +137,7 @@ class GitRepository:
         code, _, _ = await git(worktree, "diff", "--cached", "--quiet", check=False)
         if code == 0:
             return None
-        name, email = author
-        identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-                    "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-        await git(worktree, "commit", "--quiet", "--no-verify", "-m", message, env=identity)
+        await git(worktree, "commit", "--quiet", "--no-verify", "-m", message, env=_identity(author))
         _, out, _ = await git(worktree, "rev-parse", "HEAD")
         return out.strip()
 
@@ -220,9 +217,7 @@ class GitRepository:
 
     async def _merged_commit(self, target: str, branch: str, head: str, strategy: MergeStrategy, message: str,
                              author: tuple[str, str]) -> str:
-        name, email = author
-        identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-                    "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        identity = _identity(author)
         scratch = Path(tempfile.mkdtemp(prefix="switchboard-merge-"))
         place = scratch / "tree"
         await git(self.top, "worktree", "add", "--quiet", "--detach", str(place), target)
@@ -242,6 +237,12 @@ class GitRepository:
         finally:
             await git(self.top, "worktree", "remove", "--force", str(place), check=False)
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _identity(author: tuple[str, str]) -> dict[str, str]:
+    """The environment that makes ``author`` both author and committer of what git commits."""
+    name, email = author
+    return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
 
 
 def _numstats(text: str) -> list[tuple[str, int | None, int | None]]:
