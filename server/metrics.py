@@ -92,9 +92,13 @@ class ServerMetrics:
                              ["model", "direction"], registry=registry)
         self._pending_requests = Gauge("switchboard_pending_requests", "Permission requests and questions waiting "
                                        "for an answer, by kind (permission, question).", ["kind"], registry=registry)
-        self.decision_seconds = Histogram("switchboard_request_decision_seconds", "Time from a permission request or "
+        self._decision_seconds = Histogram("switchboard_request_decision_seconds", "Time from a permission request or "
                                           "question to its end, by outcome (allowed, denied, expired, cancelled).",
                                           ["outcome"], buckets=_DECISION_BUCKETS, registry=registry)
+
+    def record_decision(self, outcome: str, seconds: float) -> None:
+        """A permission request or question ended (``outcome``: its final status) after ``seconds``."""
+        self._decision_seconds.labels(outcome=outcome).observe(seconds)
 
     def record_tool_call(self, tool: str, outcome: str, seconds: float) -> None:
         self.tool_calls.labels(tool=tool, outcome=outcome).inc()

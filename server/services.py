@@ -108,8 +108,7 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         if notifier is not None:
             parts.push_async_callback(_closing_shielded, notifier.close)
         hooks = RequestHooks(on_raised=notifier.notify if notifier is not None else None,
-                             on_decided=lambda request: metrics.decision_seconds.labels(outcome=request.status).observe(
-                                 ((request.decided_ms or request.created_ms) - request.created_ms) / 1000))
+                             on_decided=lambda request: metrics.record_decision(request.status, request.open_s))
         book = QueryBook(records, activity, changes, settings, clock, hooks)
         supervisor = await Supervisor.open(settings, records, book, activity, changes, clock)
         parts.push_async_callback(_closing_shielded, supervisor.close)

@@ -65,7 +65,7 @@ class PermissionGate:
                 return PermissionAnswer(decision.allowed, None if decision.allowed else decision.reason)
         assert task_id is not None and agent is not None
         timeout_s = agent_type.approval_timeout_s or self._default_timeout_s
-        answer = await self._tasks.ask(task_id, PermissionAsk(tool_name, tool_input, suggestions, timeout_s))
+        answer = await self._tasks.ask(task_id, PermissionAsk(tool_name, tool_input, timeout_s, suggestions))
         if answer.allowed and answer.remember:
             agent.remembered.extend(remembered_rules(tool_name, suggestions))
         return answer

@@ -25,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from server.agents.types import MEMORY_TOOLS, AgentType
 from server.config.agent_type import ApprovalPolicy
@@ -38,6 +38,11 @@ NO_ONE_TO_ASK = ("No one can answer questions for this agent: it runs unattended
 # The input field a pattern's parenthesised part is matched against, by tool (others: the first of these present).
 _PATTERN_FIELDS = ("command", "file_path", "notebook_path", "path", "url", "pattern")
 _PATTERN = re.compile(r"(?P<tool>[^()]+)(\((?P<spec>.+)\))?")
+
+# What a person answers a permission request with, on every surface: allow (this once), always
+# (and Claude Code's suggestion, for the rest of the agent's life), or deny.
+Decision = Literal["allow", "always", "deny"]
+DECISIONS: tuple[Decision, ...] = ("allow", "always", "deny")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +58,8 @@ class PermissionAsk:
 
     tool: str
     tool_input: dict[str, Any]
+    timeout_s: float  # the type's approval_timeout_s, else the server's
     suggestions: list[dict[str, Any]] = field(default_factory=list)  # the CLI's permission updates, as sent
-    timeout_s: float = 900.0
 
     @property
     def is_question(self) -> bool:
@@ -69,6 +74,11 @@ class PermissionAnswer:
     message: str | None = None
     remember: bool = False                 # apply the CLI's suggestion for the rest of the agent's life
     answers: dict[str, str] | None = None  # a question's answers: {question text: chosen label}
+
+    @classmethod
+    def of(cls, decision: Decision, message: str | None = None, answers: dict[str, str] | None = None
+           ) -> PermissionAnswer:
+        return cls(decision != "deny", message, decision == "always", answers)
 
 
 def asks(policy: ApprovalPolicy, tool_name: str, tool_input: dict[str, Any]) -> bool:

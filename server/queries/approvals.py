@@ -61,6 +61,11 @@ class PermissionRequest:
     def is_question(self) -> bool:
         return self.questions is not None
 
+    @property
+    def open_s(self) -> float:
+        """How long it was (or has been, while pending: 0) waiting for its answer."""
+        return ((self.decided_ms or self.created_ms) - self.created_ms) / 1000
+
     def as_answer(self) -> PermissionAnswer:
         return PermissionAnswer(self.status == "allowed", self.message, self.remember, self.answers)
 

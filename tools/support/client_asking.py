@@ -31,6 +31,7 @@ from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult, Inpu
 from mcp_types.version import is_version_at_least
 
 from server.agents.changes import Kind
+from server.agents.permissions import DECISIONS, PermissionAnswer
 from server.errors import SwitchboardError
 from server.queries.approvals import PermissionRequest
 from server.services import Services
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 INPUT_REQUIRED_VERSION = "2026-07-28"
 # What of a tool's input the form shows (the dashboard and `switchboard approvals` show it whole).
 FORM_INPUT_CHARS = 2_000
-PERMISSION_CHOICES = ("allow", "always", "deny")
 
 Way = Literal["none", "back_channel", "input_required"]
 T = TypeVar("T")
@@ -89,13 +89,13 @@ class RequestForm:
                 properties[f"answer_{number}"] = {"type": "string", "title": text[:200], "description": text,
                                                   **({"enum": labels} if labels else {})}
             return {"type": "object", "properties": properties, "required": list(properties)}
-        choices = list(PERMISSION_CHOICES) if self.request.suggestions else ["allow", "deny"]
+        choices = [choice for choice in DECISIONS if choice != "always" or self.request.suggestions]
         return {"type": "object", "required": ["decision"], "properties": {
             "decision": {"type": "string", "title": "Decision", "enum": choices},
             "message": {"type": "string", "title": "Message to the agent",
                         "description": "With deny: why, or what to do instead."}}}
 
-    def answer_of(self, content: dict[str, Any] | None) -> ClientAnswer:
+    def answer_of(self, content: dict[str, Any] | None) -> PermissionAnswer:
         """The answer an accepted form gives; `ValueError` when the content does not fit the form."""
         content = content or {}
         if self.request.is_question:
@@ -105,26 +105,17 @@ class RequestForm:
                 if not isinstance(chosen, str) or not chosen or (labels and chosen not in labels):
                     raise ValueError(f"answer_{number} is {chosen!r}, not one of {labels}")
                 answers[text] = chosen
-            return ClientAnswer(allow=True, answers=answers)
+            return PermissionAnswer(True, answers=answers)
         decision = content.get("decision")
-        if decision not in PERMISSION_CHOICES or (decision == "always" and not self.request.suggestions):
-            raise ValueError(f"decision is {decision!r}, not one of {PERMISSION_CHOICES}")
+        if decision not in DECISIONS or (decision == "always" and not self.request.suggestions):
+            raise ValueError(f"decision is {decision!r}, not one of {DECISIONS}")
         message = content.get("message")
-        return ClientAnswer(allow=decision != "deny", remember=decision == "always",
-                            message=message if isinstance(message, str) and message.strip() else None)
+        return PermissionAnswer.of(decision, message if isinstance(message, str) and message.strip() else None)
 
     def _questions(self) -> list[tuple[str, list[str]]]:
         return [(str(question.get("question")),
                  [str(option.get("label")) for option in question.get("options") or [] if isinstance(option, dict)])
                 for question in self.request.questions or [] if isinstance(question, dict)]
-
-
-@dataclass(frozen=True, slots=True)
-class ClientAnswer:
-    allow: bool
-    remember: bool = False
-    message: str | None = None
-    answers: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -192,9 +183,10 @@ class ClientAsking:
             yield self.new_requests if self.way == "input_required" else None
         finally:
             stop_listening()
-            for task in [follower, *self._asking.values()]:
+            open_tasks = [follower, *self._asking.values()]
+            for task in open_tasks:
                 task.cancel()
-            await asyncio.gather(follower, *self._asking.values(), return_exceptions=True)
+            await asyncio.gather(*open_tasks, return_exceptions=True)
 
     def input_required_result(self, call_state: dict[str, Any]) -> InputRequiredResult | None:
         """The forms to ask, with the call's state to resume from; None when there are none."""
@@ -254,7 +246,7 @@ class ClientAsking:
         try:
             request = await desk.get(request_id)
             answer = self._form(request).answer_of(result.content)
-            await self.services.queries.answer(request.query_id, request_id, allow=answer.allow, by="client",
+            await self.services.queries.answer(request.query_id, request_id, allow=answer.allowed, by="client",
                                                message=answer.message, remember=answer.remember,
                                                answers=answer.answers)
         except ValueError as error:

@@ -246,7 +246,7 @@ class Dashboard:
             answer = answer_request(await read_body(request))
             pending = await self._services.queries.book.approvals.get(request_id)
             outcome = await self._services.queries.answer(
-                pending.query_id, request_id, allow=answer.allow, by="dashboard", message=answer.message,
+                pending.query_id, request_id, allow=answer.allowed, by="dashboard", message=answer.message,
                 remember=answer.remember, answers=answer.answers)
         except SwitchboardError as error:
             return _refusal(error)

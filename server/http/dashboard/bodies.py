@@ -9,12 +9,12 @@ field and what it takes, and nothing has been done.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
+from server.agents.permissions import DECISIONS, PermissionAnswer
 from server.errors import InvalidArgument, TooLarge
 
 MAX_BODY_BYTES = 16 * 1024
@@ -77,21 +77,10 @@ def control_request(body: bytes) -> tuple[DashboardAction, str | None]:
     return action, model.strip()
 
 
-@dataclass(frozen=True, slots=True)
-class RequestAnswer:
-    """A person's answer to a permission request or a question, from the "Needs you" list."""
-
-    allow: bool
-    remember: bool
-    message: str | None
-    answers: dict[str, str] | None
-
-
 ANSWER_FIELDS = ("decision", "message", "answers")
-ANSWER_DECISIONS = ("allow", "always", "deny")
 
 
-def answer_request(body: bytes) -> RequestAnswer:
+def answer_request(body: bytes) -> PermissionAnswer:
     """``{"decision": "allow" | "always" | "deny", "message"?: str, "answers"?: {question: label}}``."""
     fields = _json_object(body, shape='the body must be one JSON object, {"decision": ..., "message"?: ..., '
                                       '"answers"?: ...}')
@@ -100,8 +89,8 @@ def answer_request(body: bytes) -> RequestAnswer:
         raise InvalidArgument(f"unknown field {', '.join(map(repr, unknown))}: the body takes only "
                               f"{', '.join(ANSWER_FIELDS)}")
     decision = fields.get("decision")
-    if not isinstance(decision, str) or decision not in ANSWER_DECISIONS:
-        raise InvalidArgument(f"decision must be one of {', '.join(ANSWER_DECISIONS)}; got {_shown(decision)}")
+    if decision not in DECISIONS:
+        raise InvalidArgument(f"decision must be one of {', '.join(DECISIONS)}; got {_shown(decision)}")
     message = fields.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > MESSAGE_MAX_CHARS):
         raise InvalidArgument(f"message must be a string of at most {MESSAGE_MAX_CHARS} characters; "
@@ -110,7 +99,7 @@ def answer_request(body: bytes) -> RequestAnswer:
     if answers is not None and not (isinstance(answers, dict) and all(
             isinstance(key, str) and isinstance(value, str) for key, value in answers.items())):
         raise InvalidArgument(f"answers must be an object of question text to chosen label; got {_shown(answers)}")
-    return RequestAnswer(decision != "deny", decision == "always", message or None, answers or None)
+    return PermissionAnswer.of(decision, message or None, answers or None)
 
 
 def _json_object(body: bytes, shape: str = 'the body must be one JSON object, {"action": ..., "model"?: ...}'
