@@ -91,9 +91,8 @@ def describe(request: PermissionRequest) -> str:
     head = f"{request.id}  query {request.query_id}  agent {request.agent_id}\n"
     if request.is_question:
         lines = []
-        for number, question in enumerate(request.questions or [], 1):
-            labels = [str(option.get("label")) for option in question.get("options") or []]
-            lines.append(f"  question {number}: {question.get('question')}\n"
+        for number, (question, labels) in enumerate(request.choices, 1):
+            lines.append(f"  question {number}: {question}\n"
                          f"    choices: {' | '.join(labels) or '(free text)'}\n")
         return head + "".join(lines) + f"  answer: switchboard answer {request.id} CHOICE...\n"
     shown = json.dumps(request.input, ensure_ascii=False)
@@ -106,13 +105,12 @@ def _chosen(request: PermissionRequest, choices: Sequence[str]) -> dict[str, str
     if not request.is_question:
         raise InvalidArgument(f"request {request.id} asks to use {request.tool}, not a question: "
                               "switchboard approve or deny it")
-    questions = request.questions or []
+    questions = request.choices
     if len(choices) != len(questions):
         raise InvalidArgument(f"request {request.id} asks {len(questions)} question(s); give one choice for each, "
                               f"in order (got {len(choices)})")
     answers = {}
-    for question, choice in zip(questions, choices):
-        labels = [str(option.get("label")) for option in question.get("options") or []]
+    for (question, labels), choice in zip(questions, choices, strict=True):
         by_number = choice.isdigit() and 1 <= int(choice) <= len(labels)
-        answers[str(question.get("question"))] = labels[int(choice) - 1] if by_number else choice
+        answers[question] = labels[int(choice) - 1] if by_number else choice
     return answers

@@ -62,6 +62,13 @@ class PermissionRequest:
         return self.questions is not None
 
     @property
+    def choices(self) -> list[tuple[str, list[str]]]:
+        """A question's questions, in order: each one's text and its options' labels (none: free text)."""
+        return [(str(question.get("question")),
+                 [str(option.get("label")) for option in question.get("options") or [] if isinstance(option, dict)])
+                for question in self.questions or [] if isinstance(question, dict)]
+
+    @property
     def open_s(self) -> float:
         """How long it was (or has been, while pending: 0) waiting for its answer."""
         return ((self.decided_ms or self.created_ms) - self.created_ms) / 1000
@@ -236,8 +243,7 @@ class ApprovalDesk:
 
     @staticmethod
     def _checked_answers(request: PermissionRequest, answers: dict[str, str] | None) -> dict[str, str]:
-        asked = {str(q.get("question")): [str(o.get("label")) for o in q.get("options") or [] if isinstance(o, dict)]
-                 for q in request.questions or [] if isinstance(q, dict)}
+        asked = dict(request.choices)
         if not answers:
             listed = "; ".join(f"{question!r}: {', '.join(labels) or 'free text'}" for question, labels in asked.items())
             raise InvalidArgument(f"request {request.id} is a question: answer it with answers "

@@ -28,7 +28,7 @@ TIMEOUT_S = 10.0
 def notification(request: PermissionRequest) -> dict[str, Any]:
     """The JSON document posted for ``request``."""
     if request.is_question:
-        asked = "; ".join(str(question.get("question")) for question in request.questions or [])
+        asked = "; ".join(question for question, _ in request.choices)
         line = (f"Agent {request.agent_id} asks: {asked} (answer: switchboard answer {request.id} CHOICE..., "
                 f"or query_control approve with answers)")
     else:

@@ -84,8 +84,7 @@ class RequestForm:
     def schema(self) -> dict[str, Any]:
         if self.request.is_question:
             properties = {}
-            for number, question in enumerate(self._questions(), start=1):
-                text, labels = question
+            for number, (text, labels) in enumerate(self.request.choices, start=1):
                 properties[f"answer_{number}"] = {"type": "string", "title": text[:200], "description": text,
                                                   **({"enum": labels} if labels else {})}
             return {"type": "object", "properties": properties, "required": list(properties)}
@@ -100,7 +99,7 @@ class RequestForm:
         content = content or {}
         if self.request.is_question:
             answers = {}
-            for number, (text, labels) in enumerate(self._questions(), start=1):
+            for number, (text, labels) in enumerate(self.request.choices, start=1):
                 chosen = content.get(f"answer_{number}")
                 if not isinstance(chosen, str) or not chosen or (labels and chosen not in labels):
                     raise ValueError(f"answer_{number} is {chosen!r}, not one of {labels}")
@@ -111,11 +110,6 @@ class RequestForm:
             raise ValueError(f"decision is {decision!r}, not one of {DECISIONS}")
         message = content.get("message")
         return PermissionAnswer.of(decision, message if isinstance(message, str) and message.strip() else None)
-
-    def _questions(self) -> list[tuple[str, list[str]]]:
-        return [(str(question.get("question")),
-                 [str(option.get("label")) for option in question.get("options") or [] if isinstance(option, dict)])
-                for question in self.request.questions or [] if isinstance(question, dict)]
 
 
 @dataclass(slots=True)
