@@ -12,6 +12,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -48,6 +49,16 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         assert process.wait(30) == 0
 
 
+async def watched_page(browser: Any) -> tuple[Any, list[str]]:
+    """A new page, and the list its console messages and uncaught errors go to (Chromium reports
+    each thing its Content-Security-Policy blocked there)."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.on("pageerror", lambda error: console.append(f"uncaught: {error}"))
+    return page, console
+
+
 def states(pgid: int) -> set[str]:
     return {fields[0] for pid in running_in_group(pgid) if (fields := stat_fields(pid)) is not None}
 
@@ -67,11 +78,7 @@ async def test_pause_and_resume_from_the_page_without_reloading(server: tuple[st
 
         async with playwright_api.async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            page = await browser.new_page(viewport={"width": 1280, "height": 800})
-            # Chromium reports each thing its Content-Security-Policy blocked on the console.
-            console: list[str] = []
-            page.on("console", lambda message: console.append(message.text))
-            page.on("pageerror", lambda error: console.append(f"uncaught: {error}"))
+            page, console = await watched_page(browser)
             served = await page.goto(link)
             assert page.url.endswith("/")  # the one-time link became a session, then the page
             assert served is not None
@@ -135,10 +142,7 @@ async def test_a_permission_request_is_allowed_from_the_needs_you_list(
             query_id = spawned.structured_content["agents"][0]["query_id"]
             async with playwright_api.async_playwright() as playwright:
                 browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-                page = await browser.new_page(viewport={"width": 1280, "height": 800})
-                console: list[str] = []
-                page.on("console", lambda message: console.append(message.text))
-                page.on("pageerror", lambda error: console.append(f"uncaught: {error}"))
+                page, console = await watched_page(browser)
                 await page.goto(link)
                 expect = playwright_api.expect
                 request = page.locator("#needs-you .request")
