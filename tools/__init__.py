@@ -6,7 +6,9 @@ from __future__ import annotations
 from mcp.server.mcpserver.tools import Tool
 
 from tools import (
+    agent_changes,
     agent_list,
+    agent_merge,
     agent_terminate,
     agents_spawn_parallel,
     memory_search,
@@ -19,7 +21,7 @@ from tools import (
 )
 
 TOOL_MODULES = (memory_usage, memory_search, upload_batch, agents_spawn_parallel, agent_list, agent_terminate,
-                query_start, query_control, query_list, query_wait)
+                agent_changes, agent_merge, query_start, query_control, query_list, query_wait)
 
 
 def all_tools() -> list[Tool]:

@@ -14,6 +14,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from server.agents.records import LIVE_AGENT_STATUSES, AgentRecord
+from server.agents.workspaces import WorkspaceRecord
 from server.services import Services
 from tools.support.arguments import seq_cursor
 from tools.support.checked import CheckedTool
@@ -46,9 +47,12 @@ class ListedAgent(CompactModel):
     created_at: str
     ready_at: str | None = None
     ended_at: str | None = None
+    branch: str | None = Field(default=None, description="A worktree agent's branch (agent_changes, agent_merge).")
+    merged_into: str | None = None
 
     @classmethod
-    def from_record(cls, record: AgentRecord, memory_calls: int | None) -> ListedAgent:
+    def from_record(cls, record: AgentRecord, memory_calls: int | None,
+                    workspace: WorkspaceRecord | None = None) -> ListedAgent:
         listed = cls(
             agent_id=record.id, name=record.name, type=record.type, runtime=record.runtime, status=record.status,
             model=record.model, permission_mode=record.permission_mode, workdir=record.workdir,
@@ -61,6 +65,8 @@ class ListedAgent(CompactModel):
             "ready_at": iso_utc(record.ready_ms) if record.ready_ms else None,
             "ended_at": iso_utc(record.ended_ms) if record.ended_ms else None,
             "memory_calls": memory_calls or record.memory_calls or None,
+            "branch": workspace.branch if workspace is not None and workspace.discarded_ms is None else None,
+            "merged_into": workspace.merged_into if workspace is not None else None,
         }
         for name, value in optional.items():
             if value is not None:
@@ -82,7 +88,7 @@ async def agent_list(
     cursor: Annotated[str, Field(description="next_cursor of the previous page.")] = "",
 ) -> Annotated[CallToolResult, AgentListResult]:
     """List agents: type, status, model, permission mode, pid while alive, current query, tasks
-    run, tokens and cost so far, timestamps. Oldest first, paged. Agents of earlier server runs
+    run, tokens and cost so far, timestamps, a worktree agent's branch. Oldest first, paged. Agents of earlier server runs
     are listed too (lost when that server crashed). Errors start with a code: invalid_argument.
     """
     services: Services = ctx.request_context.lifespan_context
@@ -92,11 +98,12 @@ async def agent_list(
     records, next_seq = await supervisor.records.agents_page(statuses=statuses, agent_type=type or None,
                                                              after_seq=after, limit=limit)
     calls = supervisor.memory_access.calls_by_agent() if supervisor.memory_access is not None else {}
+    workspaces = await supervisor.workspaces.of_agents([record.id for record in records])
     listed = []
     for record in records:
         live = supervisor.live(record.id)
         current = live.record if live is not None else record  # the live copy is never behind the database
-        listed.append(ListedAgent.from_record(current, calls.get(record.id)))
+        listed.append(ListedAgent.from_record(current, calls.get(record.id), workspaces.get(record.id)))
     result = AgentListResult(agents=listed, counts=await supervisor.records.counts_by_status())
     if next_seq is not None:
         result.next_cursor = str(next_seq)

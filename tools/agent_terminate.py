@@ -30,6 +30,7 @@ class TerminatedAgent(CompactModel):
     status: str = Field(description="Its final state: terminated, or how it had already ended; its current one "
                         "when its processes could not be confirmed gone (then error says why).")
     error: str | None = None
+    discarded: str | None = Field(default=None, description="discard_workspace: '<branch> <last commit>', deleted.")
 
 
 class AgentTerminateResult(BaseModel):
@@ -45,12 +46,15 @@ async def agent_terminate(
     all: Annotated[StrictBool, Field(description="End every live agent.")] = False,
     grace_s: Annotated[float, Field(ge=0, le=300, validation_alias=aliases("grace_s", "graceS"),
                                     description="Seconds between SIGTERM and SIGKILL.")] = 5.0,
+    discard_workspace: Annotated[StrictBool, Field(
+        validation_alias=aliases("discard_workspace", "discardWorkspace"),
+        description="Also remove its worktree and delete its branch (else kept until merged).")] = False,
 ) -> Annotated[CallToolResult, AgentTerminateResult]:
     """End agents: agent_id, or every live agent of a type, or all: true (exactly one of them).
     Ends the session, then SIGTERM and, after grace_s, SIGKILL to the process group, tools
-    included; a running task ends as terminated. Idempotent: answers each agent's final state.
-    An agent whose processes cannot be confirmed gone is answered with its current status and an
-    error (unavailable: ...); it stays listed and its stop is retried.
+    included; a running task ends as terminated (a worktree agent's work committed on its branch).
+    Idempotent. One whose processes cannot be confirmed gone answers its status and an error
+    (unavailable); its stop is retried.
     Errors start with a code: invalid_argument, not_found.
     """
     services: Services = ctx.request_context.lifespan_context
@@ -65,23 +69,28 @@ async def agent_terminate(
         if type and type not in supervisor.types:
             supervisor.types.get(type)  # raises, listing the known types
         ids = [agent.id for agent in supervisor.live_agents() if all or agent.record.type == type]
-    answers = await asyncio.gather(*(_terminate_one(supervisor, one, grace_s) for one in ids))
+    answers = await asyncio.gather(*(_terminate_one(supervisor, one, grace_s, discard_workspace) for one in ids))
     return structured(AgentTerminateResult(agents=list(answers)))
 
 
-async def _terminate_one(supervisor: Supervisor, agent_id: str, grace_s: float) -> TerminatedAgent:
+async def _terminate_one(supervisor: Supervisor, agent_id: str, grace_s: float, discard: bool) -> TerminatedAgent:
     """One agent's final state; or, when its processes could not be confirmed gone, its state now
-    and why (it stays live and the stop is retried), so one agent's trouble never hides the others'."""
+    and why (it stays live and the stop is retried), so one agent's trouble never hides the others'.
+    Its workspace is discarded only once its processes are gone."""
+    discarded = None
     try:
         record = await supervisor.terminate(agent_id, grace_s)
         error = record.error
+        if discard and (workspace := await supervisor.workspaces.discard(agent_id)) is not None:
+            discarded = f"{workspace.branch} {workspace.head or workspace.base_commit}"
     except StopFailed as failure:
         live = supervisor.live(agent_id)
         if live is None:
             raise
         record, error = live.record, str(failure)
+    optional = {"error": error, "discarded": discarded}
     return TerminatedAgent(agent_id=record.id, name=record.name, type=record.type, status=record.status,
-                           **({"error": error} if error else {}))
+                           **{name: value for name, value in optional.items() if value})
 
 
 def tool() -> Tool:

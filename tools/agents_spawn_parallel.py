@@ -49,6 +49,11 @@ class SpawnSpec(BaseModel):
         default=None, validation_alias=aliases("on_permission_request", "onPermissionRequest"),
         description="claude: decide, ask (query_control approve/deny), or tool patterns that ask "
         "([\"Bash\"]); default: the type's.")
+    workspace: Literal["shared", "worktree", "auto"] | None = Field(
+        default=None, description="worktree: own git worktree and branch of cwd's repository (agent_changes, "
+        "agent_merge); default: the type's (auto for coder, tester, optimizer, debugger).")
+    base_ref: str | None = Field(default=None, validation_alias=aliases("base_ref", "baseRef"),
+                                 description="Worktree start: branch, commit, or a name in this call (its finished work).")
 
 
 class SpawnedAgent(CompactModel):
@@ -114,8 +119,7 @@ class SpawnResult(BaseModel):
 
 
 async def agents_spawn_parallel(
-    agents: Annotated[list[SpawnSpec], Field(min_length=1, description="Each: type, name; task? depends_on? model? "
-                                             "permission_mode? cwd? capabilities? priority?")],
+    agents: Annotated[list[SpawnSpec], Field(min_length=1)],
     ctx: Context[Services, Any],
     max_concurrency: Annotated[int, Field(ge=1, le=64, validation_alias=aliases("max_concurrency", "maxConcurrency"),
                                           description="Agents starting at once.")] = 5,
@@ -132,10 +136,9 @@ async def agents_spawn_parallel(
     The request is checked whole first (unique names, known types, dependencies exist, no cycle,
     cwd allowed); any error spawns nothing. A task starts after its dependencies' tasks completed,
     with their results handed on; dependents of a failed agent are skipped. Answers per agent:
-    agent_id, status (queued|ready|running|waiting|completed|failed|skipped), query_id, error, spawn_ms;
-    with wait, each task's result (requests asked by elicitation). Beyond the server's running cap agents wait queued (or, with
-    queue: false, the call is refused). Agents keep running after the answer: agent_list,
-    agent_terminate. Errors start with a code: invalid_argument, forbidden, too_large, at_capacity.
+    agent_id, status, query_id, error, spawn_ms; with wait, each task's result (requests asked by
+    elicitation). Beyond the server's running cap agents wait queued (queue: false refuses).
+    Agents keep running after the answer. Errors start with a code: invalid_argument, forbidden, too_large, at_capacity.
     """
     services: Services = ctx.request_context.lifespan_context
     request = SpawnRequest(
@@ -144,7 +147,8 @@ async def agents_spawn_parallel(
                       model=spec.model, permission_mode=spec.permission_mode, cwd=spec.cwd,
                       capabilities=tuple(spec.capabilities), priority=_priority(spec.priority),
                       command=tuple(spec.command) if spec.command is not None else None,
-                      on_permission_request=spec.on_permission_request)
+                      on_permission_request=spec.on_permission_request, workspace=spec.workspace,
+                      base_ref=spec.base_ref)
             for spec in agents
         ),
         max_concurrency=max_concurrency,

@@ -83,8 +83,8 @@ async def query_control(
     answers: Annotated[dict[str, str] | None, Field(description="approve a question: {question: label}.")] = None,
 ) -> Annotated[CallToolResult, QueryControlResult]:
     """Act on a running (or queued, or paused) query. pause: SIGSTOP to the agent's processes and
-    tools (no model request, no tool, no file change until resume). resume: SIGCONT, the same
-    query goes on. terminate: interrupt (claude; agent stays ready), else SIGTERM, SIGKILL.
+    tools, nothing happens until resume. resume: SIGCONT, the same query goes on. terminate:
+    interrupt (claude; agent stays ready), else SIGTERM, SIGKILL.
     change_model / change_permissions: live for claude (effect now), next query for exec.
     execute_command: argv in the agent's directory and environment, if allowlisted (not in plan
     mode). approve / deny: answer a permission request or question (status needs_input).

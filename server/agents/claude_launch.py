@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 from server.agents.claude_runtime import ClaudeLaunch
+from server.agents.file_scope import FILE_TOOLS
 from server.agents.launch import SpawnFailed, make_dirs, resolve_executable, write_claude_launcher, write_mcp_config
 from server.agents.memory_access import AgentMemoryAccess
 from server.agents.types import MEMORY_TOOLS, AgentType, type_environment
 from server.config import Settings
+from server.workspaces.sandbox import Sandbox
 
 BUNDLED_CLI = "bundled"
 
@@ -26,13 +29,16 @@ class ClaudeLaunches:
         self._launcher: Path | None = None  # written once per server start
 
     async def for_agent(self, agent_id: str, agent_type: AgentType, *, model: str | None, permission_mode: str,
-                        workdir: Path, state_dir: Path, memory: AgentMemoryAccess | None) -> ClaudeLaunch:
-        """The launch of ``agent_id``'s session; grants it the shared memory when that is on."""
+                        workdir: Path, state_dir: Path, memory: AgentMemoryAccess | None,
+                        sandbox: Sandbox | None = None) -> ClaudeLaunch:
+        """The launch of ``agent_id``'s session; grants it the shared memory when that is on. A
+        sandboxed one runs its commands in Claude Code's Bash sandbox, and its file tools always
+        ask (the agent's `PermissionGate` keeps them inside its `FileScope`)."""
         if self._launcher is None:
             self._launcher = write_claude_launcher(self._settings.data_dir / "run")
         make_dirs(state_dir, workdir)
         mcp_config: Path | None = None
-        allowed = list(agent_type.allowed_tools)
+        allowed = [tool for tool in agent_type.allowed_tools if sandbox is None or tool not in FILE_TOOLS]
         if memory is not None and self._settings.agent_shared_memory:
             servers = {"switchboard": await memory.grant(agent_id)}
             mcp_config = await asyncio.to_thread(write_mcp_config, state_dir, servers)
@@ -50,6 +56,7 @@ class ClaudeLaunches:
             disallowed_tools=list(agent_type.disallowed_tools),
             mcp_config=mcp_config,
             setting_sources=list(agent_type.setting_sources),
+            sandbox=sandbox_settings(sandbox) if sandbox is not None else None,
         )
 
     def cli(self, agent_type: AgentType) -> str:
@@ -69,3 +76,20 @@ class ClaudeLaunches:
             raise SpawnFailed("claude-agent-sdk ships no bundled Claude Code CLI on this platform; set "
                               "SWITCHBOARD_AGENT_CLAUDE_CLI to a claude executable", transient=False)
         return str(bundled)
+
+
+def sandbox_settings(sandbox: Sandbox) -> dict[str, Any]:
+    """Claude Code's Bash sandbox (bubblewrap on Linux) for ``sandbox``: every command sandboxed,
+    none let out of it, the hidden paths unreadable, the workspace writable, the network off
+    (no host on the allow list, and no prompt for others) unless the type allows it."""
+    return {
+        "enabled": True,
+        "autoAllowBashIfSandboxed": True,
+        "allowUnsandboxedCommands": False,
+        "network": {"allowedDomains": ["*"]} if sandbox.network else {"allowedDomains": [], "strictAllowlist": True},
+        "filesystem": {
+            "denyRead": [str(path) for path in sandbox.hidden],
+            "allowRead": [str(path) for path in (*sandbox.writable, *sandbox.readable)],
+            "allowWrite": [str(path) for path in sandbox.writable],
+        },
+    }

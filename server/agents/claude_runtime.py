@@ -74,6 +74,7 @@ class ClaudeLaunch:
     disallowed_tools: list[str]
     mcp_config: Path | None = None  # a 0600 file (`launch.write_mcp_config`): never the token on argv
     setting_sources: list[str] = field(default_factory=list)
+    sandbox: dict[str, Any] | None = None  # Claude Code's Bash sandbox settings (`claude_launch.sandbox_settings`)
 
     @property
     def pid_file(self) -> Path:
@@ -177,6 +178,7 @@ class ClaudeSession:
             disallowed_tools=launch.disallowed_tools,
             mcp_servers=launch.mcp_config if launch.mcp_config is not None else {},
             setting_sources=launch.setting_sources,  # type: ignore[arg-type]
+            sandbox=launch.sandbox,  # type: ignore[arg-type]
             can_use_tool=self._can_use_tool,
             stderr=self._on_stderr,
         )

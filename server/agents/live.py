@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from server.agents.capacity import Ticket
 from server.agents.claude_runtime import ClaudeSession
 from server.agents.exec_runtime import ExecProcess
+from server.agents.file_scope import FileScope
 from server.agents.outcome import OutputTail, Usage
 from server.agents.records import AgentRecord
 from server.agents.tasks import Task
 from server.agents.types import AgentType
+from server.agents.workspaces import WorkspaceRecord
+from server.workspaces.sandbox import Sandbox
 
 
 @dataclass(eq=False)
@@ -41,6 +44,10 @@ class Agent:
     query_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: Task | None = None
     remembered: list[str] = field(default_factory=list)  # tool patterns a person allowed for its whole life
+    workspace: WorkspaceRecord | None = None  # its git worktree, when it has one
+    sandboxed: bool = False
+    sandbox: Sandbox | None = None  # exec: how its commands are wrapped (made once its workspace exists)
+    file_scope: FileScope | None = None  # claude, sandboxed: where its file tools may read and write
 
     @property
     def id(self) -> str:

@@ -1,6 +1,7 @@
 """`PermissionGate`: answers one claude agent's permission requests and questions.
 
-At once, from the agent's type and its mode at the time of asking (`permissions.decide`), unless
+A sandboxed agent's file tools are refused outside its `FileScope` first, whatever else allows them.
+Then at once, from the agent's type and its mode at the time of asking (`permissions.decide`), unless
 the type's ``on_permission_request`` hands the request to a person: then it waits, through the
 `TaskLedger`, for an answer given over MCP, the dashboard or the CLI, or for the timeout. What a
 person allowed with ``remember`` is allowed without asking for the rest of the agent's life
@@ -53,6 +54,10 @@ class PermissionGate:
         if tool_name == QUESTION_TOOL and not (task_id is not None and asks(policy, tool_name, tool_input)):
             await self._log(task_id, mode, False, tool_name, "no one to ask")
             return PermissionAnswer(False, NO_ONE_TO_ASK)
+        if agent is not None and agent.file_scope is not None and \
+                (refusal := agent.file_scope.refusal(tool_name, tool_input)) is not None:
+            await self._log(task_id, mode, False, tool_name, refusal)
+            return PermissionAnswer(False, refusal)
         if tool_name != QUESTION_TOOL:
             if agent is not None and any(matches(rule, tool_name, tool_input) for rule in agent.remembered):
                 await self._log(task_id, mode, True, tool_name, "remembered from an earlier answer")

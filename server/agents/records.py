@@ -125,6 +125,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX permission_requests_by_status ON permission_requests (status);
     CREATE INDEX permission_requests_by_query ON permission_requests (query_id);
     """,
+    # 4: agents' git workspaces: a worktree on a branch of its own, its work committed, merged or discarded.
+    """
+    CREATE TABLE workspaces (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT    NOT NULL UNIQUE REFERENCES agents (id),  -- the agent's id
+        repo             TEXT    NOT NULL,           -- the user's repository (its main worktree)
+        path             TEXT    NOT NULL,           -- the worktree, <data_dir>/workspaces/<agent_id>
+        subdir           TEXT    NOT NULL,           -- where in it the agent works, as its cwd was in repo
+        branch           TEXT    NOT NULL,
+        base_commit      TEXT    NOT NULL,
+        base_branch      TEXT,                       -- the branch it started from: agent_merge's default target
+        base_agent       TEXT,                       -- the agent whose finished work it starts from
+        sandbox          INTEGER NOT NULL DEFAULT 0,
+        created_ms       INTEGER NOT NULL,
+        ready_ms         INTEGER,                    -- the worktree exists (and its setup ran)
+        head             TEXT,                       -- the last commit made on the branch for the agent
+        merged_into      TEXT,
+        merged_commit    TEXT,
+        merged_strategy  TEXT,
+        merged_ms        INTEGER,
+        discarded_ms     INTEGER,
+        removed_ms       INTEGER                     -- the worktree was removed (the branch stays unless discarded)
+    );
+    """,
 )
 
 

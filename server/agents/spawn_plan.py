@@ -20,8 +20,10 @@ from server.agents.pool import PooledWorker
 from server.agents.supervisor import Supervisor
 from server.agents.tasks import Task
 from server.agents.types import AgentType
-from server.config.agent_type import PERMISSION_MODES, check_approval_policy
+from server.agents.workspaces import WorkspacePlan
+from server.config.agent_type import PERMISSION_MODES, WORKSPACE_MODES, WorkspaceMode, check_approval_policy
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
+from server.workspaces.sandbox import SandboxUnavailable, require_bwrap
 
 EntryStatus = Literal["queued", "spawning", "ready", "running", "waiting", "completed", "failed", "skipped",
                       "terminated"]
@@ -47,6 +49,8 @@ class AgentSpec:
     priority: int = 0
     command: tuple[str, ...] | None = None
     on_permission_request: str | Sequence[str] | None = None  # claude: its approval policy instead of its type's
+    workspace: str | None = None  # shared | worktree | auto, instead of its type's
+    base_ref: str | None = None  # a worktree's start: a branch, a commit, or an agent of the same call
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,8 @@ class PlannedAgent:
     entry: SpawnEntry
     depends_on_new: list[int]        # indices into the request
     depends_on_existing: list[str]   # ids of agents from earlier calls
+    workspace: WorkspacePlan | None = None  # its git worktree, when it gets one
+    sandboxed: bool = False
     worker: PooledWorker | None = None  # a warm pool's idle session, taken for this agent
     task: Task | None = None            # its task, once recorded
 
@@ -148,9 +154,13 @@ class SpawnPlanner:
             try:
                 planned.append(await self._plan_one(spec, index_of))
             except SwitchboardError as error:
-                if isinstance(error, Forbidden):
+                if isinstance(error, (Forbidden, SandboxUnavailable)):
                     raise
                 problems.append(f"{spec.name}: {error.message}")
+        if problems:
+            raise InvalidArgument("; ".join(problems))
+        problems = [f"{item.spec.name}: {problem}" for item in planned
+                    if (problem := self._base_agent_problem(item, planned, index_of)) is not None]
         if problems:
             raise InvalidArgument("; ".join(problems))
         cycle = _find_cycle([item.depends_on_new for item in planned])
@@ -189,8 +199,37 @@ class SpawnPlanner:
             else:
                 raise InvalidArgument(f"depends_on {dependency!r} is neither an agent of this call nor an agent id")
         cwd = self._allowed_cwd(spec.cwd) if spec.cwd else None
+        if spec.workspace is not None and spec.workspace not in WORKSPACE_MODES:
+            raise InvalidArgument(f"workspace {spec.workspace!r} is not one of {', '.join(WORKSPACE_MODES)}")
+        mode: WorkspaceMode = spec.workspace or agent_type.workspace  # type: ignore[assignment]
+        workspace = await self._supervisor.workspaces.plan(mode, cwd, spec.base_ref, agent_type, set(index_of))
+        if workspace is not None and workspace.base_agent is not None:
+            if workspace.base_agent == spec.name:
+                raise InvalidArgument("base_ref cannot name the agent itself")
+            if index_of[workspace.base_agent] not in new:  # starting from its work means waiting for it
+                new.append(index_of[workspace.base_agent])
+        sandboxed = workspace.sandbox if workspace is not None else bool(agent_type.sandbox)
+        if sandboxed:
+            require_bwrap()
         entry = SpawnEntry(name=spec.name, type=spec.type, agent_id=new_id("agent"))
-        return PlannedAgent(spec, agent_type, cwd, command, entry, new, existing)
+        return PlannedAgent(spec, agent_type, cwd, command, entry, new, existing, workspace, sandboxed)
+
+    @staticmethod
+    def _base_agent_problem(item: PlannedAgent, planned: list[PlannedAgent], index_of: dict[str, int]) -> str | None:
+        """What is wrong with a base_ref naming an agent of the call, or None."""
+        if item.workspace is None or item.workspace.base_agent is None:
+            return None
+        base = planned[index_of[item.workspace.base_agent]]
+        if not item.spec.task:
+            return (f"base_ref {base.spec.name!r} means starting from its finished work, which needs a task to wait "
+                    f"with; give a task, or base_ref its branch")
+        if base.workspace is None:
+            return f"base_ref {base.spec.name!r} works in its cwd (workspace 'shared'), not on a branch to start from"
+        if not base.spec.task:
+            return f"base_ref {base.spec.name!r} has no task, so no finished work to start from"
+        if base.workspace.repository.top != item.workspace.repository.top:
+            return f"base_ref {base.spec.name!r} works in another repository ({base.workspace.repository.top})"
+        return None
 
     @staticmethod
     def _with_approval_policy(spec: AgentSpec, agent_type: AgentType) -> AgentType:

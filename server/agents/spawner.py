@@ -70,7 +70,8 @@ class Spawner:
         planned = await self._planner.plan(request)
         reserved = [] if request.queue else self._reserve_running_slots(planned)
         for item in planned:
-            if item.agent_type.pool_size and item.cwd is None and (worker := self._supervisor.pool.take(item.spec.type)):
+            if item.agent_type.pool_size and item.cwd is None and not item.sandboxed and \
+                    (worker := self._supervisor.pool.take(item.spec.type)):
                 item.worker = worker
                 item.entry.agent_id = worker.agent_id
             item.entry.progress_owed = 2 if request.wait and item.spec.task else 1
@@ -79,7 +80,8 @@ class Spawner:
         loop = asyncio.get_running_loop()
         began = loop.time()
         try:
-            agents = await asyncio.gather(*(self._record(item) for item in planned))  # committed together
+            ids = {item.spec.name: item.entry.agent_id for item in planned}
+            agents = await asyncio.gather(*(self._record(item, ids) for item in planned))  # committed together
         except BaseException:
             for ticket in reserved:
                 ticket.release()
@@ -170,7 +172,7 @@ class Spawner:
         for item in planned:
             if item.agent_type.runtime != "claude" and not item.spec.task:
                 continue
-            if item.agent_type.pool_size and item.cwd is None:
+            if item.agent_type.pool_size and item.cwd is None and not item.sandboxed:
                 taken = pooled.get(item.spec.type, 0)
                 if taken < self._supervisor.pool.idle_count(item.spec.type):
                     pooled[item.spec.type] = taken + 1
@@ -186,14 +188,16 @@ class Spawner:
                 "or pass queue: true to wait queued")
         return tickets
 
-    async def _record(self, item: PlannedAgent) -> Agent:
+    async def _record(self, item: PlannedAgent, ids: dict[str, str]) -> Agent:
         spec, agent_type = item.spec, item.agent_type
+        base_agent = item.workspace.base_agent if item.workspace is not None else None
         agent, task = await self._supervisor.create(
             agent_id=item.entry.agent_id, name=spec.name, type_name=spec.type, agent_type=agent_type,
             command=item.command, model=spec.model or agent_type.model,
             permission_mode=spec.permission_mode or agent_type.permission_mode, cwd=item.cwd,
             capabilities=spec.capabilities, priority=spec.priority, status="queued", task=spec.task or None,
-            task_waits=bool(item.depends_on_new or item.depends_on_existing),
+            task_waits=bool(item.depends_on_new or item.depends_on_existing), workspace=item.workspace,
+            base_agent_id=ids[base_agent] if base_agent is not None else None, sandboxed=item.sandboxed,
         )
         if task is not None:
             item.task, item.entry.query_id = task, task.id
@@ -227,6 +231,7 @@ class Spawner:
                 await self._skip(item, agent, reason, report)
                 return
             task, has_dependencies = item.spec.task, bool(item.depends_on_new or item.depends_on_existing)
+            await supervisor.prepare_workspace(agent)
             if agent.agent_type.runtime == "claude":
                 await supervisor.slots.hold_type_slot(agent)
                 if item.worker is None and agent.ticket is None:
@@ -285,6 +290,8 @@ class Spawner:
             return
         task = item.task
         assert spec.task is not None and task is not None
+        if agent.workspace is not None and agent.workspace.base_agent is not None:
+            await supervisor.start_from_dependency(agent)
         prompt = _prompt_with_inputs(spec.task, inputs) if agent.agent_type.runtime == "claude" else spec.task
         entry.status = "running"
 

@@ -25,7 +25,8 @@ from server.agents.capacity import RunningCap, default_max_running
 from server.agents.changes import ChangeFeed
 from server.agents.claude_launch import ClaudeLaunches
 from server.agents.claude_runtime import ClaudeLaunch, ClaudeSession, PermissionDecider
-from server.agents.launch import SpawnFailed, remove_mcp_config, spawn_retries
+from server.agents.file_scope import FileScope
+from server.agents.launch import SpawnFailed, make_dirs, remove_mcp_config, spawn_retries
 from server.agents.live import Agent
 from server.agents.memory_access import AgentMemoryAccess
 from server.agents.outcome import OutputTail, TaskOutcome
@@ -47,11 +48,14 @@ from server.agents.slots import RunningSlots
 from server.agents.tagged_scan import SharedTaggedScan
 from server.agents.task_runner import TaskRunner
 from server.agents.tasks import Task, TaskLedger
-from server.agents.types import AgentType, AgentTypes
+from server.agents.types import AgentType, AgentTypes, type_environment
 from server.agents.watchdog import Watchdog
+from server.agents.workspaces import AgentWorkspaces, WorkspacePlan
 from server.clock import Clock
 from server.config import Settings
 from server.errors import NotFound, SwitchboardError
+from server.workspaces.git import GitFailed
+from server.workspaces.sandbox import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +95,13 @@ class Supervisor:
         self.boot_id = boot_id()
         self.slots = RunningSlots(RunningCap(settings.agent_max_running or default_max_running()))
         self.pool = WarmPool(self)
+        self.workspaces = AgentWorkspaces(settings, records, clock)
         self.runner = TaskRunner(settings, records, tasks, self.slots, changes, self.stray_scan, clock,
-                                 self.watchdog, self.workdir_for)
+                                 self.watchdog, self.workdir_for, self.commit_work)
         self._sampler = asyncio.create_task(
             sample_agents_forever(self.live_agents, self.activity, clock, settings.agent_metrics_interval_s),
             name="agent-metrics")
+        self._workspace_sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, settings: Settings, records: AgentRecords, tasks: TaskLedger, activity: ActivityLog,
@@ -105,6 +111,9 @@ class Supervisor:
         supervisor = cls(settings, records, tasks, activity, changes, clock)
         try:
             await supervisor.reap_leftovers()
+            await supervisor.workspaces.prune_at_start()
+            supervisor._workspace_sweeper = asyncio.create_task(supervisor.workspaces.sweep_forever(),
+                                                                name="workspace-sweep")
         except BaseException:
             await supervisor.close()
             raise
@@ -151,10 +160,18 @@ class Supervisor:
         self, *, agent_id: str, name: str, type_name: str, agent_type: AgentType, command: tuple[str, ...] | None,
         model: str | None, permission_mode: str, cwd: Path | None, capabilities: Sequence[str], priority: int,
         status: AgentStatus, task: str | None = None, task_waits: bool = False,
+        workspace: WorkspacePlan | None = None, base_agent_id: str | None = None, sandboxed: bool = False,
     ) -> tuple[Agent, Task | None]:
         """Records a new agent (not yet started) and, in the same commit, its first task when it has
-        one (``task_waits`` for its dependencies, else queued); tracks the agent."""
-        workdir = cwd if cwd is not None else self.workdir_for(agent_id)
+        one (``task_waits`` for its dependencies, else queued) and its workspace when it gets one
+        (made by `prepare_workspace`); tracks the agent."""
+        changes: list[RowChange] = []
+        workspace_record = None
+        if workspace is not None:
+            workspace_record, recorded_workspace = self.workspaces.recorded(agent_id, name, workspace, base_agent_id)
+            workdir = workspace_record.workdir
+        else:
+            workdir = cwd if cwd is not None else self.workdir_for(agent_id)
         assert self.identity is not None
         record = AgentRecord(
             id=agent_id, name=name, type=type_name, runtime=agent_type.runtime, status=status, workdir=str(workdir),
@@ -162,16 +179,70 @@ class Supervisor:
             created_ms=self.clock.now_ms(),
             model=model, permission_mode=permission_mode, capabilities=list(capabilities), priority=priority,
         )
-        changes: list[RowChange] = [agent_added(record)]
+        changes.append(agent_added(record))
+        if workspace_record is not None:
+            changes.append(recorded_workspace)
         first: Task | None = None
         if task is not None:
             first, recorded = self.tasks.first_task(record, task, waiting=task_waits)
             changes.append(recorded)
         await self.records.commit(*changes)
-        agent = Agent(record, agent_type, command, OutputTail(self.settings.agent_output_tail_bytes))
+        agent = Agent(record, agent_type, command, OutputTail(self.settings.agent_output_tail_bytes),
+                      workspace=workspace_record, sandboxed=sandboxed)
         agent.idle.set()
         self._agents[agent_id] = agent
         return agent, first
+
+    async def prepare_workspace(self, agent: Agent) -> None:
+        """Makes the agent's worktree and its sandbox, and runs its type's setup (unless it starts
+        from another agent's finished work: then `start_from_dependency` does, once that is done).
+        Raises `SpawnFailed` with git's, bubblewrap's or the setup's words."""
+        workspace, state_dir = agent.workspace, self.state_dir(agent)
+        try:
+            if workspace is not None:
+                await self.workspaces.prepare(workspace)
+            if agent.sandboxed:
+                workdir = Path(agent.record.workdir)
+                await asyncio.to_thread(make_dirs, workdir)
+                agent.sandbox = await self.workspaces.sandbox_for(
+                    workdir, workspace, state_dir if agent.agent_type.runtime == "exec" else None,
+                    agent.agent_type.sandbox_network)
+                agent.file_scope = FileScope(workdir, agent.sandbox.writable,
+                                             tuple(Path(root) for root in agent.agent_type.read_roots))
+        except SwitchboardError as error:  # GitFailed, Conflict (its branch exists), SandboxUnavailable
+            raise SpawnFailed(f"its workspace could not be made: {error.message}", transient=False) from error
+        if workspace is not None and workspace.base_agent is None:
+            await self._set_up(agent)
+
+    async def start_from_dependency(self, agent: Agent) -> None:
+        """Moves the agent's worktree onto its base agent's finished work, then runs its setup."""
+        workspace = agent.workspace
+        assert workspace is not None and workspace.base_agent is not None
+        try:
+            await self.workspaces.start_from(workspace, await self.workspaces.get(workspace.base_agent))
+        except SwitchboardError as error:
+            raise SpawnFailed(f"its workspace could not start from {workspace.base_agent}'s work: {error.message}",
+                              transient=False) from error
+        await self._set_up(agent)
+
+    async def _set_up(self, agent: Agent) -> None:
+        assert agent.workspace is not None
+        failure = await self.workspaces.setup(agent.workspace, agent.agent_type,
+                                              type_environment(agent.agent_type, agent.id), agent.sandbox,
+                                              self.state_dir(agent) / "setup.log")
+        if failure is not None:
+            raise SpawnFailed(failure, transient=False)
+
+    async def commit_work(self, agent: Agent, what: str) -> str | None:
+        """Commits the agent's uncommitted work on its branch (see `AgentWorkspaces.commit`); a
+        failure is logged and answered as None: it never fails the task whose end it follows."""
+        if agent.workspace is None:
+            return None
+        try:
+            return await self.workspaces.commit(agent.workspace, agent.record.name, what)
+        except (GitFailed, OSError) as error:
+            logger.warning("agent %s: its work could not be committed: %s", agent.id, error)
+            return None
 
     def state_dir(self, agent: Agent) -> Path:
         """Logs, the pid file and task inputs: always under the data directory, whatever the workdir."""
@@ -210,7 +281,7 @@ class Supervisor:
                 decider = self.permission_decider(agent.id, agent.record.type, agent.agent_type)
                 launch = await self.claude_launch_for(agent.id, agent.agent_type, agent.record.model,
                                                       agent.record.permission_mode or "default",
-                                                      Path(agent.record.workdir))
+                                                      Path(agent.record.workdir), agent.sandbox)
                 session = ClaudeSession(launch, decider, agent.tail)
                 try:
                     await session.start(self.settings.agent_spawn_timeout_s)
@@ -258,11 +329,11 @@ class Supervisor:
         (await self.watchdog()).watch(identity.pid, identity.start_time, agent.id)
 
     async def claude_launch_for(self, agent_id: str, agent_type: AgentType, model: str | None,
-                                permission_mode: str, workdir: Path) -> ClaudeLaunch:
-        """How a claude session for ``agent_id`` starts (also used by the warm pool)."""
+                                permission_mode: str, workdir: Path, sandbox: Sandbox | None = None) -> ClaudeLaunch:
+        """How a claude session for ``agent_id`` starts (also used by the warm pool, never sandboxed)."""
         return await self.launches.for_agent(agent_id, agent_type, model=model, permission_mode=permission_mode,
                                              workdir=workdir, state_dir=self.workdir_for(agent_id),
-                                             memory=self.memory_access)
+                                             memory=self.memory_access, sandbox=sandbox)
 
     def permission_decider(self, agent_id: str, type_name: str, agent_type: AgentType) -> PermissionDecider:
         """How the agent's permission requests and questions are answered (`PermissionGate`)."""
@@ -301,6 +372,7 @@ class Supervisor:
                 raise
             self.slots.release(agent)
             remove_mcp_config(self.state_dir(agent))
+            await self.commit_work(agent, f"work left when it ended ({status})")
             if self.memory_access is not None:
                 agent.record.memory_calls = self.memory_access.calls_by_agent().get(agent.id, 0)
                 self.memory_access.revoke(agent.id)
@@ -400,9 +472,11 @@ class Supervisor:
     async def close(self) -> None:
         """Ends every agent, then the watchdog (the records and the activity log stay open)."""
         self._closed = True
-        self._sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._sampler
+        for loop in (self._sampler, self._workspace_sweeper):
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
         await self.end_all()
         if self._watchdog is not None:
             await self._watchdog.close()

@@ -35,7 +35,8 @@ from server.config import Settings
 class TaskRunner:
     def __init__(self, settings: Settings, records: AgentRecords, tasks: TaskLedger, slots: RunningSlots,
                  changes: ChangeFeed, stray_scan: SharedTaggedScan, clock: Clock,
-                 watchdog: Callable[[], Awaitable[Watchdog]], state_dir: Callable[[str], Path]) -> None:
+                 watchdog: Callable[[], Awaitable[Watchdog]], state_dir: Callable[[str], Path],
+                 commit_work: Callable[[Agent, str], Awaitable[str | None]]) -> None:
         self._settings = settings
         self._records = records
         self._tasks = tasks
@@ -45,6 +46,7 @@ class TaskRunner:
         self._clock = clock
         self._watchdog = watchdog
         self._state_dir = state_dir
+        self._commit_work = commit_work  # a worktree agent's work, committed at each task's end
 
     async def run(self, agent: Agent, task: Task, prompt: str, inputs: dict[str, Any] | None,
                   on_started: Callable[[float], None] | None = None,
@@ -89,7 +91,7 @@ class TaskRunner:
                 if agent.ticket is ticket and agent.process is None:  # its process is gone: the slot is free
                     ticket.release()
                     agent.ticket = None
-            await self._finish(agent, task, outcome, tail_mark)
+            await self._finish(agent, task, outcome, tail_mark, prompt)
             return outcome
         await self._mark_running(agent, task, tail_mark)
         assert agent.session is not None
@@ -98,7 +100,7 @@ class TaskRunner:
             on_started(0.0)
         outcome = failure or await agent.session.run(
             prompt, on_model=lambda model: self._model_in_use(agent, task, model))
-        await self._finish(agent, task, outcome, tail_mark)
+        await self._finish(agent, task, outcome, tail_mark, prompt)
         return outcome
 
     async def _mark_running(self, agent: Agent, task: Task, tail_mark: int) -> None:
@@ -137,7 +139,10 @@ class TaskRunner:
                   "agent_id": agent.id, "workdir": str(workdir)}
         env = type_environment(agent.agent_type, agent.id)
         inputs_path = state_dir / f"inputs-{task.id}.json" if inputs is not None else None
-        launch = ExecLaunch(render_command(agent.command, values), workdir, env, state_dir / "output.log")
+        argv = render_command(agent.command, values)
+        if agent.sandbox is not None:
+            argv = agent.sandbox.wrap(argv, workdir)
+        launch = ExecLaunch(argv, workdir, env, state_dir / "output.log")
         # Creating directories and files takes about a millisecond each on a VM's disk: in a thread,
         # so that a swarm's agents prepare side by side and the event loop keeps answering.
         log = await asyncio.to_thread(prepare_files, launch, inputs_path, inputs)
@@ -198,10 +203,15 @@ class TaskRunner:
         if changed:
             self._changes.changed("agent", agent.id)
 
-    async def _finish(self, agent: Agent, task: Task, outcome: TaskOutcome, tail_mark: int | None) -> None:
+    async def _finish(self, agent: Agent, task: Task, outcome: TaskOutcome, tail_mark: int | None,
+                      prompt: str = "") -> None:
         """Records the task's end; a task that ran (``tail_mark`` given) also adds its usage to the
-        agent's totals and (unless the agent is being ended) returns it to ready, in the same commit."""
+        agent's totals and (unless the agent is being ended) returns it to ready, in the same commit.
+        A worktree agent's work is committed on its branch first, so that whoever waits on the
+        task's end (a dependent starting from its work) finds it there."""
         record, usage = agent.record, outcome.usage
+        if tail_mark is not None and agent.workspace is not None:
+            await self._commit_work(agent, prompt)
         if outcome.status == "completed":
             agent.last_result = outcome.result
         changes: list[RowChange] = []

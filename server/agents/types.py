@@ -5,7 +5,8 @@ prompt, tools and limits (their settings model is `server.config.agent_type.Agen
 types or overrides the built-in ones, which carry claude-flow's type names so its prompts work.
 Each built-in is a ``claude`` type with a short role prompt and a conservative tool set: tools
 outside it are denied with a message the model sees (an agent never waits on a prompt nobody
-answers).
+answers). The four that edit and run commands (coder, tester, optimizer, debugger) work in a git
+worktree of their own when their cwd is inside a git work tree (``workspace = "auto"``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from collections.abc import Mapping
 
 from server.agents.launch import agent_environment
-from server.config.agent_type import AgentType
+from server.config.agent_type import AgentType, WorkspaceMode
 from server.errors import InvalidArgument
 
 # AgentType is the settings model itself (server.config.agent_type), named here for the engine.
@@ -45,29 +46,30 @@ _EDITING = (*_READ_ONLY, "Edit", "MultiEdit", "Write", "NotebookEdit")
 _RUNNING = (*_EDITING, "Bash")
 
 
-def _claude(role: str, tools: tuple[str, ...], description: str) -> AgentType:
+def _claude(role: str, tools: tuple[str, ...], description: str, workspace: WorkspaceMode = "shared") -> AgentType:
     prompt = (
         f"You are a {role} working as one agent of a swarm coordinated by Switchboard. "
         "Share findings and results with the other agents through the switchboard memory tools "
         "(memory_usage, memory_search) under a namespace named after the task, and finish with a short summary."
     )
-    return AgentType(runtime="claude", system_prompt=prompt, allowed_tools=tools, description=description)
+    return AgentType(runtime="claude", system_prompt=prompt, allowed_tools=tools, description=description,
+                     workspace=workspace)
 
 
 BUILTIN_TYPES: dict[str, AgentType] = {
     "coordinator": _claude("coordinator that plans work and tracks it", _READ_ONLY, "plans and tracks; reads only"),
     "researcher": _claude("researcher who reads code and documents", _READ_ONLY, "reads and reports; no edits"),
-    "coder": _claude("software engineer who implements changes", _RUNNING, "edits files and runs commands"),
+    "coder": _claude("software engineer who implements changes", _RUNNING, "edits files and runs commands", "auto"),
     "analyst": _claude("analyst who studies code and data", _READ_ONLY, "reads and analyses; no edits"),
     "architect": _claude("software architect", _READ_ONLY, "designs; reads only"),
     "system-architect": _claude("system architect", _READ_ONLY, "designs systems; reads only"),
-    "tester": _claude("test engineer who writes and runs tests", _RUNNING, "writes and runs tests"),
+    "tester": _claude("test engineer who writes and runs tests", _RUNNING, "writes and runs tests", "auto"),
     "reviewer": _claude("code reviewer", _READ_ONLY, "reviews; reads only"),
-    "optimizer": _claude("performance engineer", _RUNNING, "measures and edits"),
+    "optimizer": _claude("performance engineer", _RUNNING, "measures and edits", "auto"),
     "documenter": _claude("technical writer", _EDITING, "writes documentation; runs nothing"),
     "monitor": _claude("monitor who watches the swarm's progress", _READ_ONLY, "watches; reads only"),
     "specialist": _claude("specialist", _READ_ONLY, "answers in depth; reads only"),
-    "debugger": _claude("debugger who finds and fixes faults", _RUNNING, "edits files and runs commands"),
+    "debugger": _claude("debugger who finds and fixes faults", _RUNNING, "edits files and runs commands", "auto"),
     "planner": _claude("planner who breaks work into tasks", _READ_ONLY, "plans; reads only"),
 }
 

@@ -13,6 +13,10 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Runtime = Literal["claude", "exec"]
+# Where an agent works: in its cwd (`shared`), in a git worktree of its own (`worktree`), or in a
+# worktree when its cwd is inside a git work tree and in its cwd otherwise (`auto`).
+WorkspaceMode = Literal["shared", "worktree", "auto"]
+WORKSPACE_MODES = ("shared", "worktree", "auto")
 
 # The permission modes Claude Code accepts (checked against the bundled CLI's --permission-mode).
 PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
@@ -74,6 +78,20 @@ class AgentType(BaseModel):
     approval_timeout_s: float | None = Field(
         None, gt=0, le=7 * 24 * 3600,
         description="claude: how long a request waits for an answer; unset: SWITCHBOARD_APPROVAL_TIMEOUT_S.")
+    workspace: WorkspaceMode = Field(
+        "shared", description="`shared`: agents work in their cwd; `worktree`: each in a git worktree of its own on a "
+        "branch of its own (the cwd must be in a git repository); `auto`: a worktree when the cwd is in one.")
+    setup: tuple[str, ...] | None = Field(
+        None, description="An argv run in each new worktree before the agent's first task (e.g. [\"npm\", \"ci\"]); "
+        "its failure fails the agent.")
+    setup_timeout_s: float = Field(600.0, gt=0, le=24 * 3600, description="Most time `setup` may take.")
+    sandbox: bool | None = Field(
+        None, description="Run the agent sandboxed (bubblewrap): exec commands with the filesystem read-only but for "
+        "the workspace and a private /tmp, in a PID namespace of their own, without network; claude agents with "
+        "Claude Code's Bash sandbox and file tools kept to the workspace and read_roots. Unset: on for worktree agents.")
+    sandbox_network: bool = Field(False, description="Let a sandboxed agent's commands reach the network.")
+    read_roots: tuple[str, ...] = Field(
+        (), description="claude, sandboxed: directories its file tools may read besides its workspace (absolute).")
     description: str = Field("", description="One line shown when types are listed.")
 
     @property
@@ -85,6 +103,21 @@ class AgentType(BaseModel):
     @classmethod
     def _approval_policy(cls, policy: object) -> ApprovalPolicy:
         return check_approval_policy(policy)
+
+    @field_validator("setup")
+    @classmethod
+    def _setup_not_empty(cls, setup: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if setup is not None and (not setup or not setup[0].strip()):
+            raise ValueError("setup needs an executable as its first element")
+        return setup
+
+    @field_validator("read_roots")
+    @classmethod
+    def _read_roots_absolute(cls, roots: tuple[str, ...]) -> tuple[str, ...]:
+        for root in roots:
+            if not root.startswith("/"):
+                raise ValueError(f"read_roots entry {root!r} is not an absolute path")
+        return roots
 
     @field_validator("command")
     @classmethod

@@ -198,7 +198,8 @@ class Settings(BaseSettings):
         description="Agent types by name, over the built-in ones ([agent_types.<name>] in the TOML file, or a JSON "
         "object): runtime, command, model, permission_mode, system_prompt, allowed_tools, disallowed_tools, "
         "allow_bypass_permissions, env, env_passthrough, "
-        "max_running, pool_size.",
+        "max_running, pool_size, on_permission_request, approval_timeout_s, workspace, setup, setup_timeout_s, "
+        "sandbox, sandbox_network, read_roots.",
     )
     agent_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=lambda: [Path.cwd()],
@@ -244,6 +245,31 @@ class Settings(BaseSettings):
     agent_results_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="TTL of result records.")
     agent_metrics_namespace: str = Field("agent-metrics", min_length=1, description="CPU, RSS and uptime samples.")
     agent_metrics_ttl_s: int = Field(3600, ge=1, description="TTL of metrics samples.")
+
+    # -- workspaces --------------------------------------------------------------------------------
+    workspace_ttl_h: float = Field(
+        168.0, ge=0, description="Hours after its agent ended that a worktree is removed, once its branch is merged "
+        "or was discarded (an unmerged branch keeps its worktree; a branch always outlives its worktree).")
+    workspace_author: str = Field(
+        "Switchboard agent <switchboard@localhost>",
+        description="Author and committer of the commits made for agents (`Name <email>`).")
+    workspace_disk_warn_gb: float = Field(
+        20.0, gt=0, description="`doctor` warns when the worktrees together take more than this on disk.")
+    workspace_sweep_interval_s: float = Field(
+        3600.0, gt=0, description="How often ended agents' worktrees are checked against workspace_ttl_h.")
+
+    @field_validator("workspace_author")
+    @classmethod
+    def _author_has_email(cls, author: str) -> str:
+        if not re.fullmatch(r"[^<>\n]+ <[^<>\s]+>", author.strip()):
+            raise ValueError(f"workspace_author {author!r} is not `Name <email>`")
+        return author.strip()
+
+    @property
+    def workspace_identity(self) -> tuple[str, str]:
+        """workspace_author as git's (name, email)."""
+        name, _, email = self.workspace_author.rpartition(" <")
+        return name.strip(), email.rstrip(">")
 
     # -- queries -------------------------------------------------------------------------------------
     query_command_allowlist: Annotated[list[str], NoDecode] = Field(

@@ -108,6 +108,13 @@ class GitRepository:
             raise InvalidArgument(f"{ref!r} names no commit in {self.top}")
         return out.strip()
 
+    async def is_branch(self, name: str) -> bool:
+        """Whether ``name`` is a local branch."""
+        if not name or name.startswith("-"):
+            return False
+        code, _, _ = await git(self.top, "show-ref", "--verify", "--quiet", f"refs/heads/{name}", check=False)
+        return code == 0
+
     async def current_branch(self) -> str | None:
         """The branch checked out in the main worktree (None when HEAD is detached)."""
         code, out, _ = await git(self.top, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)

@@ -10,7 +10,7 @@ from mcp.types import CallToolResult, TextContent, Tool
 
 # What the model sees of every tool together (names, descriptions, input schemas): clients pay for it
 # in context on every session (DESIGN.md). Output schemas are not shown to the model, but kept lean:
-# about 2,900 bytes a tool for the ten tools (the three query tools share the ListedQuery shape, pending
+# about 2,100 bytes a tool for the twelve tools (the three query tools share the ListedQuery shape, pending
 # permission requests included: those cost 1,000 bytes of the 29,000).
 MODEL_VISIBLE_BUDGET = 24_000
 OUTPUT_SCHEMAS_BUDGET = 29_000

@@ -8,15 +8,19 @@ A `CheckedTool` keeps the SDK's schema, context injection and output validation,
 - arguments go through `tools.support.arguments.ToolArguments` (unknown fields refused, aliases
   accepted, errors that say what is accepted);
 - a `SwitchboardError` answers its own text, which starts with its code;
-- anything else is logged with its traceback and answers ``internal: ...``.
+- anything else is logged with its traceback and answers ``internal: ...``;
+- its schemas carry no ``title`` pydantic derives from each field's name ("If Version" for
+  ``if_version``): clients show the model every tool's input schema in each session, and those
+  titles were an eighth of it while saying nothing the name does not.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import Any, Self
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
@@ -33,6 +37,15 @@ logger = logging.getLogger(__name__)
 
 class CheckedTool(Tool):
     """A tool whose every answer is a result or a tool error starting with a stable code."""
+
+    @classmethod
+    def from_function(cls, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Self:
+        tool = super().from_function(fn, *args, **kwargs)
+        assert isinstance(tool, cls)
+        _drop_titles(tool.parameters)
+        if tool.fn_metadata.output_schema is not None:
+            _drop_titles(tool.fn_metadata.output_schema)
+        return tool
 
     @cached_property
     def arguments(self) -> ToolArguments:
@@ -69,3 +82,20 @@ class CheckedTool(Tool):
         metrics = getattr(services, "metrics", None)
         if isinstance(metrics, ServerMetrics):
             metrics.record_tool_call(self.name, outcome, seconds)
+
+
+def _drop_titles(schema: Any) -> None:
+    """Removes the ``title`` keyword from a JSON schema and the schemas inside it (never a
+    property that happens to be called ``title``)."""
+    if not isinstance(schema, dict):
+        return
+    if isinstance(schema.get("title"), str):
+        del schema["title"]
+    for keyword in ("properties", "$defs", "patternProperties"):
+        for inner in (schema.get(keyword) or {}).values():
+            _drop_titles(inner)
+    for keyword in ("items", "additionalProperties", "not"):
+        _drop_titles(schema.get(keyword))
+    for keyword in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for inner in schema.get(keyword) or []:
+            _drop_titles(inner)
