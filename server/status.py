@@ -4,7 +4,8 @@ Agents and queries come from the records, so the snapshot also shows what other 
 the data directory run (``switchboard status`` is such a process itself).
 
 Memory by namespace, the vector index, agents (live ones in detail) and queries (active ones in
-detail) by state, what they cost, and how many upload batches are on record: read from the
+detail) by state, what they cost, how many upload batches are on record, and what the agents'
+worktrees take on disk: read from the
 stores at once, never cached, so it is as current as the call.
 """
 
@@ -68,6 +69,9 @@ class StatusSnapshot(BaseModel):
     input_tokens: int
     output_tokens: int
     upload_batches: int
+    workspaces: int = Field(description="Agents' git worktrees on disk.")
+    workspaces_unmerged: int
+    workspaces_bytes: int = Field(description="What those worktrees take on disk together.")
 
 
 async def status_of(services: Services, *, detail: bool = True) -> StatusSnapshot:
@@ -77,6 +81,7 @@ async def status_of(services: Services, *, detail: bool = True) -> StatusSnapsho
     stats = await services.memory.stats()
     vectors = services.memory.vectors
     usage = await services.queries.records.usage_by_model()
+    disk = await services.supervisor.workspaces.disk_use()
     if detail:
         active, _, query_counts = await services.queries.page(limit=500)
         live = [_agent_row(current_record(services, record), now)
@@ -100,6 +105,7 @@ async def status_of(services: Services, *, detail: bool = True) -> StatusSnapsho
         input_tokens=sum(row.input_tokens for row in usage),
         output_tokens=sum(row.output_tokens for row in usage),
         upload_batches=next((n.entries for n in stats.namespaces if n.namespace == SUMMARY_NAMESPACE), 0),
+        workspaces=disk.worktrees, workspaces_unmerged=disk.unmerged, workspaces_bytes=disk.bytes,
     )
 
 
@@ -120,16 +126,18 @@ def _agent_row(record: AgentRecord, now_ms: int) -> AgentRow:
 def render_text(snapshot: StatusSnapshot) -> str:
     """The snapshot as a few aligned blocks for a terminal."""
     lines = [f"switchboard {snapshot.version}  data {snapshot.data_dir}",
-             f"memory   {snapshot.memory_entries} entries, {_size(snapshot.memory_bytes)} in values, "
-             f"database {_size(snapshot.database_bytes)}",
+             f"memory   {snapshot.memory_entries} entries, {size_text(snapshot.memory_bytes)} in values, "
+             f"database {size_text(snapshot.database_bytes)}",
              f"vectors  {snapshot.vectors} ({snapshot.vector_backend}, {snapshot.embedder or 'no embedder'})",
              f"agents   {_counts(snapshot.agents_by_status)}",
              f"queries  {_counts(snapshot.queries_by_status)}",
              f"cost     ${snapshot.cost_usd:.4f}  tokens in {snapshot.input_tokens} out {snapshot.output_tokens}",
-             f"uploads  {snapshot.upload_batches} batches on record"]
+             f"uploads  {snapshot.upload_batches} batches on record",
+             f"worktrees {snapshot.workspaces} ({snapshot.workspaces_unmerged} unmerged), "
+             f"{size_text(snapshot.workspaces_bytes)} on disk"]
     if snapshot.namespaces:
         lines += ["", f"{'NAMESPACE':<32} {'ENTRIES':>9} {'BYTES':>10} {'EXPIRING 1H':>12}"]
-        lines += [f"{n.namespace[:32]:<32} {n.entries:>9} {_size(n.bytes):>10} {n.expiring_within_hour:>12}"
+        lines += [f"{n.namespace[:32]:<32} {n.entries:>9} {size_text(n.bytes):>10} {n.expiring_within_hour:>12}"
                   for n in snapshot.namespaces]
     if snapshot.live_agents:
         lines += ["", f"{'AGENT':<20} {'NAME':<16} {'TYPE':<12} {'STATUS':<9} {'PID':>7} {'TASKS':>5} {'COST':>9}"]
@@ -146,7 +154,8 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "none"
 
 
-def _size(count: int) -> str:
+def size_text(count: int) -> str:
+    """``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
     if count < 1024:
         return f"{count} B"
     size, unit = count / 1024, "KiB"

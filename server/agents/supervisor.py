@@ -143,7 +143,18 @@ class Supervisor:
             now, reason = self.clock.now_ms(), "lost: the server running it exited; its processes were ended at the next start"
             await self.records.mark_lost(orphans, now, reason, *self.tasks.lost_with(orphans, now, reason))
             logger.info("marked %d agent(s) of an earlier server run lost", len(orphans))
+            await self._commit_lost_work(orphans)
         return orphans
+
+    async def _commit_lost_work(self, agent_ids: list[str]) -> None:
+        """What lost worktree agents left uncommitted goes on their branches (their processes are gone)."""
+        for agent_id, workspace in (await self.workspaces.of_agents(agent_ids)).items():
+            record = await self.records.agent(agent_id)
+            try:
+                await self.workspaces.commit(workspace, record.name if record else agent_id,
+                                             "work left when its server exited")
+            except (GitFailed, OSError) as error:
+                logger.warning("agent %s: its work could not be committed: %s", agent_id, error)
 
     # -- agents --------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from server.workspaces.sandbox import Sandbox, require_bwrap
 
 logger = logging.getLogger(__name__)
 
+# How long a worktree's measured size on disk is reused (measuring walks every file of it).
+SIZE_CACHE_S = 30.0
 # What of a failed setup's output its agent's error carries.
 SETUP_TAIL_CHARS = 2_000
 # A commit's subject: the agent's name and the task's first line, cut to this many characters.
@@ -88,6 +91,15 @@ class WorkspacePlan:
 
 
 @dataclass(frozen=True, slots=True)
+class DiskUse:
+    """The worktrees not yet removed, together."""
+
+    worktrees: int
+    unmerged: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class WorkspaceListing:
     """A workspace with what `switchboard workspaces` and the status show of it."""
 
@@ -102,6 +114,7 @@ class AgentWorkspaces:
         self._records = records
         self._clock = clock
         self._repository_locks: dict[str, asyncio.Lock] = {}  # git worktree add/remove: one at a time per repository
+        self._sizes: dict[str, tuple[float, int]] = {}  # path -> (measured at, monotonic; bytes)
 
     def path_for(self, agent_id: str) -> Path:
         return (self._settings.data_dir / "workspaces" / agent_id).absolute()
@@ -342,13 +355,29 @@ class AgentWorkspaces:
             if not await _exists(Path(workspace.path)):
                 await self._records.commit(WORKSPACES.updated(workspace.id, {"removed_ms": self._clock.now_ms()}))
 
-    async def listing(self) -> list[WorkspaceListing]:
-        """Every workspace not yet removed, with its agent and its size on disk."""
+    async def listing(self, *, fresh: bool = True) -> list[WorkspaceListing]:
+        """Every workspace not yet removed, with its agent and its size on disk (measured now, or
+        without ``fresh`` as measured within the last `SIZE_CACHE_S`)."""
         workspaces = await self._records.select(WORKSPACES, "removed_ms IS NULL", [])
         agents = {agent.id: agent for agent in await self._records.select(
             AGENTS, "id IN (SELECT id FROM workspaces WHERE removed_ms IS NULL)", [])}
-        sizes = await asyncio.to_thread(lambda: [disk_usage(Path(w.path)) for w in workspaces])
+        sizes = await asyncio.to_thread(lambda: [self._size(Path(w.path), fresh) for w in workspaces])
         return [WorkspaceListing(w, agents.get(w.id), size) for w, size in zip(workspaces, sizes, strict=True)]
+
+    async def disk_use(self) -> DiskUse:
+        """What the worktrees take on disk together (for the status; sizes at most `SIZE_CACHE_S` old)."""
+        listed = await self.listing(fresh=False)
+        return DiskUse(len(listed), sum(1 for item in listed if not item.workspace.merged),
+                       sum(item.size_bytes for item in listed))
+
+    def _size(self, path: Path, fresh: bool) -> int:
+        now = time.monotonic()
+        cached = self._sizes.get(str(path))
+        if not fresh and cached is not None and now - cached[0] < SIZE_CACHE_S:
+            return cached[1]
+        size = disk_usage(path)
+        self._sizes[str(path)] = (now, size)
+        return size
 
     async def _remove_worktree(self, workspace: WorkspaceRecord) -> None:
         path = Path(workspace.path)

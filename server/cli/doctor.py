@@ -2,7 +2,8 @@
 
 Settings, the data directory (writable, and private to its owner), both SQLite databases' integrity, the vector index against its
 rows in SQLite, the object store (S3 with its bucket, or the local directory), Qdrant when it is
-the backend, each agent type's executable, and Claude Code's credentials.
+the backend, each agent type's executable, bubblewrap for the types that run sandboxed, what the
+agents' worktrees take on disk, and Claude Code's credentials.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from server.errors import SwitchboardError
 from server.private_files import looser_than_private, make_private_dir
 from server.services import Services
 from server.startup_errors import open_services_or_refuse
+from server.status import size_text
+from server.workspaces.sandbox import INSTALL_HINT, find_bwrap
 
 # What lets Claude Code reach a model without a person logging in.
 CLAUDE_CREDENTIAL_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN",
@@ -56,6 +59,8 @@ async def diagnose(settings: Settings) -> AsyncIterator[Check]:
             yield await _qdrant(settings)
             for check in _agent_types(services):
                 yield check
+            yield _sandbox(services)
+            yield await _worktrees(services)
     except SwitchboardError as error:
         yield Check("services", False, f"could not open the stores: {error}")
     yield _claude_credentials(settings)
@@ -168,6 +173,31 @@ def _agent_types(services: Services) -> list[Check]:
         checks.append(Check(label, path is not None, f"runs {path}" if path else
                             f"{agent_type.command[0]!r} not found on PATH: install it or fix the type's command"))
     return checks
+
+
+def _sandbox(services: Services) -> Check:
+    """bubblewrap, which sandboxed agents need (worktree agents are sandboxed unless their type says not)."""
+    sandboxed = [name for name, agent_type in services.supervisor.types.items()
+                 if agent_type.sandbox or (agent_type.sandbox is None and agent_type.workspace != "shared")]
+    found = find_bwrap()
+    if found is not None:
+        return Check("sandbox", True, f"bubblewrap at {found}")
+    if not sandboxed:
+        return Check("sandbox", True, f"bubblewrap not installed; no agent type runs sandboxed ({INSTALL_HINT})",
+                     warning=True)
+    return Check("sandbox", False, f"bubblewrap not installed, and agents of {', '.join(sandboxed)} run sandboxed "
+                                   f"(their worktree agents, unless sandbox = false): {INSTALL_HINT}")
+
+
+async def _worktrees(services: Services) -> Check:
+    disk = await services.supervisor.workspaces.disk_use()
+    limit = services.settings.workspace_disk_warn_gb
+    detail = f"{disk.worktrees} worktree(s), {disk.unmerged} unmerged, {size_text(disk.bytes)} on disk"
+    if disk.bytes > limit * 1024 ** 3:
+        return Check("worktrees", True, f"{detail}: more than SWITCHBOARD_WORKSPACE_DISK_WARN_GB={limit:g}; merge "
+                                        "(agent_merge) or discard (agent_terminate discard_workspace) what is done, "
+                                        "see switchboard workspaces", warning=True)
+    return Check("worktrees", True, detail)
 
 
 def _claude_credentials(settings: Settings) -> Check:

@@ -1,5 +1,5 @@
-"""The ``switchboard`` command: serve, dashboard, schemas, objects, memory, agents, queries, approvals (approve,
-deny, answer), status, doctor, version."""
+"""The ``switchboard`` command: serve, dashboard, schemas, objects, memory, workspaces, agents, queries,
+approvals (approve, deny, answer), status, doctor, version."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from server.cli import agents as agents_command
 from server.cli import approvals as approvals_command
 from server.cli import memory as memory_command
 from server.cli import objects as objects_command
+from server.cli import workspaces as workspaces_command
 from server.cli.settings import add_data_dir_argument, run_with_settings, settings_for_command
 from server.config import CONFIG_FILE_ENV, Settings
 from server.errors import SwitchboardError
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     agents_command.add_parsers(commands)
     approvals_command.add_parsers(commands)
     memory_command.add_parser(commands)
+    workspaces_command.add_parser(commands)
     status = commands.add_parser("status", help="what the server holds and runs now: memory, vectors, agents, "
                                                 "queries, cost", epilog="Settings as for `serve`.")
     status.add_argument("--json", action="store_true", help="one JSON object instead of text")
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return approvals_command.run(args)
     if args.command == "memory":
         return memory_command.run(args)
+    if args.command == "workspaces":
+        return workspaces_command.run(args)
     if args.command == "status":
         return _status(args)
     if args.command == "doctor":

@@ -5,6 +5,10 @@ reviewed, merged without touching the user's checkout, and cleaned up without lo
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from server.agents.types import BUILTIN_TYPES, AgentType
 from server.config import Settings
 from server.errors import Conflict, InvalidArgument
 from server.services import Services, open_services
+from server.status import status_of
 from tests.agents.groups import eventually
 from tests.agents.swarm import agent_settings, exec_type, request, spec
 from tests.manual_clock import ManualClock
@@ -87,9 +92,9 @@ async def test_two_edits_of_one_file_merge_first_and_conflict_second_without_tou
         # Now the second one conflicts: its dry run says so, and the merge changes nothing.
         second = await workspaces.changes(ids["second"])
         assert not second.merges_cleanly and second.conflicted == ["src/app.py"]
-        with pytest.raises(Conflict, match="src/app.py"):
+        with pytest.raises(Conflict, match=r"src/app\.py"):
             await workspaces.merge(ids["second"], dry_run=True)
-        with pytest.raises(Conflict, match="src/app.py"):
+        with pytest.raises(Conflict, match=r"src/app\.py"):
             await workspaces.merge(ids["second"])
         assert run_git(repo, "rev-parse", "main").strip() == merged.after
         assert run_git(repo, "status", "--porcelain") == ""
@@ -260,3 +265,37 @@ async def test_the_built_in_editing_types_take_a_worktree_only_inside_a_reposito
             await services.supervisor.workspaces.changes(ids["out"])
     for name, built_in in BUILTIN_TYPES.items():
         assert built_in.workspace == ("auto" if name in ("coder", "tester", "optimizer", "debugger") else "shared")
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+async def test_workspaces_status_and_doctor_show_the_worktrees_on_disk(tmp_path: Path, repo: Path) -> None:
+    settings = settings_for(tmp_path)
+    async with open_services(settings) as services:
+        report = await services.spawner.spawn_many(request(
+            spec("kept", "write kept.txt kept", type="editor", cwd=str(repo)),
+            spec("done", "write done.txt done", type="editor", cwd=str(repo)), wait=True))
+        ids = by_name(report)
+        await services.supervisor.workspaces.merge(ids["done"])
+        snapshot = await status_of(services)
+        assert (snapshot.workspaces, snapshot.workspaces_unmerged) == (2, 1) and snapshot.workspaces_bytes > 0
+    data_dir = str(settings.data_dir)
+    listed = run_cli("workspaces", "--data-dir", data_dir)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert any(ids["kept"] in line and " no " in line for line in lines), listed.stdout
+    assert any(ids["done"] in line and " main " in line for line in lines), listed.stdout
+    assert lines[-1].startswith("2 worktree(s), 1 unmerged, ")
+    rows = [json.loads(line) for line in run_cli("workspaces", "--json", "--data-dir", data_dir).stdout.splitlines()]
+    assert {row["agent_id"]: row["merged_into"] for row in rows} == {ids["kept"]: None, ids["done"]: "main"}
+    assert all(row["size_bytes"] > 0 for row in rows)
+    status = run_cli("status", "--data-dir", data_dir)
+    assert "worktrees 2 (1 unmerged)" in status.stdout, status.stdout
+    doctor = run_cli("doctor", "--data-dir", data_dir, SWITCHBOARD_WORKSPACE_DISK_WARN_GB="0.000001")
+    (worktrees,) = [line for line in doctor.stdout.splitlines() if "worktrees" in line]
+    assert worktrees.split()[0] == "warn" and "SWITCHBOARD_WORKSPACE_DISK_WARN_GB" in worktrees, doctor.stdout
+    (sandbox,) = [line for line in doctor.stdout.splitlines() if line.split()[1:2] == ["sandbox"]]
+    assert "bubblewrap" in sandbox
