@@ -43,6 +43,7 @@ class Agent:
     # Its queries run one at a time, in the order they were started (asyncio.Lock is FIFO).
     query_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: Task | None = None
+    running_prompt: str | None = None  # what its running task was asked (its work's commit message says it)
     remembered: list[str] = field(default_factory=list)  # tool patterns a person allowed for its whole life
     workspace: WorkspaceRecord | None = None  # its git worktree, when it has one
     sandboxed: bool = False

@@ -383,7 +383,7 @@ class Supervisor:
                 raise
             self.slots.release(agent)
             remove_mcp_config(self.state_dir(agent))
-            await self.commit_work(agent, f"work left when it ended ({status})")
+            await self.commit_work(agent, agent.running_prompt or f"work left when it ended ({status})")
             if self.memory_access is not None:
                 agent.record.memory_calls = self.memory_access.calls_by_agent().get(agent.id, 0)
                 self.memory_access.revoke(agent.id)

@@ -64,11 +64,11 @@ class TaskRunner:
                 await self._finish(agent, task, outcome, tail_mark=None)
                 return outcome
             agent.idle.clear()
-            agent.running = task
+            agent.running, agent.running_prompt = task, prompt
             try:
                 return await self._run(agent, task, prompt, inputs, on_started, on_queued)
             finally:
-                agent.running = None
+                agent.running, agent.running_prompt = None, None
                 agent.idle.set()
 
     async def _run(self, agent: Agent, task: Task, prompt: str, inputs: dict[str, Any] | None,

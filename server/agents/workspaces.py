@@ -115,6 +115,7 @@ class AgentWorkspaces:
         self._clock = clock
         self._repository_locks: dict[str, asyncio.Lock] = {}  # git worktree add/remove: one at a time per repository
         self._sizes: dict[str, tuple[float, int]] = {}  # path -> (measured at, monotonic; bytes)
+        self._commit_locks: dict[str, asyncio.Lock] = {}  # a task's end and its agent's end may commit at once
 
     def path_for(self, agent_id: str) -> Path:
         return (self._settings.data_dir / "workspaces" / agent_id).absolute()
@@ -226,8 +227,9 @@ class AgentWorkspaces:
         if len(subject) > SUBJECT_CHARS:
             subject = subject[:SUBJECT_CHARS - 3] + "..."
         message = f"{subject}\n\n{what.strip()}\n\nSwitchboard agent {workspace.id}" if what.strip() else subject
-        made = await GitRepository(Path(workspace.repo)).commit_all(Path(workspace.path), message,
-                                                                   self._settings.workspace_identity)
+        async with self._commit_locks.setdefault(workspace.id, asyncio.Lock()):
+            made = await GitRepository(Path(workspace.repo)).commit_all(Path(workspace.path), message,
+                                                                       self._settings.workspace_identity)
         if made is not None:
             workspace.head = made
             await self._records.commit(WORKSPACES.updated(workspace.id, {"head": made}))
@@ -380,6 +382,8 @@ class AgentWorkspaces:
         return size
 
     async def _remove_worktree(self, workspace: WorkspaceRecord) -> None:
+        self._commit_locks.pop(workspace.id, None)
+        self._sizes.pop(workspace.path, None)
         path = Path(workspace.path)
         if await _exists(Path(workspace.repo)):
             async with self._lock(workspace.repo):
