@@ -15,10 +15,17 @@ from mcp import Client
 from server.app import build_server
 from server.config import Settings
 from server.memory import MemoryStore
+from tests.fixtures.git_repo import make_repo
 from tests.fixtures.messages_api import ScriptedMessagesApi
 from tests.manual_clock import ManualClock
 from tests.objects.loopback_proxy import LoopbackProxy
 from tests.objects.moto_process import MotoServer
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A real git repository (`tests.fixtures.git_repo.make_repo`): main, src/app.py, README."""
+    return make_repo(tmp_path / "repo")
 
 
 @pytest.fixture

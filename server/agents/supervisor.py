@@ -95,7 +95,7 @@ class Supervisor:
         self.boot_id = boot_id()
         self.slots = RunningSlots(RunningCap(settings.agent_max_running or default_max_running()))
         self.pool = WarmPool(self)
-        self.workspaces = AgentWorkspaces(settings, records, clock)
+        self.workspaces = AgentWorkspaces(settings, records, clock, lambda agent_id: changes.changed("agent", agent_id))
         self.runner = TaskRunner(settings, records, tasks, self.slots, changes, self.stray_scan, clock,
                                  self.watchdog, self.workdir_for, self.commit_work)
         self._sampler = asyncio.create_task(

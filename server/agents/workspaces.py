@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,8 +110,10 @@ class WorkspaceListing:
 
 
 class AgentWorkspaces:
-    def __init__(self, settings: Settings, records: AgentRecords, clock: Clock) -> None:
+    def __init__(self, settings: Settings, records: AgentRecords, clock: Clock,
+                 on_change: Callable[[str], None] = lambda agent_id: None) -> None:
         self._settings = settings
+        self._on_change = on_change  # told the agent's id when its workspace was merged or discarded
         self._records = records
         self._clock = clock
         self._repository_locks: dict[str, asyncio.Lock] = {}  # git worktree add/remove: one at a time per repository
@@ -293,6 +296,7 @@ class AgentWorkspaces:
             changes = {"merged_into": target, "merged_commit": outcome.after, "merged_strategy": strategy,
                        "merged_ms": self._clock.now_ms()}
             await self._records.commit(WORKSPACES.updated(agent_id, changes))
+            self._on_change(agent_id)
         return outcome
 
     async def discard(self, agent_id: str) -> WorkspaceRecord | None:
@@ -311,6 +315,7 @@ class AgentWorkspaces:
         await self._records.commit(WORKSPACES.updated(agent_id, {"discarded_ms": workspace.discarded_ms,
                                                                  "removed_ms": workspace.removed_ms,
                                                                  "head": workspace.head}))
+        self._on_change(agent_id)
         return workspace
 
     # -- cleanup ---------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from server.services import Services, open_services
 from server.status import status_of
 from tests.agents.groups import eventually
 from tests.agents.swarm import agent_settings, exec_type, request, spec
+from tests.fixtures.git_repo import run_git
 from tests.manual_clock import ManualClock
-from tests.workspaces.conftest import run_git
 
 
 def settings_for(tmp_path: Path, **type_fields: object) -> Settings:

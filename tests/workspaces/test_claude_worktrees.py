@@ -10,9 +10,10 @@ from mcp import Client
 
 from server.app import build_server
 from tests.agents.swarm import agent_settings, claude_type
+from tests.fixtures.git_repo import run_git
 from tests.fixtures.messages_api import ScriptedMessagesApi
 from tests.tools.answers import error_text, structured_of
-from tests.workspaces.conftest import require_bwrap, run_git
+from tests.workspaces.conftest import require_bwrap
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:

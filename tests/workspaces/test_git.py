@@ -3,31 +3,13 @@ and merged without ever leaving the user's repository conflicted or their checko
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from server.errors import Conflict, InvalidArgument
 from server.workspaces.git import GitRepository
-
-
-def run(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-                          env={"GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@x", "GIT_COMMITTER_NAME": "u",
-                               "GIT_COMMITTER_EMAIL": "u@x", "HOME": str(cwd), "PATH": "/usr/bin:/bin"}).stdout
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    top = tmp_path / "repo"
-    (top / "src").mkdir(parents=True)
-    run(top, "init", "--quiet", "--initial-branch=main")
-    (top / "src" / "app.py").write_text("line one\nline two\nline three\n")
-    (top / "README").write_text("readme\n")
-    run(top, "add", "--all")
-    run(top, "commit", "--quiet", "-m", "start")
-    return top
+from tests.fixtures.git_repo import run_git
 
 
 async def two_coders(repo: Path, tmp_path: Path) -> tuple[GitRepository, str, Path, Path]:
@@ -67,7 +49,7 @@ async def test_two_coders_on_one_file_the_first_merges_the_second_conflicts_and_
     merged = await git.merge("switchboard/first", "main")
     assert merged.before == base and merged.after == await git.commit_of("main") != base
     assert (repo / "src" / "app.py").read_text() == "line one\nline two, by first\nline three\n"
-    assert run(repo, "status", "--porcelain") == ""  # the checkout followed its branch, clean
+    assert run_git(repo, "status", "--porcelain") == ""  # the checkout followed its branch, clean
 
     second = await git.changes("switchboard/second", base, into="main")
     assert not second.merges_cleanly and second.conflicted == ["src/app.py"]
@@ -77,7 +59,7 @@ async def test_two_coders_on_one_file_the_first_merges_the_second_conflicts_and_
         await git.merge("switchboard/second", "main")
     assert await git.commit_of("main") == merged.after
     assert (repo / "src" / "app.py").read_text() == "line one\nline two, by first\nline three\n"
-    assert run(repo, "status", "--porcelain") == "" and "switchboard-merge" not in run(repo, "worktree", "list")
+    assert run_git(repo, "status", "--porcelain") == "" and "switchboard-merge" not in run_git(repo, "worktree", "list")
 
 
 async def test_a_dirty_checkout_of_the_target_is_never_touched(tmp_path: Path, repo: Path) -> None:
@@ -90,21 +72,21 @@ async def test_a_dirty_checkout_of_the_target_is_never_touched(tmp_path: Path, r
 
 async def test_a_branch_not_checked_out_moves_without_the_checkout_changing(tmp_path: Path, repo: Path) -> None:
     git, base, _, _ = await two_coders(repo, tmp_path)
-    run(repo, "branch", "release", base)
+    run_git(repo, "branch", "release", base)
     merged = await git.merge("switchboard/first", "release", strategy="squash", message="first, squashed")
     assert await git.commit_of("release") == merged.after and await git.commit_of("main") == base
-    assert run(repo, "log", "--format=%s|%P", "-1", "release").strip() == f"first, squashed|{base}"
+    assert run_git(repo, "log", "--format=%s|%P", "-1", "release").strip() == f"first, squashed|{base}"
     assert (repo / "src" / "app.py").read_text() == "line one\nline two\nline three\n"
 
 
 async def test_rebase_puts_the_agents_commits_on_top_of_the_target(tmp_path: Path, repo: Path) -> None:
     git, base, _, _ = await two_coders(repo, tmp_path)
     (repo / "README").write_text("readme, moved on\n")
-    run(repo, "commit", "--quiet", "-am", "main moves on")
+    run_git(repo, "commit", "--quiet", "-am", "main moves on")
     moved = await git.commit_of("main")
     merged = await git.merge("switchboard/first", "main", strategy="rebase")
-    assert run(repo, "log", "--format=%s", f"{base}..main").splitlines() == ["first: edit", "main moves on"]
-    assert run(repo, "rev-parse", f"{merged.after}~1").strip() == moved
+    assert run_git(repo, "log", "--format=%s", f"{base}..main").splitlines() == ["first: edit", "main moves on"]
+    assert run_git(repo, "rev-parse", f"{merged.after}~1").strip() == moved
 
 
 async def test_commit_all_takes_new_changed_and_deleted_files_and_nothing_is_none(tmp_path: Path, repo: Path) -> None:
@@ -116,7 +98,7 @@ async def test_commit_all_takes_new_changed_and_deleted_files_and_nothing_is_non
     (place / "notes.txt").write_text("notes\n")
     commit = await git.commit_all(place, "one: notes instead of the readme", author=("coder", "coder@switchboard"))
     assert commit is not None
-    assert run(repo, "show", "--name-status", "--format=%an|%s", commit).split() == \
+    assert run_git(repo, "show", "--name-status", "--format=%an|%s", commit).split() == \
         ["coder|one:", "notes", "instead", "of", "the", "readme", "D", "README", "A", "notes.txt"]
     with pytest.raises(Conflict, match="exists already"):
         await git.add_worktree(tmp_path / "ws" / "again", "switchboard/one", commit)

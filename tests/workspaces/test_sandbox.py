@@ -17,8 +17,9 @@ from server.config import Settings
 from server.services import open_services
 from server.workspaces.sandbox import SandboxUnavailable
 from tests.agents.swarm import agent_settings, claude_type, exec_type, request, spec
+from tests.fixtures.git_repo import run_git
 from tests.fixtures.messages_api import ScriptedMessagesApi
-from tests.workspaces.conftest import require_bwrap, run_git
+from tests.workspaces.conftest import require_bwrap
 
 
 @pytest.fixture

@@ -8,7 +8,15 @@
     GET  /api/events                      the same, pushed (text/event-stream) on each change
     POST /api/queries/{query_id}/control  {"action": "pause" | "resume" | "terminate" | "change_model", "model"?}
                                           (a wrong body: 400, code invalid_argument, naming the field)
+    POST /api/requests/{request_id}/answer {"decision": "allow" | "always" | "deny", "message"?, "answers"?}
+    GET  /api/agents/{agent_id}/changes?diff=1  a worktree agent's files, commits and (diff=1) diff, as
+                                          agent_changes answers them; the diff cut at 256 KiB (diff_truncated)
+    POST /api/agents/{agent_id}/merge     {"strategy"?: "merge" | "squash" | "rebase", "into"?, "dry_run"?}, as
+                                          agent_merge takes it; a conflict (a dry run's too): 409, code conflict
     GET  /api/memory/search?q=...&namespace=...
+
+An API request refused past the sign-in and CSRF checks is answered ``{"error": ..., "code": ...}``,
+its status the code's (400 invalid_argument, 404 not_found, 409 conflict, 413 too_large, ...).
 
 Without a token the server is on loopback, and every route answers only requests whose Host names
 it (as ``/mcp`` does); with one, everything but the sign-in and the static files needs a session.
@@ -42,10 +50,17 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from server.errors import SwitchboardError
-from server.http.dashboard.bodies import answer_request, control_request, read_body, sign_in_token
+from server.http.dashboard.bodies import (
+    answer_request,
+    control_request,
+    flag,
+    merge_request,
+    read_body,
+    sign_in_token,
+)
 from server.http.dashboard.login_throttle import LoginThrottle
 from server.http.dashboard.sessions import COOKIE, SESSION_TTL_S, DashboardSessions, Session, csrf_ok
-from server.http.dashboard.state import CostHistory, dashboard_state
+from server.http.dashboard.state import CostHistory, agent_changes, dashboard_state
 from server.http.guard import host_allowed
 from server.services import Services
 
@@ -111,6 +126,8 @@ class Dashboard:
             _SecuredRoute("/api/events", self._guarded(self._events), methods=["GET"]),
             _SecuredRoute("/api/queries/{query_id}/control", self._guarded(self._control), methods=["POST"]),
             _SecuredRoute("/api/requests/{request_id}/answer", self._guarded(self._answer), methods=["POST"]),
+            _SecuredRoute("/api/agents/{agent_id}/changes", self._guarded(self._changes), methods=["GET"]),
+            _SecuredRoute("/api/agents/{agent_id}/merge", self._guarded(self._merge), methods=["POST"]),
             _SecuredRoute("/api/memory/search", self._guarded(self._search), methods=["GET"]),
         ]
 
@@ -253,6 +270,27 @@ class Dashboard:
         decided = outcome.request
         assert decided is not None
         return JSONResponse({"request_id": decided.id, "status": decided.status, "query_id": decided.query_id})
+
+    async def _changes(self, request: Request, _session: Session) -> Response:
+        try:
+            include_diff = flag(request.query_params.get("diff"), "diff")
+            changes = await agent_changes(self._services, request.path_params["agent_id"], include_diff=include_diff)
+        except SwitchboardError as error:
+            return _refusal(error)
+        return JSONResponse(changes, headers=_NO_STORE)
+
+    async def _merge(self, request: Request, _session: Session) -> Response:
+        agent_id = request.path_params["agent_id"]
+        workspaces = self._services.supervisor.workspaces
+        try:
+            merge = merge_request(await read_body(request))
+            workspace = await workspaces.get(agent_id)
+            outcome = await workspaces.merge(agent_id, into=merge.into, strategy=merge.strategy, dry_run=merge.dry_run)
+        except SwitchboardError as error:
+            return _refusal(error)
+        return JSONResponse({"agent_id": agent_id, "branch": workspace.branch, "into": outcome.into,
+                             "strategy": outcome.strategy, "dry_run": outcome.dry_run, "before": outcome.before,
+                             "after": outcome.after})
 
     async def _search(self, request: Request, _session: Session) -> Response:
         text = request.query_params.get("q", "").strip()

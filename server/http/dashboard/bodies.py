@@ -1,5 +1,5 @@
-"""The bodies of the dashboard's POSTs (the sign-in form, a query control, an answer), read and checked before
-anything acts on them.
+"""The bodies of the dashboard's POSTs (the sign-in form, a query control, an answer, a merge), read and checked
+before anything acts on them.
 
 A body is read up to a small bound (a token or a model name is a few bytes), and each field is
 checked for its type and value, so a wrong body is answered as the caller's mistake, naming the
@@ -9,6 +9,7 @@ field and what it takes, and nothing has been done.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import parse_qs
 
@@ -16,10 +17,12 @@ from starlette.requests import Request
 
 from server.agents.permissions import DECISIONS, PermissionAnswer
 from server.errors import InvalidArgument, TooLarge
+from server.workspaces.git import MergeStrategy
 
 MAX_BODY_BYTES = 16 * 1024
 MODEL_MAX_CHARS = 200
 MESSAGE_MAX_CHARS = 4000
+BRANCH_MAX_CHARS = 255  # what most filesystems allow a ref's file name
 FORM_TYPE = "application/x-www-form-urlencoded"  # how the sign-in page posts its form
 
 # What the page offers; change_permissions and execute_command stay with the query_control tool.
@@ -100,6 +103,48 @@ def answer_request(body: bytes) -> PermissionAnswer:
             isinstance(key, str) and isinstance(value, str) for key, value in answers.items())):
         raise InvalidArgument(f"answers must be an object of question text to chosen label; got {_shown(answers)}")
     return PermissionAnswer.of(decision, message or None, answers or None)
+
+
+MERGE_FIELDS = ("strategy", "into", "dry_run")
+MERGE_STRATEGIES: tuple[MergeStrategy, ...] = get_args(MergeStrategy)
+
+
+@dataclass(frozen=True, slots=True)
+class MergeRequest:
+    strategy: MergeStrategy
+    into: str | None  # None: the branch the agent started from
+    dry_run: bool
+
+
+def merge_request(body: bytes) -> MergeRequest:
+    """``{"strategy"?: "merge" | "squash" | "rebase", "into"?: branch, "dry_run"?: bool}``, as agent_merge takes
+    them (an empty ``into`` is the default, the branch the agent started from)."""
+    fields = _json_object(body, shape='the body must be one JSON object, {"strategy"?: ..., "into"?: ..., '
+                                      '"dry_run"?: ...}')
+    unknown = sorted(set(fields) - set(MERGE_FIELDS))
+    if unknown:
+        raise InvalidArgument(f"unknown field {', '.join(map(repr, unknown))}: the body takes only "
+                              f"{', '.join(MERGE_FIELDS)}")
+    strategy = fields.get("strategy", "merge")
+    if not isinstance(strategy, str) or strategy not in MERGE_STRATEGIES:
+        raise InvalidArgument(f"strategy must be one of {', '.join(MERGE_STRATEGIES)}; got {_shown(strategy)}")
+    into = fields.get("into")
+    if into is not None and (not isinstance(into, str) or len(into) > BRANCH_MAX_CHARS or into != into.strip()):
+        raise InvalidArgument(f"into must be the name of a branch, a string of at most {BRANCH_MAX_CHARS} characters "
+                              f"without surrounding spaces; got {_shown(into)}")
+    dry_run = fields.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidArgument(f"dry_run must be true or false; got {_shown(dry_run)}")
+    return MergeRequest(strategy, into or None, dry_run)
+
+
+def flag(value: str | None, name: str) -> bool:
+    """A query parameter's yes or no: absent, "", 0 or false is no; 1 or true is yes."""
+    if value is None or value.lower() in ("", "0", "false"):
+        return False
+    if value.lower() in ("1", "true"):
+        return True
+    raise InvalidArgument(f"{name} must be 1 or 0 (true or false); got {_shown(value)}")
 
 
 def _json_object(body: bytes, shape: str = 'the body must be one JSON object, {"action": ..., "model"?: ...}'

@@ -1,4 +1,5 @@
-"""What the dashboard shows, gathered in one call, and the last hour of cost and running agents."""
+"""What the dashboard shows, gathered in one call, and the last hour of cost and running agents; a worktree
+agent's changes, read when the page asks for them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from server.agents.proc_stats import usage_of_groups
+from server.agents.workspaces import WorkspaceRecord
 from server.objects.uploader import SUMMARY_NAMESPACE
 from server.queries.registry import QueryView
 from server.services import Services
@@ -23,6 +25,7 @@ RECENT_QUERIES = 30
 RECENT_UPLOADS = 20
 TAIL_CHARS = 4000
 NEEDS_YOU_OUTPUT_BYTES = 2000
+MAX_DIFF_BYTES = 256 * 1024  # the page shows a diff in a <pre>: past this it is cut (diff_truncated)
 
 
 class CostHistory:
@@ -74,6 +77,7 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
     agents = []
     recent = [current_record(services, record) for record in await records.recent_agents(RECENT_AGENTS)]
     usage_by_pid = await asyncio.to_thread(usage_of_groups, [record.pid for record in recent if record.pid])
+    workspaces = await services.supervisor.workspaces.of_agents([record.id for record in recent])
     for current in recent:
         usage = usage_by_pid.get(current.pid) if current.pid else None
         agents.append({
@@ -83,6 +87,7 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
             "uptime_s": round((now - current.ready_ms) / 1000) if current.ready_ms and not current.ended_ms else None,
             "cpu_seconds": round(usage.cpu_seconds, 1) if usage else None,
             "rss_bytes": usage.rss_bytes if usage else None,
+            "workspace": _workspace(workspaces[current.id]) if current.id in workspaces else None,
         })
     active, _, _ = await services.queries.page(include_output=True, limit=200)
     ended = await services.queries.views(await services.queries.records.recent_ended_queries(RECENT_QUERIES),
@@ -99,6 +104,27 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
         "uploads": [{"key": entry.key, "at_ms": entry.updated_ms, **_summary(entry.value)} for entry in uploads],
         "history": history.last_hour(now),
     }
+
+
+async def agent_changes(services: Services, agent_id: str, *, include_diff: bool) -> dict[str, Any]:
+    """A worktree agent's work on its branch, as agent_changes answers it: files, commits, whether it merges
+    cleanly into the branch it started from, and (``include_diff``) the diff, cut at `MAX_DIFF_BYTES`.
+    `NotFound` for an unknown agent, `InvalidArgument` for one that works in its cwd."""
+    workspaces = services.supervisor.workspaces
+    workspace = await workspaces.get(agent_id)
+    changes = await workspaces.changes(agent_id, include_diff=include_diff, max_diff_bytes=MAX_DIFF_BYTES)
+    return {
+        "agent_id": agent_id, "branch": changes.branch, "base": changes.base, "base_branch": workspace.base_branch,
+        "head": changes.head, "commits": changes.commits, "files": [asdict(file) for file in changes.files],
+        "merges_cleanly": changes.merges_cleanly, "conflicts": changes.conflicted,
+        "merged_into": workspace.merged_into, "diff": changes.diff, "diff_truncated": changes.diff_truncated,
+    }
+
+
+def _workspace(workspace: WorkspaceRecord) -> dict[str, Any]:
+    """What the agent list shows of a worktree agent's workspace (a discarded one has no branch to review)."""
+    return {"branch": workspace.branch, "base_branch": workspace.base_branch, "merged_into": workspace.merged_into,
+            "discarded": workspace.discarded_ms is not None, "removed": workspace.removed_ms is not None}
 
 
 async def _needs_you(services: Services) -> list[dict[str, Any]]:

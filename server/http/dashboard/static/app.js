@@ -1,11 +1,17 @@
 // Switchboard's dashboard: renders what /api/events pushes; the controls post to /api/queries/<id>/control,
-// the answers to waiting requests to /api/requests/<id>/answer.
+// the answers to waiting requests to /api/requests/<id>/answer; a worktree agent's changes are read from
+// /api/agents/<id>/changes and its branch merged with /api/agents/<id>/merge (a dry run first, then a confirm).
 // Plain JavaScript, no build step, nothing fetched from elsewhere. Text from the server is always set
 // as text (never as HTML), so an agent's output cannot inject markup into the page.
 "use strict";
 
 let csrf = null;
 let latest = null;
+// Open review panels (agent id -> their node) and chosen merge strategies: both outlive the agent list's
+// re-rendering on each push, so a diff being read or a merge waiting for its confirm stays put.
+const reviews = new Map();
+const strategies = new Map();
+const STRATEGIES = ["merge", "squash", "rebase"];
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -30,7 +36,8 @@ function table(headers, rows, empty) {
 }
 
 const bytes = (n) => (n === null || n === undefined ? "-" : n < 1024 ? `${n} B` : n < 1048576
-  ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
+  ? `${(n / 1024).toFixed(1)} KiB` : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MiB`
+  : `${(n / 1073741824).toFixed(1)} GiB`);
 const seconds = (ms) => (ms === null || ms === undefined ? "-" : `${(ms / 1000).toFixed(1)} s`);
 const money = (usd) => (usd === null || usd === undefined ? "-" : `$${Number(usd).toFixed(4)}`);
 const status = (text) => element("span", { class: `status ${text}` }, text);
@@ -53,6 +60,7 @@ function renderSummary(state) {
     ["cost", money(s.cost_usd)],
     ["memory entries", s.memory_entries],
     ["vectors", s.vectors],
+    [`worktrees (${s.workspaces_unmerged} unmerged)`, `${s.workspaces}, ${bytes(s.workspaces_bytes)}`],
   ];
   $("#summary").replaceChildren(...cards.map(([label, value]) => element("div", { class: "card" },
     element("b", {}, value), element("span", {}, label))));
@@ -84,16 +92,133 @@ function svgNode(tag, attributes, text) {
 
 function renderAgents(agents) {
   $("#agents").replaceChildren(table(
-    ["agent", "type", "status", "model", "pid", "uptime", "CPU", "RSS", "tasks", "cost"],
-    agents.map((a) => element("tr", { "data-agent": a.agent_id },
+    ["agent", "type", "status", "model", "pid", "uptime", "CPU", "RSS", "tasks", "cost", "workspace"],
+    agents.flatMap((a) => [element("tr", { "data-agent": a.agent_id },
       element("td", {}, a.name, element("br"), element("small", {}, a.agent_id)),
       element("td", {}, a.type), element("td", {}, status(a.status)), element("td", {}, a.model || "-"),
       element("td", { class: "num" }, a.pid || "-"),
       element("td", { class: "num" }, a.uptime_s === null ? "-" : `${a.uptime_s} s`),
       element("td", { class: "num" }, a.cpu_seconds === null ? "-" : `${a.cpu_seconds} s`),
       element("td", { class: "num" }, bytes(a.rss_bytes)),
-      element("td", { class: "num" }, a.tasks_run), element("td", { class: "num" }, money(a.cost_usd)))),
+      element("td", { class: "num" }, a.tasks_run), element("td", { class: "num" }, money(a.cost_usd)),
+      element("td", { class: "workspace" }, workspaceCell(a))),
+    reviews.has(a.agent_id) ? element("tr", { class: "review-row" },
+      element("td", { colspan: 11 }, reviews.get(a.agent_id))) : null].filter(Boolean)),
     "No agents yet: spawn some with agents_spawn_parallel."));
+}
+
+function workspaceCell(agent) {
+  const w = agent.workspace;
+  if (!w) return "-";
+  const notes = [w.merged_into ? `merged into ${w.merged_into}` : null, w.discarded ? "discarded" : null]
+    .filter(Boolean).join(" · ");
+  if (w.discarded) return element("span", {}, element("small", { class: "branch" }, w.branch), element("br"), notes);
+  const strategy = element("select", { "aria-label": "merge strategy" },
+    ...STRATEGIES.map((name) => element("option", { value: name }, name)));
+  strategy.value = strategies.get(agent.agent_id) || "merge";
+  strategy.addEventListener("change", () => strategies.set(agent.agent_id, strategy.value));
+  return element("span", {}, element("small", { class: "branch" }, w.branch),
+    notes ? element("small", { class: "merged" }, ` · ${notes}`) : null,
+    element("div", { class: "controls" },
+      element("button", { onclick: () => showChanges(agent) }, "Changes"),
+      strategy,
+      element("button", { onclick: () => dryRunMerge(agent, strategy.value) }, "Merge")));
+}
+
+// The review panel of an agent (made on first use), cleared for a new action; `current()` says whether that
+// action is still the panel's latest, so an answer that comes back after another click or a close is dropped.
+function openReview(agent, ...heading) {
+  let panel = reviews.get(agent.agent_id);
+  if (!panel) {
+    panel = element("div", { class: "review", "data-review": agent.agent_id });
+    reviews.set(agent.agent_id, panel);
+  }
+  const seq = (Number(panel.dataset.seq) || 0) + 1;
+  panel.dataset.seq = String(seq);
+  const body = element("div", { class: "review-body" }, "\u2026");
+  panel.replaceChildren(element("div", { class: "review-head" }, element("b", {}, agent.name), " ", ...heading,
+    element("button", { class: "close", onclick: () => closeReview(agent.agent_id) }, "Close")), body);
+  if (latest) renderAgents(latest.agents);
+  return { body, current: () => reviews.get(agent.agent_id) === panel && panel.dataset.seq === String(seq) };
+}
+
+function closeReview(agentId) {
+  reviews.delete(agentId);
+  if (latest) renderAgents(latest.agents);
+}
+
+function diffView(text) {
+  return element("pre", { class: "diff" }, ...text.replace(/\n$/, "").split("\n").map((line) => element("span", {
+    class: line.startsWith("+++") || line.startsWith("---") || line.startsWith("diff ") ? "meta"
+      : line.startsWith("@@") ? "hunk" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "",
+  }, `${line}\n`)));
+}
+
+// A JSON API call: the answer, or (a refusal, or no answer at all) the problem to show.
+async function api(url, init) {
+  try {
+    const response = await fetch(url, init);
+    const answer = await response.json();
+    return response.ok ? { answer } : { problem: answer.error || `${url} answered ${response.status}` };
+  } catch (error) {
+    return { problem: String(error) };
+  }
+}
+
+const problem = (text) => element("p", { class: "problem" }, text);
+const counted = (sign, n) => (n === null || n === undefined ? "binary" : `${sign}${n}`);
+
+async function showChanges(agent) {
+  const { body, current } = openReview(agent, "changes on ", element("code", {}, agent.workspace.branch));
+  const { answer: changes, problem: refused } = await api(
+    `/api/agents/${encodeURIComponent(agent.agent_id)}/changes?diff=1`);
+  if (!current()) return;
+  if (refused) { body.replaceChildren(problem(refused)); return; }
+  const into = changes.base_branch || changes.base.slice(0, 12);
+  body.replaceChildren(...[
+    element("p", { class: changes.merges_cleanly ? "clean" : "problem" }, changes.merges_cleanly
+      ? `merges cleanly into ${into}` : `would conflict with ${into} in ${changes.conflicts.join(", ") || "?"}`,
+    changes.merged_into ? ` · merged into ${changes.merged_into}` : null),
+    table(["status", "file", "added", "removed"], changes.files.map((f) => element("tr", { "data-file": f.path },
+      element("td", {}, f.status), element("td", {}, f.path),
+      element("td", { class: "num added" }, counted("+", f.added)),
+      element("td", { class: "num removed" }, counted("-", f.removed)))),
+    "No changes on the branch beyond where it started."),
+    changes.commits.length ? element("details", {}, element("summary", {}, `${changes.commits.length} commit(s)`),
+      element("pre", {}, changes.commits.join("\n"))) : null,
+    changes.diff ? diffView(changes.diff) : null,
+    changes.diff_truncated ? element("p", { class: "empty" }, "The diff is cut here (at 256 KiB); agent_changes or git "
+      + "shows all of it.") : null].filter(Boolean));
+}
+
+const postMerge = (agentId, body) => api(`/api/agents/${encodeURIComponent(agentId)}/merge`, {
+  method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body),
+});
+
+// Merge is two steps: the dry run says whether it would go through (nothing changes), and only its
+// confirm button merges, with the strategy and target the dry run checked.
+async function dryRunMerge(agent, strategy) {
+  const { body, current } = openReview(agent, `${strategy} of `, element("code", {}, agent.workspace.branch));
+  const { answer: dry, problem: refused } = await postMerge(agent.agent_id, { strategy, dry_run: true });
+  if (!current()) return;
+  if (refused) { body.replaceChildren(problem(`Dry run: would not merge. ${refused}`)); return; }
+  const confirm = element("button", { class: "confirm", onclick: () => confirmMerge(agent, dry, confirm, current, body) },
+    `Confirm ${dry.strategy} into ${dry.into}`);
+  body.replaceChildren(element("p", { class: "clean" }, `Dry run: merges cleanly into ${dry.into}`,
+    element("small", {}, ` (${dry.strategy}; nothing has changed yet)`)),
+  element("div", { class: "controls" }, confirm,
+    element("button", { onclick: () => closeReview(agent.agent_id) }, "Cancel")));
+}
+
+async function confirmMerge(agent, dry, confirm, current, body) {
+  confirm.disabled = true;
+  const { answer: merged, problem: refused } = await postMerge(agent.agent_id,
+    { strategy: dry.strategy, into: dry.into, dry_run: false });
+  if (!current()) return;
+  body.replaceChildren(refused ? problem(`Not merged: ${refused}`)
+    : element("p", { class: "clean merged" }, `Merged into ${merged.into} (${merged.strategy}): `,
+      element("code", {}, merged.before.slice(0, 12)), " \u2192 ", element("code", {}, merged.after.slice(0, 12))));
+  await refresh();
 }
 
 function controls(query) {
@@ -227,6 +352,17 @@ async function search(event) {
     element("td", {}, element("pre", {}, JSON.stringify(hit.value, null, 1))))), "Nothing close enough."));
 }
 
+async function refresh() {
+  try {
+    const response = await fetch("/api/state");
+    const state = await response.json();
+    if (response.ok) render(state);
+    else showProblem(state.error || `the state could not be read (${response.status})`);
+  } catch (error) {
+    showProblem(String(error));
+  }
+}
+
 function connect() {
   const events = new EventSource("/api/events");
   events.addEventListener("state", (message) => {
@@ -244,5 +380,5 @@ for (const button of document.querySelectorAll("#tabs button")) {
   });
 }
 $("#search").addEventListener("submit", search);
-fetch("/api/state").then((response) => response.json()).then(render).catch((error) => showProblem(String(error)));
+refresh();
 connect();
