@@ -130,7 +130,8 @@ async def test_query_ids_outside_1_to_500_say_the_bound(connect: Connect, tool: 
       "got 'a\\x01'"),
      ("agents_spawn_parallel", {"agents": []},
       "invalid_argument: agents must be a non-empty list of objects {type, name, task?, depends_on?, model?, "
-      "permission_mode?, cwd?, capabilities?, priority?, command?, on_permission_request?}; got an empty list")],
+      "permission_mode?, cwd?, capabilities?, priority?, command?, on_permission_request?, workspace?, base_ref?}; "
+      "got an empty list")],
     ids=["exclusive-minimum", "pattern", "too-short"],
 )
 async def test_every_constraint_error_names_the_field_and_the_bound(

@@ -210,7 +210,7 @@ class Observer:
         # The server still answers, and what it answers agrees with the listing.
         assert {tool.name for tool in (await self.client.list_tools()).tools} == {
             "memory_usage", "memory_search", "upload_batch", "agents_spawn_parallel", "agent_list", "agent_terminate",
-            "query_start", "query_control", "query_list", "query_wait"}
+            "agent_changes", "agent_merge", "query_start", "query_control", "query_list", "query_wait"}
         for (namespace, key), (version, _) in list(self.listing.items())[:3]:
             got = await self.ok("memory_usage", {"action": "retrieve", "namespace": namespace, "key": key})
             assert got["found"] is True and got["entry"]["version"] == version
