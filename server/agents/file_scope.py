@@ -26,6 +26,7 @@ class FileScope:
     workdir: Path  # where relative paths start
     writable: tuple[Path, ...]
     readable: tuple[Path, ...]
+    hidden: tuple[Path, ...] = ()  # never readable, even under a readable root, unless writable (the data directory)
 
     def refusal(self, tool_name: str, tool_input: dict[str, Any]) -> str | None:
         """Why the call is outside the scope, or None when it is inside (or names no path)."""
@@ -36,11 +37,18 @@ class FileScope:
             return None
         # Resolved, so that a link the agent made in its workspace leads nowhere outside it.
         path = Path(os.path.realpath(self.workdir / Path(named).expanduser()))
-        roots = tuple(Path(os.path.realpath(root)) for root in
-                      (self.writable if tool_name in WRITE_TOOLS else (*self.writable, *self.readable)))
-        if any(path == root or path.is_relative_to(root) for root in roots):
+        writable = tuple(Path(os.path.realpath(root)) for root in self.writable)
+        roots = writable if tool_name in WRITE_TOOLS else (
+            *writable, *(Path(os.path.realpath(root)) for root in self.readable))
+        hidden = tuple(Path(os.path.realpath(root)) for root in self.hidden)
+        if any(_within(path, root) for root in writable) or (
+                any(_within(path, root) for root in roots) and not any(_within(path, root) for root in hidden)):
             return None
         where = "its workspace" if tool_name in WRITE_TOOLS else "its workspace and read_roots"
         return (f"{tool_name} of {named} was refused: this agent is sandboxed and may "
                 f"{'write' if tool_name in WRITE_TOOLS else 'read'} only in {where} "
                 f"({', '.join(map(str, roots))})")
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)

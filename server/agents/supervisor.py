@@ -216,10 +216,9 @@ class Supervisor:
                 workdir = Path(agent.record.workdir)
                 await asyncio.to_thread(make_dirs, workdir)
                 agent.sandbox = await self.workspaces.sandbox_for(
-                    workdir, workspace, state_dir if agent.agent_type.runtime == "exec" else None,
-                    agent.agent_type.sandbox_network)
-                agent.file_scope = FileScope(workdir, agent.sandbox.writable,
-                                             tuple(Path(root) for root in agent.agent_type.read_roots))
+                    workdir, workspace, state_dir if agent.agent_type.runtime == "exec" else None, agent.agent_type)
+                agent.file_scope = FileScope(workdir, agent.sandbox.writable, agent.sandbox.read_roots,
+                                             agent.sandbox.hidden)
         except SwitchboardError as error:  # GitFailed, Conflict (its branch exists), SandboxUnavailable
             raise SpawnFailed(f"its workspace could not be made: {error.message}", transient=False) from error
         if workspace is not None and workspace.base_agent is None:

@@ -173,10 +173,11 @@ class AgentWorkspaces:
         return record, WORKSPACES.inserted(record)
 
     async def sandbox_for(self, workdir: Path, workspace: WorkspaceRecord | None, state_dir: Path | None,
-                          network: bool) -> Sandbox:
+                          agent_type: AgentType) -> Sandbox:
         """The sandbox of an agent working in ``workdir``: that (a worktree: the whole worktree, and
         git's directory of it, so that git status and diff work) writable, the data directory hidden
-        but for ``state_dir`` (an exec agent's task inputs), the repository's .git readable."""
+        but for ``state_dir`` (an exec agent's task inputs), the repository's .git and the type's
+        ``read_roots`` readable, the network as the type says."""
         writable: list[Path] = [workdir]
         readable: list[Path] = [state_dir] if state_dir is not None else []
         if workspace is not None:
@@ -185,7 +186,8 @@ class AgentWorkspaces:
             writable = [Path(workspace.path), Path(git_dir.strip())]
             readable.append(Path(common.strip()))
         return Sandbox(writable=tuple(writable), hidden=(self._settings.data_dir.absolute(),),
-                       readable=tuple(readable), network=network)
+                       readable=tuple(readable), read_roots=tuple(Path(root) for root in agent_type.read_roots),
+                       network=agent_type.sandbox_network)
 
     # -- the agent's life ------------------------------------------------------------------------
 

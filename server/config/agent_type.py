@@ -91,7 +91,8 @@ class AgentType(BaseModel):
         "Claude Code's Bash sandbox and file tools kept to the workspace and read_roots. Unset: on for worktree agents.")
     sandbox_network: bool = Field(False, description="Let a sandboxed agent's commands reach the network.")
     read_roots: tuple[str, ...] = Field(
-        (), description="claude, sandboxed: directories its file tools may read besides its workspace (absolute).")
+        (), description="Sandboxed: directories (absolute) a claude agent's file tools may read besides its workspace, "
+        "and that an exec agent's commands see under the sandbox's private /tmp (a command or virtualenv kept there).")
     description: str = Field("", description="One line shown when types are listed.")
 
     @property

@@ -46,7 +46,8 @@ class Sandbox:
 
     writable: tuple[Path, ...]  # the workspace, and git's own directory of its worktree
     hidden: tuple[Path, ...]  # replaced by an empty tmpfs (the data directory)
-    readable: tuple[Path, ...] = ()  # shown read-only again inside a hidden one or /tmp (the repository's .git)
+    readable: tuple[Path, ...] = ()  # shown read-only even inside a hidden path (task inputs, the repository's .git)
+    read_roots: tuple[Path, ...] = ()  # shown read-only under /tmp (the type's read_roots), never over a hidden path
     network: bool = False
     bwrap: str = field(default_factory=require_bwrap)
 
@@ -55,11 +56,13 @@ class Sandbox:
         args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         if not self.network:
             args.append("--unshare-net")
-        args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        # Mounted in this order, each on top of the ones before: a read root under /tmp shows again,
+        # but one holding the data directory cannot show it, for the hidden paths come after it.
+        args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        for path in self.read_roots:
+            args += ["--ro-bind-try", str(path), str(path)]
         for path in self.hidden:
             args += ["--tmpfs", str(path)]
-        # After the hidden paths and /tmp: a workspace under either is mounted again on top.
-        args += ["--tmpfs", "/tmp"]
         for path in self.readable:
             args += ["--ro-bind-try", str(path), str(path)]
         for path in self.writable:

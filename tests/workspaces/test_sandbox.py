@@ -22,6 +22,11 @@ from tests.fixtures.messages_api import ScriptedMessagesApi
 from tests.workspaces.conftest import require_bwrap
 
 
+# The checkout (its virtualenv, the exec agent script): under /tmp in a fresh clone, which the sandbox
+# hides unless it is a read root.
+PROJECT = str(Path(__file__).resolve().parents[2])
+
+
 @pytest.fixture
 def listener() -> Iterator[int]:
     """A loopback TCP port that accepts connections: reachable unless the network is cut off."""
@@ -43,7 +48,8 @@ def probe_task(settings: Settings, outside: Path, port: int, tmp_name: str) -> s
 async def test_a_sandboxed_exec_agent_sees_only_its_workspace_and_tmp(
         tmp_path: Path, repo: Path, listener: int, home_outside_tmp: Path) -> None:
     require_bwrap()
-    settings = agent_settings(tmp_path, {"boxed": exec_type(workspace="worktree"),
+    # The whole of tmp_path is a read root, the data directory in it included: that stays hidden.
+    settings = agent_settings(tmp_path, {"boxed": exec_type(workspace="worktree", read_roots=(PROJECT, str(tmp_path))),
                                          "open": exec_type(workspace="worktree", sandbox=False)})
     outside, tmp_name = home_outside_tmp / "outside.txt", f"probe-{uuid.uuid4().hex}"
     async with open_services(settings) as services:
@@ -53,6 +59,7 @@ async def test_a_sandboxed_exec_agent_sees_only_its_workspace_and_tmp(
         assert entry.status == "completed", entry.error
         seen = json.loads(entry.result or "")
         assert seen["environ"].startswith("error:") and seen["data"].startswith("error:"), seen
+        assert "No such file" in seen["data"], seen  # not there at all, though its directory is a read root
         assert "Read-only file system" in seen["outside"] and not outside.exists()
         assert seen["network"].startswith("error:"), seen
         assert seen["inside"] == "ok" and seen["tmp"] == "ok"
