@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from server.agents.ids import new_id
 from server.agents.pool import PooledWorker
@@ -150,9 +150,10 @@ class SpawnPlanner:
             index_of[spec.name] = position
         problems: list[str] = []
         planned: list[PlannedAgent] = []
+        lookups: dict[tuple[Path, str | None], Any] = {}  # git's answers, shared by the call's worktree agents
         for spec in specs:
             try:
-                planned.append(await self._plan_one(spec, index_of))
+                planned.append(await self._plan_one(spec, index_of, lookups))
             except SwitchboardError as error:
                 if isinstance(error, (Forbidden, SandboxUnavailable)):
                     raise
@@ -168,7 +169,8 @@ class SpawnPlanner:
             raise InvalidArgument("dependency cycle: " + _cycle_text([specs[i].name for i in cycle]))
         return planned
 
-    async def _plan_one(self, spec: AgentSpec, index_of: dict[str, int]) -> PlannedAgent:
+    async def _plan_one(self, spec: AgentSpec, index_of: dict[str, int],
+                        lookups: dict[tuple[Path, str | None], Any]) -> PlannedAgent:
         agent_type = self._supervisor.types.get(spec.type)
         command = agent_type.command if agent_type.runtime == "exec" else None
         if spec.command is not None:
@@ -202,7 +204,7 @@ class SpawnPlanner:
         if spec.workspace is not None and spec.workspace not in WORKSPACE_MODES:
             raise InvalidArgument(f"workspace {spec.workspace!r} is not one of {', '.join(WORKSPACE_MODES)}")
         mode: WorkspaceMode = spec.workspace or agent_type.workspace  # type: ignore[assignment]
-        workspace = await self._supervisor.workspaces.plan(mode, cwd, spec.base_ref, agent_type, set(index_of))
+        workspace = await self._supervisor.workspaces.plan(mode, cwd, spec.base_ref, agent_type, set(index_of), lookups)
         if workspace is not None and workspace.base_agent is not None:
             if workspace.base_agent == spec.name:
                 raise InvalidArgument("base_ref cannot name the agent itself")

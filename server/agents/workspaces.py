@@ -126,9 +126,11 @@ class AgentWorkspaces:
     # -- planning --------------------------------------------------------------------------------
 
     async def plan(self, mode: WorkspaceMode, cwd: Path | None, base_ref: str | None, agent_type: AgentType,
-                   call_names: set[str]) -> WorkspacePlan | None:
+                   call_names: set[str], lookups: dict[tuple[Path, str | None], _Start] | None = None
+                   ) -> WorkspacePlan | None:
         """The workspace an agent gets (None: it works in its cwd), or an error naming the problem.
-        ``call_names`` are the names of the agents of the same call (a ``base_ref`` may name one)."""
+        ``call_names`` are the names of the agents of the same call (a ``base_ref`` may name one);
+        ``lookups`` keeps what git answered for the call's other agents (one repository, many agents)."""
         if mode == "shared" or (mode == "auto" and cwd is None):
             if base_ref is not None:
                 raise InvalidArgument("base_ref applies to worktree agents; this agent works in its cwd "
@@ -136,32 +138,22 @@ class AgentWorkspaces:
             return None
         if cwd is None:
             raise InvalidArgument("workspace 'worktree' needs a cwd inside a git repository")
-        try:
-            repository = await GitRepository.containing(cwd)
-        except InvalidArgument:
-            if mode == "auto":
-                return None
-            raise
         base_agent = base_ref if base_ref in call_names else None
-        base_branch: str | None
-        if base_agent is not None or base_ref is None:
+        ref = None if base_agent is not None else base_ref
+        start = (lookups or {}).get((cwd, ref))
+        if start is None:
             try:
-                base_commit = await repository.commit_of("HEAD")
-            except InvalidArgument:
+                start = await _start_of(cwd, ref)
+            except _NoStart as missing:
                 if mode == "auto":
                     return None
-                raise InvalidArgument(f"the repository {repository.top} has no commit yet; commit once before "
-                                      "spawning worktree agents in it") from None
-            base_branch = await repository.current_branch()
-        else:
-            base_commit = await repository.commit_of(base_ref)
-            base_branch = base_ref if await repository.is_branch(base_ref) else await repository.current_branch()
+                raise missing.error from None
+            if lookups is not None:
+                lookups[(cwd, ref)] = start
         sandbox = agent_type.sandbox if agent_type.sandbox is not None else True
         if sandbox:
             require_bwrap()
-        real_cwd, real_top = await asyncio.to_thread(lambda: (os.path.realpath(cwd), os.path.realpath(repository.top)))
-        subdir = Path(real_cwd).relative_to(real_top).as_posix()
-        return WorkspacePlan(repository, "" if subdir == "." else subdir, base_commit, base_branch, sandbox, base_agent)
+        return WorkspacePlan(start.repository, start.subdir, start.commit, start.branch, sandbox, base_agent)
 
     def recorded(self, agent_id: str, name: str, plan: WorkspacePlan, base_agent_id: str | None
                  ) -> tuple[WorkspaceRecord, RowChange]:
@@ -406,6 +398,44 @@ class AgentWorkspaces:
 
 async def _exists(path: Path) -> bool:
     return await asyncio.to_thread(os.path.lexists, path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """Where a worktree starts: its repository, the cwd's place in it, the base commit and branch."""
+
+    repository: GitRepository
+    subdir: str
+    commit: str
+    branch: str | None
+
+
+class _NoStart(Exception):
+    """No worktree can start there (no repository, no commit yet): ``error`` says so."""
+
+    def __init__(self, error: InvalidArgument) -> None:
+        self.error = error
+
+
+async def _start_of(cwd: Path, base_ref: str | None) -> _Start:
+    """Where a worktree of the repository holding ``cwd`` starts: ``base_ref``, or (None) HEAD."""
+    try:
+        repository = await GitRepository.containing(cwd)
+    except InvalidArgument as error:
+        raise _NoStart(error) from None
+    if base_ref is None:
+        try:
+            commit = await repository.commit_of("HEAD")
+        except InvalidArgument:
+            raise _NoStart(InvalidArgument(f"the repository {repository.top} has no commit yet; commit once before "
+                                           "spawning worktree agents in it")) from None
+        branch = await repository.current_branch()
+    else:
+        commit = await repository.commit_of(base_ref)
+        branch = base_ref if await repository.is_branch(base_ref) else await repository.current_branch()
+    real_cwd, real_top = await asyncio.to_thread(lambda: (os.path.realpath(cwd), os.path.realpath(repository.top)))
+    subdir = Path(real_cwd).relative_to(real_top).as_posix()
+    return _Start(repository, "" if subdir == "." else subdir, commit, branch)
 
 
 def branch_name(name: str, agent_id: str) -> str:

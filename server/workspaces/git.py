@@ -123,12 +123,15 @@ class GitRepository:
     # -- worktrees -----------------------------------------------------------------------------
 
     async def add_worktree(self, path: Path, branch: str, base_commit: str) -> None:
-        """A new worktree at ``path`` on a new ``branch`` starting at ``base_commit``."""
-        code, _, _ = await git(self.top, "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
-        if code == 0:
-            raise Conflict(f"branch {branch} exists already in {self.top}")
+        """A new worktree at ``path`` on a new ``branch`` starting at ``base_commit``; `Conflict` when
+        the branch exists already (git refuses, changing nothing)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        await git(self.top, "worktree", "add", "--quiet", "-b", branch, str(path), base_commit)
+        code, _, err = await git(self.top, "worktree", "add", "--quiet", "-b", branch, str(path), base_commit,
+                                 check=False)
+        if code != 0 and "a branch named" in err:
+            raise Conflict(f"branch {branch} exists already in {self.top}")
+        if code != 0:
+            raise GitFailed(f"git worktree add failed (exit {code}): {err.strip()[-ERROR_TAIL_CHARS:]}")
 
     async def remove_worktree(self, path: Path) -> None:
         """Removes the worktree (its branch stays, and with it every commit on it)."""
