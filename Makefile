@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals schemas clean
+.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals bench-workspaces schemas clean
 
 $(BIN)/python:
 	@echo "creating $(VENV)" >&2
@@ -31,7 +31,7 @@ test: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals
+bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals bench-workspaces
 
 bench-memory: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/memory_bench.py
@@ -53,6 +53,9 @@ bench-control: $(VENV)/.test-installed
 
 bench-approvals: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/approval_bench.py
+
+bench-workspaces: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/workspace_bench.py
 
 schemas: $(VENV)/.serve-installed
 	$(BIN)/switchboard schemas
