@@ -21,7 +21,6 @@ from tests.fixtures.git_repo import run_git
 from tests.fixtures.messages_api import ScriptedMessagesApi
 from tests.workspaces.conftest import require_bwrap
 
-
 # The checkout (its virtualenv, the exec agent script): under /tmp in a fresh clone, which the sandbox
 # hides unless it is a read root.
 PROJECT = str(Path(__file__).resolve().parents[2])
