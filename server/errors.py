@@ -50,6 +50,12 @@ class Forbidden(SwitchboardError):
     code = "forbidden"
 
 
+class BudgetExhausted(SwitchboardError):
+    """A budget (the server's for the day, an agent's, a spawn call's) has nothing left to start the work with."""
+
+    code = "budget_exhausted"
+
+
 class Unavailable(SwitchboardError):
     """A dependency (database, remote store) cannot serve the call right now; retry later."""
 

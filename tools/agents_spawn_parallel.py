@@ -7,12 +7,12 @@ with r1's result handed on, and answers per agent what happened.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from server.agents.spawn_plan import AgentSpec, SpawnEntry, SpawnReport, SpawnRequest
 from server.agents.spawner import Progress
@@ -32,9 +32,10 @@ PRIORITY_BOUND = 1_000_000
 
 
 class SpawnSpec(BaseModel):
-    type: str = Field(description="Agent type: coder, researcher, tester, reviewer, ... or a configured one.")
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
-                      description="Unique in this call; depends_on refers to it.")
+    type: str | None = Field(default=None, description="Agent type: coder, researcher, tester, reviewer, ... or a "
+                             "configured one (with resume: the old agent's).")
+    name: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                             description="Unique in this call; depends_on refers to it.")
     task: str | None = Field(default=None, min_length=1, description="Work to start once it is up.")
     depends_on: list[str] = Field(default_factory=list, validation_alias=aliases("depends_on", "dependsOn"),
                                   description="Names in this call, or ids of existing agents, whose tasks come first.")
@@ -54,6 +55,24 @@ class SpawnSpec(BaseModel):
         "agent_merge); default: the type's (auto for coder, tester, optimizer, debugger).")
     base_ref: str | None = Field(default=None, validation_alias=aliases("base_ref", "baseRef"),
                                  description="Worktree start: branch, commit, or a name in this call (its finished work).")
+    budget_usd: float | None = Field(default=None, gt=0, validation_alias=aliases("budget_usd", "budgetUsd"),
+                                     description="Its task's budget (live estimate).")
+    budget_tokens: int | None = Field(default=None, gt=0, validation_alias=aliases("budget_tokens", "budgetTokens"))
+    agent_budget_usd: float | None = Field(default=None, gt=0, validation_alias=aliases(
+        "agent_budget_usd", "agentBudgetUsd"), description="The agent's, all tasks; default: its type's.")
+    agent_budget_tokens: int | None = Field(default=None, gt=0, validation_alias=aliases(
+        "agent_budget_tokens", "agentBudgetTokens"))
+    on_budget: Literal["pause", "terminate"] | None = Field(
+        default=None, validation_alias=aliases("on_budget", "onBudget"), description="At a budget; default: type's.")
+    resume: str | None = Field(default=None, min_length=1, description="An ended agent's id: a new agent in its "
+                               "workspace, continuing its conversation (claude).")
+    fork: bool = Field(default=False, description="resume: branch the conversation instead.")
+
+    @model_validator(mode="after")
+    def _type_or_resume(self) -> Self:
+        if self.resume is None and (self.type is None or self.name is None):
+            raise ValueError("type and name are required (unless resume names an ended agent)")
+        return self
 
 
 class SpawnedAgent(CompactModel):
@@ -130,6 +149,8 @@ async def agents_spawn_parallel(
                                              description="Answer by then with what is known.")] = None,
     queue: Annotated[bool, Field(description="When the server already runs its most agents at once: wait queued "
                                  "(true), or refuse the call with at_capacity and spawn nothing (false).")] = True,
+    budget_usd: Annotated[float | None, Field(gt=0, validation_alias=aliases("budget_usd", "budgetUsd"),
+                                              description="Shared by all of this call's agents.")] = None,
 ) -> Annotated[CallToolResult, SpawnResult] | InputRequiredResult:
     """Start real worker agents (Claude Code sessions, or configured commands) in parallel.
 
@@ -138,17 +159,20 @@ async def agents_spawn_parallel(
     with their results handed on; dependents of a failed agent are skipped. Answers per agent:
     agent_id, status, query_id, error, spawn_ms; with wait, each task's result (requests asked by
     elicitation). Beyond the server's running cap agents wait queued (queue: false refuses).
-    Agents keep running after the answer. Errors start with a code: invalid_argument, forbidden, too_large, at_capacity.
+    Agents keep running after the answer. Errors start with a code: invalid_argument, forbidden, too_large,
+    at_capacity, budget_exhausted, conflict (resume of an agent that has not ended).
     """
     services: Services = ctx.request_context.lifespan_context
     request = SpawnRequest(
         agents=tuple(
-            AgentSpec(type=spec.type, name=spec.name, task=spec.task, depends_on=tuple(spec.depends_on),
+            AgentSpec(type=spec.type or "", name=spec.name or "", task=spec.task, depends_on=tuple(spec.depends_on),
                       model=spec.model, permission_mode=spec.permission_mode, cwd=spec.cwd,
                       capabilities=tuple(spec.capabilities), priority=_priority(spec.priority),
                       command=tuple(spec.command) if spec.command is not None else None,
                       on_permission_request=spec.on_permission_request, workspace=spec.workspace,
-                      base_ref=spec.base_ref)
+                      base_ref=spec.base_ref, budget_usd=spec.budget_usd, budget_tokens=spec.budget_tokens,
+                      agent_budget_usd=spec.agent_budget_usd, agent_budget_tokens=spec.agent_budget_tokens,
+                      on_budget=spec.on_budget, resume=spec.resume, fork=spec.fork)
             for spec in agents
         ),
         max_concurrency=max_concurrency,
@@ -156,6 +180,7 @@ async def agents_spawn_parallel(
         wait=wait,
         timeout_s=timeout_s,
         queue=queue,
+        budget_usd=budget_usd,
     )
 
     async def progress(done: int, total: int, message: str) -> None:

@@ -17,6 +17,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from server.agents.spend import Limit
 from server.config.agent_type import PermissionMode
 from server.queries.registry import ControlOutcome
 from server.services import Services
@@ -64,7 +65,7 @@ class QueryControlResult(CompactModel):
 async def query_control(
     ctx: Context[Services, Any],
     action: Annotated[Literal["pause", "resume", "terminate", "change_model", "change_permissions",
-                              "execute_command", "approve", "deny"], Field(description="What to do.")],
+                              "change_budget", "execute_command", "approve", "deny"], Field(description="What to do.")],
     query_id: Annotated[str, Field(min_length=1, validation_alias=aliases("query_id", "queryId"),
                                    description="A query that has not ended.")],
     model: Annotated[str | None, Field(description="change_model: the model to switch to.")] = None,
@@ -81,6 +82,12 @@ async def query_control(
     message: Annotated[str | None, Field(max_length=4000, description="deny: why, for the model.")] = None,
     remember: Annotated[bool, Field(description="approve: allow such requests for the agent's life.")] = False,
     answers: Annotated[dict[str, str] | None, Field(description="approve a question: {question: label}.")] = None,
+    budget_usd: Annotated[float | None, Field(gt=0, validation_alias=aliases("budget_usd", "budgetUsd"),
+                                              description="change_budget: the new limit.")] = None,
+    budget_tokens: Annotated[int | None, Field(gt=0, validation_alias=aliases("budget_tokens", "budgetTokens"))
+                             ] = None,
+    budget_scope: Annotated[Literal["query", "agent", "call"], Field(
+        validation_alias=aliases("budget_scope", "budgetScope"), description="change_budget: whose.")] = "query",
 ) -> Annotated[CallToolResult, QueryControlResult]:
     """Act on a running (or queued, or paused) query. pause: SIGSTOP to the agent's processes and
     tools, nothing happens until resume. resume: SIGCONT, the same query goes on. terminate:
@@ -88,6 +95,7 @@ async def query_control(
     change_model / change_permissions: live for claude (effect now), next query for exec.
     execute_command: argv in the agent's directory and environment, if allowlisted (not in plan
     mode). approve / deny: answer a permission request or question (status needs_input).
+    change_budget: a new limit; a query a budget paused (budget_reached) then resumes.
     Every action is logged on the query (query_list include_output).
     Errors start with a code: invalid_argument (e.g. a model the CLI refuses, with why),
     not_found, conflict (the query's state does not allow it; nothing changed), forbidden.
@@ -95,7 +103,8 @@ async def query_control(
     services: Services = ctx.request_context.lifespan_context
     outcome = await services.queries.control(action, query_id, model=model, permission_mode=permission_mode,
                                              command=command, grace_s=grace_s, request_id=request_id,
-                                             message=message, remember=remember, answers=answers)
+                                             message=message, remember=remember, answers=answers,
+                                             budget=Limit(budget_usd, budget_tokens), budget_scope=budget_scope)
     return structured(QueryControlResult.from_engine(action, outcome))
 
 

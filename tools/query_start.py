@@ -7,13 +7,14 @@ claude agent runs its queries one after another in its session (a second one wai
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from server.agents.spend import Limit
 from server.config.agent_type import PermissionMode
 from server.queries.registry import WaitOutcome
 from server.services import Services
@@ -38,6 +39,12 @@ async def query_start(
     permission_mode: Annotated[PermissionMode | None, Field(
         validation_alias=aliases("permission_mode", "permissionMode"),
         description="Permission mode from this query on.")] = None,
+    budget_usd: Annotated[float | None, Field(gt=0, validation_alias=aliases("budget_usd", "budgetUsd"),
+                                              description="Most this query may spend (live estimate).")] = None,
+    budget_tokens: Annotated[int | None, Field(gt=0, validation_alias=aliases("budget_tokens", "budgetTokens"),
+                                               description="Most tokens it may use.")] = None,
+    on_budget: Annotated[Literal["pause", "terminate"] | None, Field(
+        validation_alias=aliases("on_budget", "onBudget"), description="At a budget; default: the agent's.")] = None,
     wait: Annotated[bool, Field(description="Answer when the query has ended.")] = False,
     timeout_s: Annotated[float, Field(gt=0, le=86_400, validation_alias=aliases("timeout_s", "timeoutS"),
                                       description="With wait: the longest to wait.")] = 600.0,
@@ -47,14 +54,15 @@ async def query_start(
     query_wait); with wait: true, once it has ended or timeout_s passed, with its result
     (its requests asked by elicitation).
     Errors start with a code: invalid_argument, not_found, conflict (the agent has ended),
-    forbidden (bypassPermissions not allowed for its type).
+    forbidden (bypassPermissions not allowed for its type), budget_exhausted.
     """
     services: Services = ctx.request_context.lifespan_context
     asking = await ClientAsking.begin(ctx) if wait else None
     if asking is not None and asking.resumed:  # a retry with the answers: the query runs already
         query_id, deadline_ms = asking.resumed["query_id"], asking.resumed["deadline_ms"]
     else:
-        query = await services.queries.start(agent_id, task, model=model, permission_mode=permission_mode)
+        query = await services.queries.start(agent_id, task, model=model, permission_mode=permission_mode,
+                                             budget=Limit(budget_usd, budget_tokens), on_budget=on_budget)
         if asking is None:
             (view,) = await services.queries.views([query], include_output=False)
             return structured(QueryStartResult(query=ListedQuery.from_engine(view)))

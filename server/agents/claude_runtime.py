@@ -57,6 +57,12 @@ rest of the session, and a question's answers."""
 ModelReported = Callable[[str], Awaitable[None]]
 """Told the model the CLI says it runs: at a task's start and whenever a model turn names another."""
 
+UsageGrew = Callable[[], None]
+"""Told (synchronously, from the stream) each time a model turn's usage raised the live estimate."""
+
+SessionNamed = Callable[[str], Awaitable[None]]
+"""Told the Claude Code session id as soon as the CLI names it (to resume the session after a crash)."""
+
 
 @dataclass(slots=True)
 class ClaudeLaunch:
@@ -75,6 +81,9 @@ class ClaudeLaunch:
     mcp_config: Path | None = None  # a 0600 file (`launch.write_mcp_config`): never the token on argv
     setting_sources: list[str] = field(default_factory=list)
     sandbox: dict[str, Any] | None = None  # Claude Code's Bash sandbox settings (`claude_launch.sandbox_settings`)
+    resume: str | None = None  # a Claude Code session to continue (its conversation is the model's context)
+    fork_session: bool = False  # with resume: a new session that starts from that one's conversation
+    max_budget_usd: float | None = None  # the CLI's own stop, behind Switchboard's budgets
 
     @property
     def pid_file(self) -> Path:
@@ -114,6 +123,7 @@ class ClaudeSession:
         self.last_turn_latency_s: float | None = None
         self._turns: dict[str, tuple[str, dict[str, Any]]] = {}  # turn id -> its model and usage
         self._waiting_since: float | None = None
+        self._on_usage: UsageGrew | None = None
 
     async def start(self, timeout_s: float) -> None:
         """Starts the CLI and waits for its initialize answer. Raises `SpawnFailed`: transient for a
@@ -179,6 +189,9 @@ class ClaudeSession:
             mcp_servers=launch.mcp_config if launch.mcp_config is not None else {},
             setting_sources=launch.setting_sources,  # type: ignore[arg-type]
             sandbox=launch.sandbox,  # type: ignore[arg-type]
+            resume=launch.resume,
+            fork_session=launch.fork_session,
+            max_budget_usd=launch.max_budget_usd,
             can_use_tool=self._can_use_tool,
             stderr=self._on_stderr,
         )
@@ -219,17 +232,19 @@ class ClaudeSession:
     def alive(self) -> bool:
         return self._client is not None
 
-    async def run(self, prompt: str, on_model: ModelReported | None = None) -> TaskOutcome:
+    async def run(self, prompt: str, on_model: ModelReported | None = None, on_usage: UsageGrew | None = None,
+                  on_session: SessionNamed | None = None) -> TaskOutcome:
         """Sends one task and waits for its result. A task that fails (an API error, no credentials,
         the CLI dying) is a ``failed`` outcome with the CLI's own message, never a raise.
-        ``on_model`` hears the model in use as soon as the CLI names it, and again if it changes."""
+        ``on_model`` hears the model in use as soon as the CLI names it, and again if it changes;
+        ``on_usage`` each time the live estimate grew; ``on_session`` the session id when it is new."""
         async with self._task_lock:
             client = self._client
             if client is None:
                 return TaskOutcome("failed", error="the Claude Code session has ended")
             self._write_log(f"[task] {prompt}\n")
             self.live, self._turns, self.last_turn_latency_s = Usage(turns=0), {}, None
-            self._waiting_since = time.monotonic()
+            self._waiting_since, self._on_usage = time.monotonic(), on_usage
             told: str | None = None  # what on_model last heard in this task
             try:
                 await client.query(prompt)
@@ -241,6 +256,11 @@ class ClaudeSession:
                             model = message.model
                     elif isinstance(message, SystemMessage) and message.subtype == "init":
                         model = message.data.get("model")
+                        named = message.data.get("session_id")
+                        if isinstance(named, str) and named and named != self.session_id:
+                            self.session_id = named
+                            if on_session is not None:
+                                await self._tell(on_session, named)
                     elif isinstance(message, UserMessage):  # tool results: the model is asked again
                         self._waiting_since = time.monotonic()
                     elif isinstance(message, ResultMessage):
@@ -255,12 +275,11 @@ class ClaudeSession:
             return TaskOutcome("failed", error=f"Claude Code exited before finishing the task; {self._stderr_hint()}",
                                usage=self._live_copy())
 
-    async def _tell(self, on_model: ModelReported, model: str) -> None:
+    async def _tell(self, listener: Callable[[str], Awaitable[None]], value: str) -> None:
         try:
-            await on_model(model)
-        except Exception:  # recording the model must never fail the task
-            logger.warning("claude agent in %s: could not record model %s", self._launch.state_dir, model,
-                           exc_info=True)
+            await listener(value)
+        except Exception:  # recording the model or the session must never fail the task
+            logger.warning("claude agent in %s: could not record %s", self._launch.state_dir, value, exc_info=True)
 
     def _note_assistant(self, message: AssistantMessage) -> None:
         turn = message.message_id or message.uuid
@@ -274,6 +293,8 @@ class ClaudeSession:
             if message.usage or known is None:
                 self._turns[turn] = (message.model, _merged(known[1] if known else {}, message.usage or {}))
                 self._price_live()
+                if self._on_usage is not None:
+                    self._on_usage()
         for block in message.content:
             if isinstance(block, TextBlock):
                 text = f"{block.text}\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -49,6 +50,7 @@ class ExecProcess:
         self._output = OutputTail(tail.max_bytes)  # this task's: its result when it prints no known JSON
         self._usage = JsonLinesUsage()
         self.terminated_by: str | None = None  # set by whoever ends it early, for the outcome's error
+        self.on_usage: Callable[[], None] | None = None  # told when a line of its output reported usage
 
     @property
     def pid(self) -> int:
@@ -111,7 +113,11 @@ class ExecProcess:
                 return
             self._record(line)
             with contextlib.suppress(UnicodeDecodeError):
+                before = (self._usage.usage.cost_usd, self._usage.usage.input_tokens, self._usage.usage.output_tokens)
                 self._usage.feed(line.decode("utf-8"))
+                after = (self._usage.usage.cost_usd, self._usage.usage.input_tokens, self._usage.usage.output_tokens)
+                if after != before and self.on_usage is not None:
+                    self.on_usage()
 
     async def _read_stderr(self) -> None:
         stream = self._process.stderr

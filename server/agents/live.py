@@ -16,6 +16,7 @@ from server.agents.exec_runtime import ExecProcess
 from server.agents.file_scope import FileScope
 from server.agents.outcome import OutputTail, Usage
 from server.agents.records import AgentRecord
+from server.agents.resume import ResumedAgent
 from server.agents.tasks import Task
 from server.agents.types import AgentType
 from server.agents.workspaces import WorkspaceRecord
@@ -49,6 +50,7 @@ class Agent:
     sandboxed: bool = False
     sandbox: Sandbox | None = None  # exec: how its commands are wrapped (made once its workspace exists)
     file_scope: FileScope | None = None  # claude, sandboxed: where its file tools may read and write
+    resumed: ResumedAgent | None = None  # what it took over from the agent it resumes
 
     @property
     def id(self) -> str:

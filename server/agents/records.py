@@ -149,6 +149,28 @@ MIGRATIONS: tuple[str, ...] = (
         removed_ms       INTEGER                     -- the worktree was removed (the branch stays unless discarded)
     );
     """,
+    # 5: budgets (an agent's, a query's, a spawn call's), the Claude Code session an agent runs (to
+    # resume it), and the agent it was resumed from.
+    """
+    ALTER TABLE agents ADD COLUMN budget_usd REAL;
+    ALTER TABLE agents ADD COLUMN budget_tokens INTEGER;
+    ALTER TABLE agents ADD COLUMN on_budget TEXT NOT NULL DEFAULT 'pause';
+    ALTER TABLE agents ADD COLUMN call_id TEXT;
+    ALTER TABLE agents ADD COLUMN session_id TEXT;
+    ALTER TABLE agents ADD COLUMN resumed_from TEXT;
+    CREATE INDEX agents_by_call ON agents (call_id);
+    ALTER TABLE queries ADD COLUMN budget_usd REAL;
+    ALTER TABLE queries ADD COLUMN budget_tokens INTEGER;
+    ALTER TABLE queries ADD COLUMN on_budget TEXT;
+    ALTER TABLE queries ADD COLUMN budget_reached TEXT;        -- why a budget paused or ended it
+    CREATE INDEX queries_by_end ON queries (ended_ms);
+    CREATE TABLE spawn_calls (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        id               TEXT    NOT NULL UNIQUE,
+        budget_usd       REAL,                       -- shared by the call's agents
+        created_ms       INTEGER NOT NULL
+    );
+    """,
 )
 
 
@@ -182,6 +204,12 @@ class AgentRecord:
     cost_usd: float = 0.0
     memory_calls: int = 0
     current_query: str | None = None
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+    on_budget: str = "pause"
+    call_id: str | None = None  # the spawn call that started it, when that call has a budget
+    session_id: str | None = None  # claude: its Claude Code session, as soon as the CLI names it
+    resumed_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

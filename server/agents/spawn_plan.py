@@ -10,6 +10,7 @@ agent (`AgentSpec`, `SpawnRequest`, `SpawnEntry`, `SpawnReport`) are here too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,18 @@ from typing import Any, Literal
 
 from server.agents.ids import new_id
 from server.agents.pool import PooledWorker
+from server.agents.resume import ResumedAgent, resumable
 from server.agents.supervisor import Supervisor
 from server.agents.tasks import Task
 from server.agents.types import AgentType
 from server.agents.workspaces import WorkspacePlan
-from server.config.agent_type import PERMISSION_MODES, WORKSPACE_MODES, WorkspaceMode, check_approval_policy
+from server.config.agent_type import (
+    ON_BUDGET_ACTIONS,
+    PERMISSION_MODES,
+    WORKSPACE_MODES,
+    WorkspaceMode,
+    check_approval_policy,
+)
 from server.errors import Forbidden, InvalidArgument, SwitchboardError, TooLarge
 from server.workspaces.sandbox import SandboxUnavailable, require_bwrap
 
@@ -51,6 +59,13 @@ class AgentSpec:
     on_permission_request: str | Sequence[str] | None = None  # claude: its approval policy instead of its type's
     workspace: str | None = None  # shared | worktree | auto, instead of its type's
     base_ref: str | None = None  # a worktree's start: a branch, a commit, or an agent of the same call
+    budget_usd: float | None = None  # its task's (query's) budget
+    budget_tokens: int | None = None
+    agent_budget_usd: float | None = None  # the agent's, over all its tasks, instead of its type's
+    agent_budget_tokens: int | None = None
+    on_budget: str | None = None  # pause | terminate, instead of its type's
+    resume: str | None = None  # an ended agent to bring back: its type, workspace and conversation
+    fork: bool = False  # with resume: a new conversation branched from the old one
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,7 @@ class SpawnRequest:
     wait: bool = False
     timeout_s: float | None = None
     queue: bool = True  # at SWITCHBOARD_AGENT_MAX_RUNNING: wait queued (True) or refuse the call (False)
+    budget_usd: float | None = None  # shared by the call's agents
 
 
 @dataclass(slots=True)
@@ -128,6 +144,7 @@ class PlannedAgent:
     sandboxed: bool = False
     worker: PooledWorker | None = None  # a warm pool's idle session, taken for this agent
     task: Task | None = None            # its task, once recorded
+    resumed: ResumedAgent | None = None  # the ended agent it brings back
 
 
 class SpawnPlanner:
@@ -137,12 +154,14 @@ class SpawnPlanner:
 
     async def plan(self, request: SpawnRequest) -> list[PlannedAgent]:
         """Every agent of ``request`` checked and planned, or an error naming each problem (nothing is recorded)."""
-        specs = request.agents
         limit = self._settings.agent_max_per_call
-        if not specs:
+        if not request.agents:
             raise InvalidArgument("agents must list at least one agent to spawn")
-        if len(specs) > limit:
-            raise TooLarge(f"{len(specs)} agents in one call; at most {limit} (SWITCHBOARD_AGENT_MAX_PER_CALL)")
+        if len(request.agents) > limit:
+            raise TooLarge(f"{len(request.agents)} agents in one call; at most {limit} (SWITCHBOARD_AGENT_MAX_PER_CALL)")
+        self._supervisor.budgets.refuse_when_day_spent("agents_spawn_parallel")
+        resumed = await self._resumed(request.agents)
+        specs = tuple(_resuming(spec, resumed[spec.resume]) if spec.resume else spec for spec in request.agents)
         index_of: dict[str, int] = {}
         for position, spec in enumerate(specs):
             if spec.name in index_of:
@@ -153,7 +172,8 @@ class SpawnPlanner:
         lookups: dict[tuple[Path, str | None], Any] = {}  # git's answers, shared by the call's worktree agents
         for spec in specs:
             try:
-                planned.append(await self._plan_one(spec, index_of, lookups))
+                item = await self._plan_one(spec, index_of, lookups, resumed.get(spec.resume or ""))
+                planned.append(item)
             except SwitchboardError as error:
                 if isinstance(error, (Forbidden, SandboxUnavailable)):
                     raise
@@ -169,8 +189,25 @@ class SpawnPlanner:
             raise InvalidArgument("dependency cycle: " + _cycle_text([specs[i].name for i in cycle]))
         return planned
 
+    async def _resumed(self, specs: Sequence[AgentSpec]) -> dict[str, ResumedAgent]:
+        """The ended agents the request resumes, each checked (`resumable`), each at most once."""
+        found: dict[str, ResumedAgent] = {}
+        for spec in specs:
+            if spec.resume is None:
+                if spec.fork:
+                    raise InvalidArgument(f"agent {spec.name!r}: fork applies to resume (name the agent to fork)")
+                continue
+            if spec.resume in found:
+                raise InvalidArgument(f"resume {spec.resume!r} appears twice; an agent is resumed once")
+            found[spec.resume] = await resumable(self._supervisor.records, self._supervisor.workspaces, spec.resume,
+                                                 fork=spec.fork, live=self._supervisor.live(spec.resume) is not None)
+        return found
+
     async def _plan_one(self, spec: AgentSpec, index_of: dict[str, int],
-                        lookups: dict[tuple[Path, str | None], Any]) -> PlannedAgent:
+                        lookups: dict[tuple[Path, str | None], Any], resumed: ResumedAgent | None = None
+                        ) -> PlannedAgent:
+        if spec.on_budget is not None and spec.on_budget not in ON_BUDGET_ACTIONS:
+            raise InvalidArgument(f"on_budget {spec.on_budget!r} is not one of {', '.join(ON_BUDGET_ACTIONS)}")
         agent_type = self._supervisor.types.get(spec.type)
         command = agent_type.command if agent_type.runtime == "exec" else None
         if spec.command is not None:
@@ -200,6 +237,16 @@ class SpawnPlanner:
                 existing.append(dependency)
             else:
                 raise InvalidArgument(f"depends_on {dependency!r} is neither an agent of this call nor an agent id")
+        if resumed is not None:
+            if spec.cwd is not None or spec.workspace is not None or spec.base_ref is not None:
+                raise InvalidArgument("a resumed agent works where the agent it resumes did: leave out cwd, "
+                                      "workspace and base_ref")
+            sandboxed = resumed.workspace.sandbox if resumed.workspace is not None else bool(agent_type.sandbox)
+            if sandboxed:
+                require_bwrap()
+            entry = SpawnEntry(name=spec.name, type=spec.type, agent_id=new_id("agent"))
+            return PlannedAgent(spec, agent_type, None, command, entry, new, existing, None, sandboxed,
+                                resumed=resumed)
         cwd = self._allowed_cwd(spec.cwd) if spec.cwd else None
         if spec.workspace is not None and spec.workspace not in WORKSPACE_MODES:
             raise InvalidArgument(f"workspace {spec.workspace!r} is not one of {', '.join(WORKSPACE_MODES)}")
@@ -266,6 +313,21 @@ class SpawnPlanner:
         if not is_dir:
             raise InvalidArgument(f"cwd {cwd!r} is not a directory")
         return resolved
+
+
+def _resuming(spec: AgentSpec, resumed: ResumedAgent) -> AgentSpec:
+    """The spec of an agent that resumes another: its type, and unless given its name, model and
+    permission mode and budgets, are the old agent's."""
+    old = resumed.record
+    if spec.type and spec.type != old.type:
+        raise InvalidArgument(f"resume {old.id!r}: that agent is of type {old.type!r}, not {spec.type!r} "
+                              "(leave type out)")
+    return dataclasses.replace(
+        spec, type=old.type, name=spec.name or old.name, model=spec.model or old.model,
+        permission_mode=spec.permission_mode or old.permission_mode,
+        agent_budget_usd=spec.agent_budget_usd if spec.agent_budget_usd is not None else old.budget_usd,
+        agent_budget_tokens=spec.agent_budget_tokens if spec.agent_budget_tokens is not None else old.budget_tokens,
+        on_budget=spec.on_budget or old.on_budget)
 
 
 def _find_cycle(edges: Sequence[Sequence[int]]) -> list[int] | None:

@@ -15,8 +15,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from server.agents.budgets import AgentBudget
 from server.agents.capacity import AtCapacity, Ticket
 from server.agents.ids import new_id
 from server.agents.launch import SpawnFailed
@@ -24,6 +25,7 @@ from server.agents.live import Agent
 from server.agents.outcome import TaskOutcome
 from server.agents.records import AgentStatus
 from server.agents.spawn_plan import PlannedAgent, SpawnEntry, SpawnPlanner, SpawnReport, SpawnRequest
+from server.agents.spend import Limit
 from server.agents.supervisor import StopFailed, Supervisor
 from server.errors import NotFound
 
@@ -68,9 +70,10 @@ class Spawner:
         going on regardless) when ``interrupt`` is set. ``planned_ids`` hears the agents' ids once
         the request has been checked, before any of them starts."""
         planned = await self._planner.plan(request)
+        call_id = new_id("spawn")
         reserved = [] if request.queue else self._reserve_running_slots(planned)
         for item in planned:
-            if item.agent_type.pool_size and item.cwd is None and not item.sandboxed and \
+            if item.agent_type.pool_size and item.cwd is None and not item.sandboxed and item.resumed is None and \
                     (worker := self._supervisor.pool.take(item.spec.type)):
                 item.worker = worker
                 item.entry.agent_id = worker.agent_id
@@ -80,8 +83,11 @@ class Spawner:
         loop = asyncio.get_running_loop()
         began = loop.time()
         try:
+            if request.budget_usd is not None:  # recorded before its agents, which name it
+                await self._supervisor.records.commit(self._supervisor.budgets.new_call(call_id, request.budget_usd))
             ids = {item.spec.name: item.entry.agent_id for item in planned}
-            agents = await asyncio.gather(*(self._record(item, ids) for item in planned))  # committed together
+            shared = call_id if request.budget_usd is not None else None
+            agents = await asyncio.gather(*(self._record(item, ids, shared) for item in planned))  # committed together
         except BaseException:
             for ticket in reserved:
                 ticket.release()
@@ -124,7 +130,7 @@ class Spawner:
         self._supervisor.spawn_background(self._release_batches(batches, released, planned), name="spawn-batches")
 
         # Up means told: the answer comes after every notification it promised.
-        call = _SpawnCall(new_id("spawn"), [item.entry for item in planned], request.wait, began)
+        call = _SpawnCall(call_id, [item.entry for item in planned], request.wait, began)
         try:
             return await self._answer_when_done(call, request.timeout_s, interrupt)
         finally:
@@ -188,9 +194,15 @@ class Spawner:
                 "or pass queue: true to wait queued")
         return tickets
 
-    async def _record(self, item: PlannedAgent, ids: dict[str, str]) -> Agent:
+    async def _record(self, item: PlannedAgent, ids: dict[str, str], call_id: str | None) -> Agent:
         spec, agent_type = item.spec, item.agent_type
         base_agent = item.workspace.base_agent if item.workspace is not None else None
+        on_budget: Literal["pause", "terminate"] = \
+            "terminate" if (spec.on_budget or agent_type.on_budget) == "terminate" else "pause"
+        budget = AgentBudget(
+            usd=spec.agent_budget_usd if spec.agent_budget_usd is not None else agent_type.budget_usd,
+            tokens=spec.agent_budget_tokens if spec.agent_budget_tokens is not None else agent_type.budget_tokens,
+            on_budget=on_budget, call_id=call_id)
         agent, task = await self._supervisor.create(
             agent_id=item.entry.agent_id, name=spec.name, type_name=spec.type, agent_type=agent_type,
             command=item.command, model=spec.model or agent_type.model,
@@ -198,6 +210,7 @@ class Spawner:
             capabilities=spec.capabilities, priority=spec.priority, status="queued", task=spec.task or None,
             task_waits=bool(item.depends_on_new or item.depends_on_existing), workspace=item.workspace,
             base_agent_id=ids[base_agent] if base_agent is not None else None, sandboxed=item.sandboxed,
+            budget=budget, task_limit=Limit(spec.budget_usd, spec.budget_tokens), resumed=item.resumed,
         )
         if task is not None:
             item.task, item.entry.query_id = task, task.id

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from server.agents.activity import ActivityLog
+from server.agents.budgets import AgentBudget, Budgets
 from server.agents.capacity import RunningCap, default_max_running
 from server.agents.changes import ChangeFeed
 from server.agents.claude_launch import ClaudeLaunches
@@ -43,8 +45,10 @@ from server.agents.process_groups import (
     tagged_processes,
 )
 from server.agents.records import AgentRecord, AgentRecords, AgentStatus, RowChange, agent_added, agent_changed
+from server.agents.resume import ResumedAgent
 from server.agents.sampling import sample_agents_forever
 from server.agents.slots import RunningSlots
+from server.agents.spend import Limit
 from server.agents.tagged_scan import SharedTaggedScan
 from server.agents.task_runner import TaskRunner
 from server.agents.tasks import Task, TaskLedger
@@ -96,8 +100,9 @@ class Supervisor:
         self.slots = RunningSlots(RunningCap(settings.agent_max_running or default_max_running()))
         self.pool = WarmPool(self)
         self.workspaces = AgentWorkspaces(settings, records, clock, lambda agent_id: changes.changed("agent", agent_id))
+        self.budgets = Budgets(settings.budget_usd_per_day, records, clock, self.live_agents)
         self.runner = TaskRunner(settings, records, tasks, self.slots, changes, self.stray_scan, clock,
-                                 self.watchdog, self.workdir_for, self.commit_work)
+                                 self.watchdog, self.workdir_for, self.commit_work, self.budgets)
         self._sampler = asyncio.create_task(
             sample_agents_forever(self.live_agents, self.activity, clock, settings.agent_metrics_interval_s),
             name="agent-metrics")
@@ -110,6 +115,7 @@ class Supervisor:
         an earlier, crashed server left running."""
         supervisor = cls(settings, records, tasks, activity, changes, clock)
         try:
+            await supervisor.budgets.open()
             await supervisor.reap_leftovers()
             await supervisor.workspaces.prune_at_start()
             supervisor._workspace_sweeper = asyncio.create_task(supervisor.workspaces.sweep_forever(),
@@ -172,13 +178,20 @@ class Supervisor:
         model: str | None, permission_mode: str, cwd: Path | None, capabilities: Sequence[str], priority: int,
         status: AgentStatus, task: str | None = None, task_waits: bool = False,
         workspace: WorkspacePlan | None = None, base_agent_id: str | None = None, sandboxed: bool = False,
+        budget: AgentBudget | None = None, task_limit: Limit | None = None, resumed: ResumedAgent | None = None,
     ) -> tuple[Agent, Task | None]:
         """Records a new agent (not yet started) and, in the same commit, its first task when it has
         one (``task_waits`` for its dependencies, else queued) and its workspace when it gets one
-        (made by `prepare_workspace`); tracks the agent."""
+        (made by `prepare_workspace`), or the workspace of the agent it resumes; tracks the agent."""
         changes: list[RowChange] = []
+        budget = budget or AgentBudget()
         workspace_record = None
-        if workspace is not None:
+        if resumed is not None:
+            workdir = Path(resumed.record.workdir)
+            if resumed.workspace is not None:  # the worktree, its branch and its work go on with it
+                workspace_record = dataclasses.replace(resumed.workspace, id=agent_id)
+                changes.append(self.workspaces.handed_over(resumed.workspace, agent_id))
+        elif workspace is not None:
             workspace_record, recorded_workspace = self.workspaces.recorded(agent_id, name, workspace, base_agent_id)
             workdir = workspace_record.workdir
         else:
@@ -189,17 +202,19 @@ class Supervisor:
             server_pid=self.identity.pid, server_start_time=self.identity.start_time, boot_id=self.boot_id,
             created_ms=self.clock.now_ms(),
             model=model, permission_mode=permission_mode, capabilities=list(capabilities), priority=priority,
+            budget_usd=budget.usd, budget_tokens=budget.tokens, on_budget=budget.on_budget, call_id=budget.call_id,
+            resumed_from=resumed.record.id if resumed is not None else None,
         )
         changes.append(agent_added(record))
         if workspace_record is not None:
             changes.append(recorded_workspace)
         first: Task | None = None
         if task is not None:
-            first, recorded = self.tasks.first_task(record, task, waiting=task_waits)
+            first, recorded = self.tasks.first_task(record, task, waiting=task_waits, limit=task_limit or Limit())
             changes.append(recorded)
         await self.records.commit(*changes)
         agent = Agent(record, agent_type, command, OutputTail(self.settings.agent_output_tail_bytes),
-                      workspace=workspace_record, sandboxed=sandboxed)
+                      workspace=workspace_record, sandboxed=sandboxed, resumed=resumed)
         agent.idle.set()
         self._agents[agent_id] = agent
         return agent, first
@@ -209,8 +224,9 @@ class Supervisor:
         from another agent's finished work: then `start_from_dependency` does, once that is done).
         Raises `SpawnFailed` with git's, bubblewrap's or the setup's words."""
         workspace, state_dir = agent.workspace, self.state_dir(agent)
+        taken_over = agent.resumed is not None  # a resumed agent's worktree exists, its setup ran
         try:
-            if workspace is not None:
+            if workspace is not None and not taken_over:
                 await self.workspaces.prepare(workspace)
             if agent.sandboxed:
                 workdir = Path(agent.record.workdir)
@@ -221,7 +237,7 @@ class Supervisor:
                                              agent.sandbox.hidden)
         except SwitchboardError as error:  # GitFailed, Conflict (its branch exists), SandboxUnavailable
             raise SpawnFailed(f"its workspace could not be made: {error.message}", transient=False) from error
-        if workspace is not None and workspace.base_agent is None:
+        if workspace is not None and workspace.base_agent is None and not taken_over:
             await self._set_up(agent)
 
     async def start_from_dependency(self, agent: Agent) -> None:
@@ -292,6 +308,9 @@ class Supervisor:
                 launch = await self.claude_launch_for(agent.id, agent.agent_type, agent.record.model,
                                                       agent.record.permission_mode or "default",
                                                       Path(agent.record.workdir), agent.sandbox)
+                launch.max_budget_usd = self.budgets.backstop_usd(agent.record)
+                if agent.resumed is not None:
+                    launch.resume, launch.fork_session = agent.resumed.session_id, agent.resumed.fork
                 session = ClaudeSession(launch, decider, agent.tail)
                 try:
                     await session.start(self.settings.agent_spawn_timeout_s)

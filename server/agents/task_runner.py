@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
 
+from server.agents.budgets import Budgets
 from server.agents.changes import ChangeFeed
 from server.agents.exec_runtime import ExecLaunch, ExecProcess, prepare_files
 from server.agents.launch import spawn_retries
@@ -36,7 +37,7 @@ class TaskRunner:
     def __init__(self, settings: Settings, records: AgentRecords, tasks: TaskLedger, slots: RunningSlots,
                  changes: ChangeFeed, stray_scan: SharedTaggedScan, clock: Clock,
                  watchdog: Callable[[], Awaitable[Watchdog]], state_dir: Callable[[str], Path],
-                 commit_work: Callable[[Agent, str], Awaitable[str | None]]) -> None:
+                 commit_work: Callable[[Agent, str], Awaitable[str | None]], budgets: Budgets) -> None:
         self._settings = settings
         self._records = records
         self._tasks = tasks
@@ -47,6 +48,7 @@ class TaskRunner:
         self._watchdog = watchdog
         self._state_dir = state_dir
         self._commit_work = commit_work  # a worktree agent's work, committed at each task's end
+        self._budgets = budgets
 
     async def run(self, agent: Agent, task: Task, prompt: str, inputs: dict[str, Any] | None,
                   on_started: Callable[[float], None] | None = None,
@@ -99,7 +101,9 @@ class TaskRunner:
         if on_started is not None:
             on_started(0.0)
         outcome = failure or await agent.session.run(
-            prompt, on_model=lambda model: self._model_in_use(agent, task, model))
+            prompt, on_model=lambda model: self._model_in_use(agent, task, model),
+            on_usage=lambda: self._tasks.spending(task.id),
+            on_session=lambda session_id: self._session_named(agent, session_id))
         await self._finish(agent, task, outcome, tail_mark, prompt)
         return outcome
 
@@ -158,6 +162,7 @@ class TaskRunner:
                 log.close()
                 raise
             agent.process = process
+            process.on_usage = lambda: self._tasks.spending(task.id)
             if agent.terminating:  # ended while it started: end_group below ends it at once
                 process.terminated_by = "agent_terminate"
                 signal_processes([process.pid], signal.SIGKILL)
@@ -192,6 +197,12 @@ class TaskRunner:
                 return await ExecProcess.start(launch, agent.tail, log)
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
+    async def _session_named(self, agent: Agent, session_id: str) -> None:
+        """The CLI named its session: kept on the agent's row at once, so that a crash of this server
+        leaves what `resume` needs to continue the conversation."""
+        agent.record.session_id = session_id
+        await self._records.update_agent(agent.id, session_id=session_id)
+
     async def _model_in_use(self, agent: Agent, task: Task, model: str) -> None:
         """The CLI named the model it runs: on the agent and the task at once (listings show the
         model in use, not only the one asked for, which is None when the type sets none)."""
@@ -222,6 +233,7 @@ class TaskRunner:
             record.cost_usd += usage.cost_usd or 0.0
             changes.append(agent_usage_added(agent.id, usage.input_tokens or 0, usage.output_tokens or 0,
                                              usage.cost_usd or 0.0))
+            self._budgets.task_ended(usage.cost_usd, record, usage)
             if not agent.terminating:
                 record.status, record.current_query = "ready", None
                 changes.append(agent_changed(agent.id, status="ready", current_query=None))

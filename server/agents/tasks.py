@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from server.agents.outcome import TaskOutcome
 from server.agents.permissions import PermissionAnswer, PermissionAsk
 from server.agents.records import AgentRecord, RowChange
+from server.agents.spend import Limit
 
 # How a task that never ran (or whose start failed) ends.
 TaskEnd = Literal["failed", "terminated", "skipped"]
@@ -50,15 +51,19 @@ class Task(Protocol):
 class TaskLedger(Protocol):
     """Where the supervisor records the tasks it runs."""
 
-    def first_task(self, agent: AgentRecord, prompt: str, *, waiting: bool) -> tuple[Task, RowChange]:
-        """A new agent's first task (``waiting`` for its dependencies, else queued), and the row
-        change that records it, for the commit that records the agent."""
+    def first_task(self, agent: AgentRecord, prompt: str, *, waiting: bool, limit: Limit) -> tuple[Task, RowChange]:
+        """A new agent's first task (``waiting`` for its dependencies, else queued) with its own
+        budget, and the row change that records it, for the commit that records the agent."""
 
     async def running(self, task_id: str, tail_mark: int, agent_change: RowChange) -> None:
         """The task runs from now; ``tail_mark`` is its agent's output count at its start."""
 
     async def model_in_use(self, task_id: str, model: str, agent_changes: Sequence[RowChange]) -> None:
         """The CLI named the model the task runs on."""
+
+    def spending(self, task_id: str) -> None:
+        """The running task's live usage grew (a model turn streamed, an exec line reported usage):
+        its budgets are checked. Called from the stream: it must not wait."""
 
     async def finished(self, agent: AgentRecord, task_id: str, outcome: TaskOutcome,
                        agent_changes: Sequence[RowChange], *, agent_ending: bool, output_tail: str | None) -> None:

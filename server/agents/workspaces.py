@@ -183,6 +183,12 @@ class AgentWorkspaces:
 
     # -- the agent's life ------------------------------------------------------------------------
 
+    @staticmethod
+    def handed_over(workspace: WorkspaceRecord, agent_id: str) -> RowChange:
+        """The workspace becomes ``agent_id``'s (an agent resuming the one it belonged to): its worktree,
+        branch and work stay where they are."""
+        return RowChange("UPDATE workspaces SET id = ? WHERE id = ?", (agent_id, workspace.id))
+
     async def prepare(self, workspace: WorkspaceRecord) -> None:
         """Adds the worktree on its new branch (an agent that starts from another's work is moved
         there by `start_from` once that work is finished)."""

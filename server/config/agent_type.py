@@ -22,6 +22,11 @@ WORKSPACE_MODES = ("shared", "worktree", "auto")
 PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto")
 PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
 
+# What reaching a budget does to the query that reached it: pause it (a person may raise the budget
+# with query_control change_budget and resume it) or end it.
+OnBudget = Literal["pause", "terminate"]
+ON_BUDGET_ACTIONS = ("pause", "terminate")
+
 # A tool pattern of on_permission_request: a tool's name, or a name with what its input must match
 # in parentheses (`Bash(npm *)`, `Write(/etc/**)`; `*` matches any characters, `/` included).
 _TOOL_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*(\(.+\))?")
@@ -93,6 +98,13 @@ class AgentType(BaseModel):
     read_roots: tuple[str, ...] = Field(
         (), description="Sandboxed: directories (absolute) a claude agent's file tools may read besides its workspace, "
         "and that an exec agent's commands see under the sandbox's private /tmp (a command or virtualenv kept there).")
+    budget_usd: float | None = Field(
+        None, gt=0, description="Most an agent of this type may spend in all, estimated live from each model turn's "
+        "usage at list prices.")
+    budget_tokens: int | None = Field(None, gt=0, description="Most input and output tokens an agent of this type "
+                                      "may use in all.")
+    on_budget: OnBudget = Field("pause", description="On reaching a budget: `pause` the query (raise the budget with "
+                                "query_control change_budget, then resume) or `terminate` it.")
     description: str = Field("", description="One line shown when types are listed.")
 
     @property

@@ -227,6 +227,9 @@ class Settings(BaseSettings):
     agent_spawn_attempts: int = Field(
         3, ge=1, le=10, description="Tries per agent on transient spawn failures (EAGAIN, EMFILE, initialize timeout)."
     )
+    agent_resume_on_start: bool = Field(
+        False, description="At start, resume every agent the previous run lost (claude: its Claude Code session) and "
+        "start the query it was running again, told it was interrupted by a restart.")
     agent_terminate_grace_s: float = Field(
         5.0, ge=0, description="At shutdown: how long agents get after SIGTERM before SIGKILL."
     )
@@ -290,6 +293,11 @@ class Settings(BaseSettings):
     query_rules_interval_s: float = Field(1.0, gt=0, le=60, description="How often the rules are checked.")
     query_events_namespace: str = Field("query-events", min_length=1, description="Control actions and rule firings.")
     query_events_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="TTL of query event records.")
+
+    # -- budgets -------------------------------------------------------------------------------------
+    budget_usd_per_day: float | None = Field(
+        None, gt=0, description="Most the server's agents may spend per UTC day (estimated live from each model "
+        "turn's usage at list prices); a spawn or query_start with nothing left is refused with budget_exhausted.")
 
     # -- approvals -----------------------------------------------------------------------------------
     approval_timeout_s: float = Field(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from server.agents.ids import new_id
 from server.agents.outcome import TaskOutcome
 from server.agents.permissions import PermissionAnswer, PermissionAsk
 from server.agents.records import AgentRecord, AgentRecords, RowChange
+from server.agents.spend import Limit
 from server.clock import Clock
 from server.config import Settings
 from server.queries.approvals import ApprovalDesk, RequestHooks, requests_cancelled
@@ -52,6 +53,7 @@ class ActiveQuery:
     stopped_by: str | None = None     # who terminated it ("client", "rule:<name>"), for its error
     control_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one control action at a time
     needs_input: asyncio.Event = field(default_factory=asyncio.Event)  # set while a request of it waits
+    budget_acting: bool = False       # a budget it reached is being acted on (pause, terminate)
 
     @property
     def id(self) -> str:
@@ -83,6 +85,8 @@ class QueryBook:
         self._settings = settings
         self._clock = clock
         self._active: dict[str, ActiveQuery] = {}
+        # Told each time a running query's live usage grew (the registry checks its budgets).
+        self.on_spending: Callable[[ActiveQuery], None] | None = None
         self._event_numbers = itertools.count(1)  # two events of one query in one millisecond keep apart
 
     # -- the active ones -----------------------------------------------------------------------
@@ -95,23 +99,25 @@ class QueryBook:
 
     # -- new queries ---------------------------------------------------------------------------
 
-    def first_task(self, agent: AgentRecord, prompt: str, *, waiting: bool) -> tuple[ActiveQuery, RowChange]:
-        active = self._track(self._new(agent, prompt, "waiting" if waiting else "queued", None, None))
+    def first_task(self, agent: AgentRecord, prompt: str, *, waiting: bool, limit: Limit) -> tuple[ActiveQuery, RowChange]:
+        active = self._track(self._new(agent, prompt, "waiting" if waiting else "queued", None, None, limit, None))
         return active, query_added(active.record)
 
     async def add(self, agent: AgentRecord, task: str, *, model: str | None = None,
-                  permission_mode: str | None = None) -> ActiveQuery:
+                  permission_mode: str | None = None, limit: Limit | None = None,
+                  on_budget: str | None = None) -> ActiveQuery:
         """Records a new query of a live agent, ``queued`` until it runs (after the agent's earlier
-        queries). ``model`` and ``permission_mode`` apply from this query on."""
-        record = self._new(agent, task, "queued", model, permission_mode)
+        queries). ``model`` and ``permission_mode`` apply from this query on; ``limit`` is its own budget."""
+        record = self._new(agent, task, "queued", model, permission_mode, limit or Limit(), on_budget)
         await self._database.commit(query_added(record))
         return self._track(record)
 
     def _new(self, agent: AgentRecord, task: str, status: QueryStatus, model: str | None,
-             permission_mode: str | None) -> QueryRecord:
+             permission_mode: str | None, limit: Limit, on_budget: str | None) -> QueryRecord:
         return QueryRecord(id=new_id("query"), agent_id=agent.id, task=task, status=status,
                            created_ms=self._clock.now_ms(), model=model or agent.model,
-                           permission_mode=permission_mode or agent.permission_mode)
+                           permission_mode=permission_mode or agent.permission_mode,
+                           budget_usd=limit.usd, budget_tokens=limit.tokens, on_budget=on_budget)
 
     def _track(self, record: QueryRecord) -> ActiveQuery:
         active = ActiveQuery(record)
@@ -138,6 +144,11 @@ class QueryBook:
             await self.change(active, *agent_changes, model=model)
         elif agent_changes:
             await self._database.commit(*agent_changes)
+
+    def spending(self, task_id: str) -> None:
+        active = self._active.get(task_id)
+        if active is not None and self.on_spending is not None:
+            self.on_spending(active)
 
     async def finished(self, agent: AgentRecord, task_id: str, outcome: TaskOutcome,
                        agent_changes: Sequence[RowChange], *, agent_ending: bool, output_tail: str | None) -> None:

@@ -47,6 +47,10 @@ class QueryRecord:
     paused_total_ms: int = 0
     paused_at_ms: int | None = None
     output_tail: str | None = None
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+    on_budget: str | None = None  # None: its agent's
+    budget_reached: str | None = None  # why a budget paused or ended it (cleared when the budget is raised)
 
     def active_ms(self, now_ms: int) -> int | None:
         """Time it has run, pauses excluded (None before it started)."""

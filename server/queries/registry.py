@@ -28,15 +28,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from server.agents import steering
+from server.agents.budgets import QueryBudget, Reached
 from server.agents.launch import SpawnFailed, make_dirs
 from server.agents.live import Agent
 from server.agents.outcome import Usage
+from server.agents.spend import Limit, Spend
 from server.agents.supervisor import Supervisor
 from server.agents.types import type_environment
 from server.config import Settings
-from server.config.agent_type import PERMISSION_MODES
+from server.config.agent_type import ON_BUDGET_ACTIONS, PERMISSION_MODES
 from server.config.query_rule import QueryRule
-from server.errors import Conflict, Forbidden, InvalidArgument, NotFound
+from server.errors import BudgetExhausted, Conflict, Forbidden, InvalidArgument, NotFound
 from server.queries.approvals import PermissionRequest
 from server.queries.book import ActiveQuery, QueryBook
 from server.queries.commands import CommandResult, allowed_executable, command_argv, run_command
@@ -45,10 +47,14 @@ from server.queries.rules import RuleEngine, RunningQuery
 
 logger = logging.getLogger(__name__)
 
-ControlAction = Literal["pause", "resume", "terminate", "change_model", "change_permissions", "execute_command",
-                        "approve", "deny"]
+ControlAction = Literal["pause", "resume", "terminate", "change_model", "change_permissions", "change_budget",
+                        "execute_command", "approve", "deny"]
 CONTROL_ACTIONS: tuple[ControlAction, ...] = (
-    "pause", "resume", "terminate", "change_model", "change_permissions", "execute_command", "approve", "deny")
+    "pause", "resume", "terminate", "change_model", "change_permissions", "change_budget", "execute_command",
+    "approve", "deny")
+BudgetScope = Literal["query", "agent", "call"]
+BUDGET_SCOPES: tuple[BudgetScope, ...] = ("query", "agent", "call")
+BUDGET_ACTOR = "rule:budget"
 Effect = Literal["now", "next_query"]
 
 
@@ -94,6 +100,8 @@ class QueryRegistry:
         self.rules = RuleEngine(settings.query_rules, settings.query_rules_interval_s, self._observe,
                                 self._rule_fired, supervisor.clock)
         self.rules.start()
+        self.budgets = supervisor.budgets
+        book.on_spending = self._check_budget
 
     async def close(self) -> None:
         await self.rules.close()
@@ -101,14 +109,22 @@ class QueryRegistry:
     # -- starting ------------------------------------------------------------------------------
 
     async def start(self, agent_id: str, task: str, *, model: str | None = None,
-                    permission_mode: str | None = None) -> QueryRecord:
-        """Queues ``task`` on a live agent; it runs after the agent's earlier queries."""
+                    permission_mode: str | None = None, budget: Limit | None = None,
+                    on_budget: str | None = None) -> QueryRecord:
+        """Queues ``task`` on a live agent; it runs after the agent's earlier queries, within
+        ``budget`` (its own) and its agent's, its call's and the day's. Refused with
+        `BudgetExhausted` when one of those is spent already."""
         agent = await self._live_agent(agent_id)
         if not task.strip():
             raise InvalidArgument("task is empty; say what the agent should do")
         if permission_mode is not None:
             self._check_mode(agent, permission_mode)
-        active = await self.book.add(agent.record, task, model=model, permission_mode=permission_mode)
+        if on_budget is not None and on_budget not in ON_BUDGET_ACTIONS:
+            raise InvalidArgument(f"on_budget {on_budget!r} is not one of {', '.join(ON_BUDGET_ACTIONS)}")
+        self.budgets.refuse_when_day_spent("query_start")
+        await self._refuse_when_agent_spent(agent)
+        active = await self.book.add(agent.record, task, model=model, permission_mode=permission_mode,
+                                     limit=budget, on_budget=on_budget)
         self._supervisor.spawn_background(self._run(agent, active), name=f"query-{active.id}")
         return active.record
 
@@ -127,7 +143,8 @@ class QueryRegistry:
                       permission_mode: str | None = None, command: str | Sequence[str] | None = None,
                       grace_s: float = 5.0, actor: str = "client", why: Sequence[str] = (),
                       request_id: str | None = None, message: str | None = None, remember: bool = False,
-                      answers: dict[str, str] | None = None) -> ControlOutcome:
+                      answers: dict[str, str] | None = None, budget: Limit | None = None,
+                      budget_scope: str = "query") -> ControlOutcome:
         """Carries out one action on a query that has not ended; raises (changing nothing) when the
         query's state, the arguments or the settings do not allow it."""
         if action not in CONTROL_ACTIONS:
@@ -152,8 +169,11 @@ class QueryRegistry:
         async with active.control_lock:
             if active.ended.is_set():
                 raise Conflict(f"query {query_id} is {active.record.status}; {action} needs a query that has not ended")
-            outcome = await self._dispatch(action, agent, active, model=model, permission_mode=permission_mode,
-                                            command=command, grace_s=grace_s, actor=actor)
+            if action == "change_budget":
+                outcome = await self._change_budget(agent, active, budget or Limit(), budget_scope)
+            else:
+                outcome = await self._dispatch(action, agent, active, model=model, permission_mode=permission_mode,
+                                                command=command, grace_s=grace_s, actor=actor)
         detail = {**outcome.detail, **({"reasons": list(why)} if why else {}), **({"model": model} if model else {}),
                   **({"permission_mode": permission_mode} if permission_mode else {})}
         if outcome.command is not None:
@@ -216,6 +236,11 @@ class QueryRegistry:
         query = active.record
         if query.status != "paused":
             raise Conflict(f"query {query.id} is {query.status}; only a paused query can be resumed")
+        reached = self.budgets.reached(self._query_budget(query), agent)
+        if reached is not None:
+            fix = (f"raise it with change_budget (budget_scope {reached.level!r})" if reached.level != "day"
+                   else "the day's budget renews at 00:00 UTC (or raise SWITCHBOARD_BUDGET_USD_PER_DAY)")
+            raise Conflict(f"query {query.id} is paused at its {reached.why}; {fix}, then resume")
         signalled = await self._continue(agent, active)
         return ControlOutcome(query, "now", {"processes": signalled})
 
@@ -251,6 +276,90 @@ class QueryRegistry:
             return ControlOutcome(query, "now", {"by": f"signals ({ending})", "agent": "ready"})
         await self._wait_ended(active, grace_s)  # between its process's exit and its record: ending already
         return ControlOutcome(query, "now", {"by": "ended on its own"})
+
+    # -- budgets -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _query_budget(query: QueryRecord) -> QueryBudget:
+        return QueryBudget(query.id, Limit(query.budget_usd, query.budget_tokens), query.on_budget,
+                           Spend(query.cost_usd or 0.0, (query.input_tokens or 0) + (query.output_tokens or 0)))
+
+    def _check_budget(self, active: ActiveQuery) -> None:
+        """A running query's live usage grew: when that reaches one of its budgets, it is paused or
+        terminated (in the background: this runs inside the agent's stream, whose end a terminate waits for)."""
+        if active.record.status not in ("running", "needs_input") or active.budget_acting:
+            return
+        agent = self._supervisor.live(active.record.agent_id)
+        if agent is None:
+            return
+        reached = self.budgets.reached(self._query_budget(active.record), agent)
+        if reached is not None:
+            active.budget_acting = True
+            self._supervisor.spawn_background(self._act_on_budget(active, reached), name=f"budget-{active.id}")
+
+    async def _act_on_budget(self, active: ActiveQuery, reached: Reached) -> None:
+        logger.info("query %s: %s; %s", active.id, reached.why, reached.action)
+        try:
+            await self.book.change(active, budget_reached=reached.why)
+            await self.control(reached.action, active.id, actor=BUDGET_ACTOR, why=[reached.why],
+                               grace_s=self._settings.agent_terminate_grace_s)
+        except (Conflict, NotFound):  # it ended, or was paused, between the check and the action
+            pass
+        except Exception:
+            logger.exception("query %s: the budget's %s failed", active.id, reached.action)
+        finally:
+            active.budget_acting = False
+
+    async def _refuse_when_agent_spent(self, agent: Agent) -> None:
+        state = self.budgets.agent_state(agent.record, None)
+        how = state.limit.reached_by(state.spent)
+        if how is None and agent.record.call_id is not None:
+            call = self.budgets.call_state(await self.budgets.call(agent.record.call_id))
+            how = call.limit.reached_by(call.spent)
+            if how is not None:
+                how = f"its spawn call's {how}"
+        if how is not None:
+            raise BudgetExhausted(f"agent {agent.id}'s budget is spent ({how}); raise it with query_control "
+                                  "change_budget on one of its queries, or spawn a new agent")
+
+    async def _change_budget(self, agent: Agent, active: ActiveQuery, limit: Limit, scope: str) -> ControlOutcome:
+        """Sets the query's (or its agent's, or its spawn call's) budget; a query a budget paused can
+        then be resumed if none is reached any more."""
+        if scope not in BUDGET_SCOPES:
+            raise InvalidArgument(f"budget_scope {scope!r} is not one of {', '.join(BUDGET_SCOPES)}")
+        if not limit.set:
+            raise InvalidArgument("change_budget needs budget_usd or budget_tokens (the new limit)")
+        query = active.record
+        detail: dict[str, Any] = {"budget_scope": scope}
+        if scope == "query":
+            new = Limit(limit.usd if limit.usd is not None else query.budget_usd,
+                        limit.tokens if limit.tokens is not None else query.budget_tokens)
+            detail["was"] = {"budget_usd": query.budget_usd, "budget_tokens": query.budget_tokens}
+            await self.book.change(active, budget_usd=new.usd, budget_tokens=new.tokens)
+        elif scope == "agent":
+            record = agent.record
+            detail["was"] = {"budget_usd": record.budget_usd, "budget_tokens": record.budget_tokens}
+            await self._supervisor.records.commit(self._supervisor.apply_change(
+                agent, budget_usd=limit.usd if limit.usd is not None else record.budget_usd,
+                budget_tokens=limit.tokens if limit.tokens is not None else record.budget_tokens))
+            self._supervisor.changes.changed("agent", agent.id)
+        else:
+            if agent.record.call_id is None:
+                raise InvalidArgument(f"agent {agent.id} was spawned without a call budget; budget_scope 'call' "
+                                      "needs one")
+            if limit.tokens is not None:
+                raise InvalidArgument("a spawn call's budget is in USD only: give budget_usd")
+            call = await self.budgets.call(agent.record.call_id)
+            detail["was"] = {"budget_usd": call.limit.usd}
+            await self._supervisor.records.commit(self.budgets.change_call(call, Limit(limit.usd)))
+        detail.update({name: value for name, value in (("budget_usd", limit.usd), ("budget_tokens", limit.tokens))
+                       if value is not None})
+        still = self.budgets.reached(self._query_budget(query), agent)
+        if query.budget_reached is not None and still is None:
+            await self.book.change(active, budget_reached=None)
+        if still is not None:
+            detail["still_reached"] = still.why
+        return ControlOutcome(query, "now", detail)
 
     async def _wait_ended(self, active: ActiveQuery, timeout_s: float) -> None:
         try:

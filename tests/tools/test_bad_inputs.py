@@ -129,8 +129,9 @@ async def test_query_ids_outside_1_to_500_say_the_bound(connect: Connect, tool: 
       "invalid_argument: agents[0].name must be a string of 1 to 64 characters matching ^[^\\x00-\\x1f\\x7f]+$; "
       "got 'a\\x01'"),
      ("agents_spawn_parallel", {"agents": []},
-      "invalid_argument: agents must be a non-empty list of objects {type, name, task?, depends_on?, model?, "
-      "permission_mode?, cwd?, capabilities?, priority?, command?, on_permission_request?, workspace?, base_ref?}; "
+      "invalid_argument: agents must be a non-empty list of objects {type?, name?, task?, depends_on?, model?, "
+      "permission_mode?, cwd?, capabilities?, priority?, command?, on_permission_request?, workspace?, base_ref?, "
+      "budget_usd?, budget_tokens?, agent_budget_usd?, agent_budget_tokens?, on_budget?, resume?, fork?}; "
       "got an empty list")],
     ids=["exclusive-minimum", "pattern", "too-short"],
 )

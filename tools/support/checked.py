@@ -11,7 +11,10 @@ A `CheckedTool` keeps the SDK's schema, context injection and output validation,
 - anything else is logged with its traceback and answers ``internal: ...``;
 - its schemas carry no ``title`` pydantic derives from each field's name ("If Version" for
   ``if_version``): clients show the model every tool's input schema in each session, and those
-  titles were an eighth of it while saying nothing the name does not.
+  titles were an eighth of it while saying nothing the name does not;
+- an optional argument's input schema is its type alone, not ``anyOf [type, null]`` with
+  ``default: null``: leaving it out says the same (null is still accepted as "not given"), for a
+  ninth of what the model is shown.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class CheckedTool(Tool):
         tool = super().from_function(fn, *args, **kwargs)
         assert isinstance(tool, cls)
         _drop_titles(tool.parameters)
+        _compact_optionals(tool.parameters)
         if tool.fn_metadata.output_schema is not None:
             _drop_titles(tool.fn_metadata.output_schema)
         return tool
@@ -99,3 +103,28 @@ def _drop_titles(schema: Any) -> None:
     for keyword in ("anyOf", "oneOf", "allOf", "prefixItems"):
         for inner in schema.get(keyword) or []:
             _drop_titles(inner)
+
+
+def _compact_optionals(schema: Any) -> None:
+    """Rewrites every ``{"anyOf": [X, {"type": "null"}], "default": null, ...}`` inside ``schema``
+    as ``{...X, ...}``: an optional argument, shown by its type."""
+    if isinstance(schema, list):
+        for inner in schema:
+            _compact_optionals(inner)
+        return
+    if not isinstance(schema, dict):
+        return
+    arms = schema.get("anyOf")
+    if isinstance(arms, list) and len(arms) == 2 and {"type": "null"} in arms:
+        (kept,) = [arm for arm in arms if arm != {"type": "null"}]
+        del schema["anyOf"]
+        if "default" in schema and schema["default"] is None:
+            del schema["default"]
+        for name, value in kept.items():
+            schema.setdefault(name, value)
+    for name, inner in schema.items():
+        if name in ("properties", "$defs", "patternProperties"):
+            for nested in inner.values():
+                _compact_optionals(nested)
+        elif name in ("items", "additionalProperties", "not", "anyOf", "oneOf", "allOf", "prefixItems"):
+            _compact_optionals(inner)
