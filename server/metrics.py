@@ -53,6 +53,17 @@ class ModelFigures(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetFigures:
+    """The day's budget or a spawn call's (``call_id``): the limit (None: none), spent, left."""
+
+    level: str
+    call_id: str
+    spent_usd: float
+    budget_usd: float | None
+    remaining_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class StateFigures:
     """The state the gauges show, read at scrape time."""
 
@@ -62,6 +73,8 @@ class StateFigures:
     queries_by_status: Mapping[str, int]
     usage_by_model: Sequence[ModelFigures]
     pending_requests: Mapping[str, int]  # by kind: permission, question
+    budgets: Sequence[BudgetFigures] = ()
+    budget_reached_queries: int = 0  # queries a budget paused or ended
 
 
 class ServerMetrics:
@@ -92,6 +105,15 @@ class ServerMetrics:
                              ["model", "direction"], registry=registry)
         self._pending_requests = Gauge("switchboard_pending_requests", "Permission requests and questions waiting "
                                        "for an answer, by kind (permission, question).", ["kind"], registry=registry)
+        self._budget_spent = Gauge("switchboard_budget_spent_usd", "Spent against a budget (estimated live): today's "
+                                   "(level day) and each live spawn call's (level call).", ["level", "call_id"],
+                                   registry=registry)
+        self._budget_limit = Gauge("switchboard_budget_usd", "The budget, where one is set.", ["level", "call_id"],
+                                   registry=registry)
+        self._budget_remaining = Gauge("switchboard_budget_remaining_usd", "What is left of the budget.",
+                                       ["level", "call_id"], registry=registry)
+        self._budget_reached = Gauge("switchboard_budget_reached_queries", "Queries a budget paused or terminated.",
+                                     registry=registry)
         self._decision_seconds = Histogram("switchboard_request_decision_seconds", "Time from a permission request or "
                                           "question to its end, by outcome (allowed, denied, expired, cancelled).",
                                           ["outcome"], buckets=_DECISION_BUCKETS, registry=registry)
@@ -111,7 +133,15 @@ class ServerMetrics:
             self._memory_entries.labels(namespace=namespace.namespace).set(namespace.entries)
             self._memory_bytes.labels(namespace=namespace.namespace).set(namespace.bytes)
         self._vectors.set(state.vectors)
-        _reset(self._agents, self._queries, self._cost, self._tokens, self._pending_requests)
+        _reset(self._agents, self._queries, self._cost, self._tokens, self._pending_requests, self._budget_spent,
+               self._budget_limit, self._budget_remaining)
+        for budget in state.budgets:
+            labels = {"level": budget.level, "call_id": budget.call_id}
+            self._budget_spent.labels(**labels).set(budget.spent_usd)
+            if budget.budget_usd is not None:
+                self._budget_limit.labels(**labels).set(budget.budget_usd)
+                self._budget_remaining.labels(**labels).set(budget.remaining_usd or 0.0)
+        self._budget_reached.set(state.budget_reached_queries)
         for kind in ("permission", "question"):
             self._pending_requests.labels(kind=kind).set(state.pending_requests.get(kind, 0))
         for status, count in state.agents_by_status.items():

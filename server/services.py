@@ -19,7 +19,7 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.errors import Unavailable
 from server.memory import ExpirySweeper, MemoryStore
-from server.metrics import ServerMetrics, StateFigures
+from server.metrics import BudgetFigures, ServerMetrics, StateFigures
 from server.objects import BatchUploader, ObjectStore
 from server.objects.from_settings import build_uploader, open_object_store
 from server.private_files import create_private_file, make_private_dir
@@ -65,7 +65,15 @@ class Services:
             queries_by_status=await queries.query_counts(),
             usage_by_model=await queries.usage_by_model(),
             pending_requests=await self.queries.book.approvals.pending_counts(),
+            budgets=self._budget_figures(),
+            budget_reached_queries=await queries.budget_reached_count(),
         )
+
+    def _budget_figures(self) -> list[BudgetFigures]:
+        budgets = self.supervisor.budgets
+        return [BudgetFigures(state.level, call_id or "", round(state.spent.usd, 6), state.limit.usd,
+                              state.remaining_usd)
+                for call_id, state in [(None, budgets.day()), *budgets.calls()]]
 
 
 @contextlib.asynccontextmanager
@@ -114,9 +122,20 @@ async def open_services(settings: Settings, clock: Clock | None = None) -> Async
         parts.push_async_callback(_closing_shielded, supervisor.close)
         queries = QueryRegistry(supervisor, book, settings)
         parts.push_async_callback(_closing_shielded, queries.close)  # its rules stop before the agents end
+        spawner = Spawner(supervisor)
+        if settings.agent_resume_on_start and supervisor.lost_at_start:
+            supervisor.spawn_background(_resume_lost(spawner), name="resume-lost-agents")
         yield Services(settings=settings, clock=clock, memory=memory, sweeper=sweeper, objects=objects,
-                       uploader=uploader, supervisor=supervisor, spawner=Spawner(supervisor), queries=queries,
+                       uploader=uploader, supervisor=supervisor, spawner=spawner, queries=queries,
                        metrics=metrics)
+
+
+async def _resume_lost(spawner: Spawner) -> None:
+    """In the background, so the server answers while the lost agents come back up."""
+    try:
+        await spawner.resume_lost_at_start()
+    except Exception:
+        logger.exception("the agents the previous run lost could not be resumed")
 
 
 def make_private_layout(settings: Settings) -> None:

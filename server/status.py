@@ -14,6 +14,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from server import __version__
+from server.agents.budgets import Budgets
 from server.agents.records import AgentRecord
 from server.objects.uploader import SUMMARY_NAMESPACE
 from server.services import Services
@@ -47,7 +48,18 @@ class QueryRow(BaseModel):
     active_ms: int | None
     turns: int | None
     cost_usd: float | None
+    budget_reached: str | None = None
     task: str = Field(description="Its first 120 characters.")
+
+
+class BudgetRow(BaseModel):
+    """The day's budget, or a spawn call's: the limit (None: none set), spent, what is left."""
+
+    level: str = Field(description="day, or call")
+    call_id: str | None = None
+    budget_usd: float | None
+    spent_usd: float
+    remaining_usd: float | None
 
 
 class StatusSnapshot(BaseModel):
@@ -68,6 +80,7 @@ class StatusSnapshot(BaseModel):
     cost_usd: float
     input_tokens: int
     output_tokens: int
+    budgets: list[BudgetRow] = Field(description="Today's (UTC) spend and budget, and the live spawn calls' budgets.")
     upload_batches: int
     workspaces: int = Field(description="Agents' git worktrees on disk.")
     workspaces_unmerged: int
@@ -100,13 +113,24 @@ async def status_of(services: Services, *, detail: bool = True) -> StatusSnapsho
         queries_by_status=query_counts,
         active_queries=[QueryRow(query_id=view.record.id, agent_id=view.record.agent_id, status=view.record.status,
                                  model=view.record.model, active_ms=view.active_ms, turns=view.record.turns,
-                                 cost_usd=view.record.cost_usd, task=view.record.task[:120]) for view in active],
+                                 cost_usd=view.record.cost_usd, budget_reached=view.record.budget_reached,
+                                 task=view.record.task[:120]) for view in active],
         cost_usd=round(sum(row.cost_usd for row in usage), 6),
         input_tokens=sum(row.input_tokens for row in usage),
         output_tokens=sum(row.output_tokens for row in usage),
+        budgets=_budget_rows(services.supervisor.budgets),
         upload_batches=next((n.entries for n in stats.namespaces if n.namespace == SUMMARY_NAMESPACE), 0),
         workspaces=disk.worktrees, workspaces_unmerged=disk.unmerged, workspaces_bytes=disk.bytes,
     )
+
+
+def _budget_rows(budgets: Budgets) -> list[BudgetRow]:
+    rows = []
+    for call_id, state in [(None, budgets.day()), *budgets.calls()]:
+        rows.append(BudgetRow(level=state.level, call_id=call_id, budget_usd=state.limit.usd,
+                              spent_usd=round(state.spent.usd, 6),
+                              remaining_usd=round(state.remaining_usd, 6) if state.remaining_usd is not None else None))
+    return rows
 
 
 def current_record(services: Services, stored: AgentRecord) -> AgentRecord:
@@ -132,6 +156,7 @@ def render_text(snapshot: StatusSnapshot) -> str:
              f"agents   {_counts(snapshot.agents_by_status)}",
              f"queries  {_counts(snapshot.queries_by_status)}",
              f"cost     ${snapshot.cost_usd:.4f}  tokens in {snapshot.input_tokens} out {snapshot.output_tokens}",
+             *[_budget_text(row) for row in snapshot.budgets],
              f"uploads  {snapshot.upload_batches} batches on record",
              f"worktrees {snapshot.workspaces} ({snapshot.workspaces_unmerged} unmerged), "
              f"{size_text(snapshot.workspaces_bytes)} on disk"]
@@ -146,8 +171,16 @@ def render_text(snapshot: StatusSnapshot) -> str:
     if snapshot.active_queries:
         lines += ["", f"{'QUERY':<20} {'AGENT':<20} {'STATUS':<8} {'ACTIVE':>8} {'TURNS':>5}  TASK"]
         lines += [f"{q.query_id:<20} {q.agent_id:<20} {q.status:<8} {(q.active_ms or 0) / 1000:>7.1f}s "
-                  f"{q.turns if q.turns is not None else '-':>5}  {q.task[:60]}" for q in snapshot.active_queries]
+                  f"{q.turns if q.turns is not None else '-':>5}  {q.task[:60]}"
+                  + (f"\n{'':<20} {q.budget_reached}" if q.budget_reached else "") for q in snapshot.active_queries]
     return "\n".join(lines) + "\n"
+
+
+def _budget_text(row: BudgetRow) -> str:
+    what = "today" if row.level == "day" else f"call {row.call_id}"
+    if row.budget_usd is None:
+        return f"budget   {what}: ${row.spent_usd:.4f} spent, no daily budget (SWITCHBOARD_BUDGET_USD_PER_DAY)"
+    return f"budget   {what}: ${row.spent_usd:.4f} of ${row.budget_usd:.2f} spent, ${row.remaining_usd or 0:.4f} left"
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -13,10 +13,12 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
+from server.agents.budgets import BudgetState
 from server.agents.records import LIVE_AGENT_STATUSES, AgentRecord
 from server.agents.workspaces import WorkspaceRecord
 from server.services import Services
 from tools.support.arguments import seq_cursor
+from tools.support.budget_views import ShownBudget
 from tools.support.checked import CheckedTool
 from tools.support.compact import CompactModel
 from tools.support.results import structured
@@ -49,10 +51,15 @@ class ListedAgent(CompactModel):
     ended_at: str | None = None
     branch: str | None = Field(default=None, description="A worktree agent's branch (agent_changes, agent_merge).")
     merged_into: str | None = None
+    budget: ShownBudget | None = Field(default=None, description="Its own, over all its tasks.")
+    call_id: str | None = Field(default=None, description="The spawn call whose budget it shares.")
+    call_budget: ShownBudget | None = None
+    resumed_from: str | None = None
+    session_id: str | None = Field(default=None, description="claude: its Claude Code session (resume).")
 
     @classmethod
-    def from_record(cls, record: AgentRecord, memory_calls: int | None,
-                    workspace: WorkspaceRecord | None = None) -> ListedAgent:
+    def from_record(cls, record: AgentRecord, memory_calls: int | None, workspace: WorkspaceRecord | None = None,
+                    budget: BudgetState | None = None, call_budget: BudgetState | None = None) -> ListedAgent:
         listed = cls(
             agent_id=record.id, name=record.name, type=record.type, runtime=record.runtime, status=record.status,
             model=record.model, permission_mode=record.permission_mode, workdir=record.workdir,
@@ -67,6 +74,10 @@ class ListedAgent(CompactModel):
             "memory_calls": memory_calls or record.memory_calls or None,
             "branch": workspace.branch if workspace is not None and workspace.discarded_ms is None else None,
             "merged_into": workspace.merged_into if workspace is not None else None,
+            "budget": ShownBudget.from_engine(budget) if budget is not None and budget.limit.set else None,
+            "call_id": record.call_id,
+            "call_budget": ShownBudget.from_engine(call_budget) if call_budget is not None else None,
+            "resumed_from": record.resumed_from, "session_id": record.session_id,
         }
         for name, value in optional.items():
             if value is not None:
@@ -88,8 +99,9 @@ async def agent_list(
     cursor: Annotated[str, Field(description="next_cursor of the previous page.")] = "",
 ) -> Annotated[CallToolResult, AgentListResult]:
     """List agents: type, status, model, permission mode, pid while alive, current query, tasks
-    run, tokens and cost so far, timestamps, a worktree agent's branch. Oldest first, paged. Agents of earlier server runs
-    are listed too (lost when that server crashed). Errors start with a code: invalid_argument.
+    run, tokens and cost so far, budgets and what is left, timestamps, a worktree agent's branch.
+    Oldest first, paged. Agents of earlier server runs are listed too (lost when that server
+    crashed). Errors start with a code: invalid_argument.
     """
     services: Services = ctx.request_context.lifespan_context
     supervisor = services.supervisor
@@ -99,11 +111,15 @@ async def agent_list(
                                                              after_seq=after, limit=limit)
     calls = supervisor.memory_access.calls_by_agent() if supervisor.memory_access is not None else {}
     workspaces = await supervisor.workspaces.of_agents([record.id for record in records])
+    budgets = supervisor.budgets
     listed = []
     for record in records:
         live = supervisor.live(record.id)
         current = live.record if live is not None else record  # the live copy is never behind the database
-        listed.append(ListedAgent.from_record(current, calls.get(record.id), workspaces.get(record.id)))
+        running = live.live_usage if live is not None and live.running is not None else None
+        call = budgets.call_state(await budgets.call(record.call_id)) if record.call_id is not None else None
+        listed.append(ListedAgent.from_record(current, calls.get(record.id), workspaces.get(record.id),
+                                              budgets.agent_state(current, running), call))
     result = AgentListResult(agents=listed, counts=await supervisor.records.counts_by_status())
     if next_seq is not None:
         result.next_cursor = str(next_seq)

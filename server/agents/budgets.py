@@ -199,10 +199,10 @@ class Budgets:
                        if agent.record.call_id == call.call_id), Spend())
         return BudgetState("call", call.limit, call.ended + running)
 
-    def calls(self) -> list[BudgetState]:
-        """The budgets of the calls this server tracks that still have live agents."""
+    def calls(self) -> list[tuple[str, BudgetState]]:
+        """The budgets of the calls this server tracks that still have live agents, by call id."""
         live_calls = {agent.record.call_id for agent in self._live_agents() if agent.record.call_id is not None}
-        return [self.call_state(call) for call_id, call in self._calls.items() if call_id in live_calls]
+        return [(call_id, self.call_state(call)) for call_id, call in self._calls.items() if call_id in live_calls]
 
     # -- a query and its agent -----------------------------------------------------------------
 

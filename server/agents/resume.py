@@ -57,6 +57,13 @@ async def resumable(records: AgentRecords, workspaces: AgentWorkspaces, agent_id
     return ResumedAgent(record, workspace, session_id if record.runtime == "claude" else None, fork)
 
 
+async def interrupted_task(records: AgentRecords, agent_id: str) -> str | None:
+    """The task the agent was running when its server was lost (its query marked lost), if any."""
+    rows = await records.rows("SELECT task FROM queries WHERE agent_id = ? AND status = 'lost' "
+                              "ORDER BY seq DESC LIMIT 1", (agent_id,))
+    return str(rows[0][0]) if rows else None
+
+
 async def _last_session(records: AgentRecords, agent_id: str) -> str | None:
     rows = await records.rows("SELECT session_id FROM queries WHERE agent_id = ? AND session_id IS NOT NULL "
                               "ORDER BY seq DESC LIMIT 1", (agent_id,))

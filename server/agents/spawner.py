@@ -24,10 +24,11 @@ from server.agents.launch import SpawnFailed
 from server.agents.live import Agent
 from server.agents.outcome import TaskOutcome
 from server.agents.records import AgentStatus
-from server.agents.spawn_plan import PlannedAgent, SpawnEntry, SpawnPlanner, SpawnReport, SpawnRequest
+from server.agents.resume import RESTART_NOTE, interrupted_task, resumable
+from server.agents.spawn_plan import AgentSpec, PlannedAgent, SpawnEntry, SpawnPlanner, SpawnReport, SpawnRequest
 from server.agents.spend import Limit
 from server.agents.supervisor import StopFailed, Supervisor
-from server.errors import NotFound
+from server.errors import NotFound, SwitchboardError
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,31 @@ class Spawner:
             return await self._answer_when_done(call, request.timeout_s, interrupt)
         finally:
             answered = True
+
+    async def resume_lost_at_start(self) -> SpawnReport | None:
+        """SWITCHBOARD_AGENT_RESUME_ON_START: every agent the previous run lost comes back (`resume`),
+        each starting again the task it was interrupted in, told so (a claude agent: in its resumed
+        conversation). An agent that cannot be resumed (a claude agent that never ran a task) is skipped."""
+        supervisor = self._supervisor
+        specs = []
+        for agent_id in supervisor.lost_at_start:
+            record = await supervisor.records.agent(agent_id)
+            if record is None:
+                continue
+            try:
+                await resumable(supervisor.records, supervisor.workspaces, agent_id, fork=False, live=False)
+            except SwitchboardError as error:
+                logger.info("agent %s is not resumed at start: %s", agent_id, error.message)
+                continue
+            task = await interrupted_task(supervisor.records, agent_id)
+            if task is not None and record.runtime == "claude":
+                task = RESTART_NOTE + task
+            specs.append(AgentSpec(type="", name=record.name, task=task, resume=agent_id))
+        if not specs:
+            return None
+        logger.info("resuming %d agent(s) the previous run lost", len(specs))
+        return await self.spawn_many(SpawnRequest(agents=tuple(specs), max_concurrency=len(specs),
+                                                  batch_size=len(specs)))
 
     async def resume_wait(self, call_id: str, timeout_s: float | None, interrupt: asyncio.Event | None = None
                           ) -> SpawnReport:

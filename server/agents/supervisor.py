@@ -107,6 +107,7 @@ class Supervisor:
             sample_agents_forever(self.live_agents, self.activity, clock, settings.agent_metrics_interval_s),
             name="agent-metrics")
         self._workspace_sweeper: asyncio.Task[None] | None = None
+        self.lost_at_start: list[str] = []  # the agents the previous run left, marked lost at this start
 
     @classmethod
     async def open(cls, settings: Settings, records: AgentRecords, tasks: TaskLedger, activity: ActivityLog,
@@ -116,7 +117,7 @@ class Supervisor:
         supervisor = cls(settings, records, tasks, activity, changes, clock)
         try:
             await supervisor.budgets.open()
-            await supervisor.reap_leftovers()
+            supervisor.lost_at_start = await supervisor.reap_leftovers()
             await supervisor.workspaces.prune_at_start()
             supervisor._workspace_sweeper = asyncio.create_task(supervisor.workspaces.sweep_forever(),
                                                                 name="workspace-sweep")

@@ -115,6 +115,11 @@ class QueryRecords:
     def __init__(self, database: AgentRecords) -> None:
         self.database = database
 
+    async def budget_reached_count(self) -> int:
+        rows = await self.database.rows("SELECT COUNT(*) FROM queries WHERE budget_reached IS NOT NULL")
+        (count,) = rows[0]
+        return count if isinstance(count, int) else 0
+
     async def query(self, query_id: str) -> QueryRecord | None:
         found = await self.database.select(QUERIES, "id = ?", [query_id])
         return found[0] if found else None

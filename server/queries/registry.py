@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from server.agents import steering
-from server.agents.budgets import QueryBudget, Reached
+from server.agents.budgets import Budgets, BudgetState, QueryBudget, Reached
 from server.agents.launch import SpawnFailed, make_dirs
 from server.agents.live import Agent
 from server.agents.outcome import Usage
@@ -79,6 +79,7 @@ class QueryView:
     log: list[QueryEvent] | None = None
     output_tail: str | None = None
     pending_requests: list[PermissionRequest] = field(default_factory=list)
+    budget: BudgetState | None = None  # its own budget, when it has one
 
 
 @dataclass(slots=True)
@@ -475,9 +476,10 @@ class QueryRegistry:
                 agent = self._supervisor.live(record.agent_id)
                 if active is not None and agent is not None and record.started_ms is not None:
                     tail = agent.tail.since(active.tail_mark)
+            budget = Budgets.query_state(self._query_budget(record), None)
             views.append(QueryView(record, record.active_ms(now), record.wall_ms(now),
                                    logs.get(record.id, []) if include_output else None, tail,
-                                   requests.get(record.id, [])))
+                                   requests.get(record.id, []), budget if budget.limit.set else None))
         return views
 
     def _with_live_usage(self, record: QueryRecord) -> QueryRecord:

@@ -9,6 +9,7 @@ from pydantic import Field
 from server.queries.approvals import PermissionRequest
 from server.queries.records import QueryEvent
 from server.queries.registry import QueryView
+from tools.support.budget_views import ShownBudget
 from tools.support.compact import CompactModel
 from tools.support.timestamps import iso_utc
 
@@ -69,6 +70,8 @@ class ListedQuery(CompactModel):
     log: list[LoggedEvent] | None = Field(default=None, description="With include_output: control actions and "
                                                                      "permission decisions, oldest first.")
     pending_requests: list[PendingRequest] | None = None
+    budget: ShownBudget | None = None
+    budget_reached: str | None = Field(default=None, description="Why a budget paused or ended it.")
 
     @classmethod
     def from_engine(cls, view: QueryView, *, result_chars: int = 4000) -> ListedQuery:
@@ -86,6 +89,8 @@ class ListedQuery(CompactModel):
             "output_tail": view.output_tail or None,
             "log": [LoggedEvent.from_engine(event) for event in view.log] if view.log is not None else None,
             "pending_requests": [PendingRequest.from_engine(request) for request in view.pending_requests] or None,
+            "budget": ShownBudget.from_engine(view.budget) if view.budget is not None else None,
+            "budget_reached": record.budget_reached,
         }
         for name, value in optional.items():
             if value is not None:

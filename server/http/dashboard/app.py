@@ -6,7 +6,8 @@
     GET  /static/app.js, /static/style.css, /static/favicon.svg
     GET  /api/state                       everything the page shows, and the session's CSRF token
     GET  /api/events                      the same, pushed (text/event-stream) on each change
-    POST /api/queries/{query_id}/control  {"action": "pause" | "resume" | "terminate" | "change_model", "model"?}
+    POST /api/queries/{query_id}/control  {"action": "pause" | "resume" | "terminate" | "change_model" |
+                                           "change_budget", "model"?, "budget_usd"?}
                                           (a wrong body: 400, code invalid_argument, naming the field)
     POST /api/requests/{request_id}/answer {"decision": "allow" | "always" | "deny", "message"?, "answers"?}
     GET  /api/agents/{agent_id}/changes?diff=1  a worktree agent's files, commits and (diff=1) diff, as
@@ -49,6 +50,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
+from server.agents.spend import Limit
 from server.errors import SwitchboardError
 from server.http.dashboard.bodies import (
     answer_request,
@@ -251,8 +253,9 @@ class Dashboard:
     async def _control(self, request: Request, _session: Session) -> Response:
         query_id = request.path_params["query_id"]
         try:
-            action, model = control_request(await read_body(request))
-            outcome = await self._services.queries.control(action, query_id, model=model, actor="dashboard")
+            asked = control_request(await read_body(request))
+            outcome = await self._services.queries.control(asked.action, query_id, model=asked.model, actor="dashboard",
+                                                           budget=Limit(asked.budget_usd))
         except SwitchboardError as error:
             return _refusal(error)
         return JSONResponse({"query_id": query_id, "status": outcome.query.status, "effect": outcome.effect})

@@ -26,9 +26,16 @@ BRANCH_MAX_CHARS = 255  # what most filesystems allow a ref's file name
 FORM_TYPE = "application/x-www-form-urlencoded"  # how the sign-in page posts its form
 
 # What the page offers; change_permissions and execute_command stay with the query_control tool.
-DashboardAction = Literal["pause", "resume", "terminate", "change_model"]
+DashboardAction = Literal["pause", "resume", "terminate", "change_model", "change_budget"]
 CONTROL_ACTIONS: tuple[DashboardAction, ...] = get_args(DashboardAction)
-CONTROL_FIELDS = ("action", "model")
+CONTROL_FIELDS = ("action", "model", "budget_usd")
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    action: DashboardAction
+    model: str | None = None  # change_model
+    budget_usd: float | None = None  # change_budget: the query's new budget
 
 
 async def read_body(request: Request) -> bytes:
@@ -60,24 +67,33 @@ def sign_in_token(content_type: str, body: bytes) -> str:
     return tokens[0]
 
 
-def control_request(body: bytes) -> tuple[DashboardAction, str | None]:
-    """The action (and, for change_model, the stripped model) of a control request's JSON body."""
+def control_request(body: bytes) -> ControlRequest:
+    """The action of a control request's JSON body, with the stripped model of a change_model and
+    the new budget of a change_budget."""
     fields = _json_object(body)
     unknown = sorted(set(fields) - set(CONTROL_FIELDS))
     if unknown:
-        raise InvalidArgument(f"unknown field {', '.join(map(repr, unknown))}: the body takes only action and model")
+        raise InvalidArgument(f"unknown field {', '.join(map(repr, unknown))}: the body takes only action, model "
+                              "(change_model) and budget_usd (change_budget)")
     action = fields.get("action")
     if not isinstance(action, str) or action not in CONTROL_ACTIONS:
         raise InvalidArgument(f"action must be one of {', '.join(CONTROL_ACTIONS)}; got {_shown(action)}")
-    model = fields.get("model")
+    model, budget = fields.get("model"), fields.get("budget_usd")
+    if model is not None and action != "change_model":
+        raise InvalidArgument(f"model is for change_model only; {action} takes no model")
+    if budget is not None and action != "change_budget":
+        raise InvalidArgument(f"budget_usd is for change_budget only; {action} takes no budget_usd")
+    if action == "change_budget":
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget < 1e9:
+            raise InvalidArgument(f"budget_usd must be the query's new budget in USD, a number above 0; "
+                                  f"got {_shown(budget)}")
+        return ControlRequest(action, budget_usd=float(budget))
     if action != "change_model":
-        if model is not None:
-            raise InvalidArgument(f"model is for change_model only; {action} takes no model")
-        return action, None
+        return ControlRequest(action)
     if not isinstance(model, str) or not model.strip() or len(model) > MODEL_MAX_CHARS:
         raise InvalidArgument(f"model must be the name of the model to switch to, a non-empty string of at most "
                               f"{MODEL_MAX_CHARS} characters; got {_shown(model)}")
-    return action, model.strip()
+    return ControlRequest(action, model=model.strip())
 
 
 ANSWER_FIELDS = ("decision", "message", "answers")

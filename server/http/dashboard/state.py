@@ -88,6 +88,7 @@ async def dashboard_state(services: Services, history: CostHistory) -> dict[str,
             "cpu_seconds": round(usage.cpu_seconds, 1) if usage else None,
             "rss_bytes": usage.rss_bytes if usage else None,
             "workspace": _workspace(workspaces[current.id]) if current.id in workspaces else None,
+            "budget_usd": current.budget_usd, "resumed_from": current.resumed_from,
         })
     active, _, _ = await services.queries.page(include_output=True, limit=200)
     ended = await services.queries.views(await services.queries.records.recent_ended_queries(RECENT_QUERIES),
@@ -154,6 +155,9 @@ def _query(view: QueryView, *, controllable: bool) -> dict[str, Any]:
         "cost_usd": record.cost_usd, "result": (record.result or "")[-TAIL_CHARS:], "error": record.error,
         "output_tail": (view.output_tail or "")[-TAIL_CHARS:], "log": [asdict(event) for event in view.log or []],
         "controllable": controllable,
+        "budget_usd": record.budget_usd, "budget_tokens": record.budget_tokens,
+        "remaining_usd": view.budget.remaining_usd if view.budget is not None else None,
+        "budget_reached": record.budget_reached,
     }
 
 

@@ -58,6 +58,8 @@ function renderSummary(state) {
     ["queries paused", count(s.queries_by_status, "paused")],
     ["needs input", count(s.queries_by_status, "needs_input")],
     ["cost", money(s.cost_usd)],
+    ...s.budgets.map((b) => [b.level === "day" ? "spent today (UTC)" : `call ${b.call_id}`,
+      b.budget_usd === null ? money(b.spent_usd) : `${money(b.spent_usd)} of ${money(b.budget_usd)}`]),
     ["memory entries", s.memory_entries],
     ["vectors", s.vectors],
     [`worktrees (${s.workspaces_unmerged} unmerged)`, `${s.workspaces}, ${bytes(s.workspaces_bytes)}`],
@@ -100,7 +102,9 @@ function renderAgents(agents) {
       element("td", { class: "num" }, a.uptime_s === null ? "-" : `${a.uptime_s} s`),
       element("td", { class: "num" }, a.cpu_seconds === null ? "-" : `${a.cpu_seconds} s`),
       element("td", { class: "num" }, bytes(a.rss_bytes)),
-      element("td", { class: "num" }, a.tasks_run), element("td", { class: "num" }, money(a.cost_usd)),
+      element("td", { class: "num" }, a.tasks_run),
+      element("td", { class: "num" }, money(a.cost_usd), a.budget_usd === null ? null
+        : element("small", {}, ` of ${money(a.budget_usd)}`)),
       element("td", { class: "workspace" }, workspaceCell(a))),
     reviews.has(a.agent_id) ? element("tr", { class: "review-row" },
       element("td", { colspan: 11 }, reviews.get(a.agent_id))) : null].filter(Boolean)),
@@ -224,12 +228,16 @@ async function confirmMerge(agent, dry, confirm, current, body) {
 function controls(query) {
   if (!query.controllable || !["running", "needs_input", "paused", "queued", "waiting"].includes(query.status)) return null;
   const model = element("input", { placeholder: "model", "aria-label": "model" });
-  const act = (action) => () => control(query.query_id, action, action === "change_model" ? model.value : undefined);
+  const budget = element("input", { placeholder: "USD", "aria-label": "budget in USD", type: "number", min: "0",
+    step: "0.01" });
+  const act = (action) => () => control(query.query_id, action, action === "change_model" ? model.value : undefined,
+    action === "change_budget" ? Number(budget.value) : undefined);
   return element("div", { class: "controls" },
     ["running", "needs_input"].includes(query.status) ? element("button", { onclick: act("pause") }, "Pause") : null,
     query.status === "paused" ? element("button", { onclick: act("resume") }, "Resume") : null,
     element("button", { onclick: act("terminate") }, "Terminate"),
-    element("span", {}, model, element("button", { onclick: act("change_model") }, "Change model")));
+    element("span", {}, model, element("button", { onclick: act("change_model") }, "Change model")),
+    element("span", {}, budget, element("button", { onclick: act("change_budget") }, "Set budget")));
 }
 
 function renderQueries(queries) {
@@ -241,8 +249,10 @@ function renderQueries(queries) {
       element("td", {}, q.task), element("td", {}, q.model || "-"),
       element("td", { class: "num" }, seconds(q.active_ms)), element("td", { class: "num" }, q.turns ?? "-"),
       element("td", { class: "num" }, q.input_tokens === null ? "-" : `${q.input_tokens} / ${q.output_tokens}`),
-      element("td", { class: "num" }, money(q.cost_usd)),
+      element("td", { class: "num" }, money(q.cost_usd), q.budget_usd === null ? null
+        : element("small", {}, ` of ${money(q.budget_usd)}`)),
       element("td", {},
+        q.budget_reached ? element("div", { class: "problem" }, q.budget_reached) : null,
         q.error ? element("div", { class: "problem" }, q.error) : null,
         q.output_tail || q.result ? element("pre", {}, q.output_tail || q.result) : null,
         q.log.length ? element("pre", {}, q.log.map((e) => `${new Date(e.at_ms).toLocaleTimeString()} ${e.action} by ${e.actor}: ${e.outcome}`).join("\n")) : null))),
@@ -321,11 +331,14 @@ function render(state) {
   renderIndex(state.status);
 }
 
-async function control(queryId, action, model) {
+async function control(queryId, action, model, budgetUsd) {
   showProblem("");
+  const body = { action };
+  if (model !== undefined) body.model = model;
+  if (budgetUsd !== undefined) body.budget_usd = budgetUsd;
   const response = await fetch(`/api/queries/${encodeURIComponent(queryId)}/control`, {
     method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-    body: JSON.stringify(model === undefined ? { action } : { action, model }),
+    body: JSON.stringify(body),
   });
   const answer = await response.json();
   if (!response.ok) showProblem(answer.error || `${action} failed (${response.status})`);
