@@ -370,13 +370,17 @@ class Spawner:
                 running.cancel()
                 if holding:
                     in_flight.release()
-        self._take_outcome(entry, outcome, agent)
+        self._take_outcome(entry, outcome, agent, task.stopped_by)
         await report(entry, f"{entry.name} task {entry.status}", final=True)
 
-    def _take_outcome(self, entry: SpawnEntry, outcome: TaskOutcome, agent: Agent) -> None:
-        entry.status = "terminated" if agent.terminating else outcome.status
+    def _take_outcome(self, entry: SpawnEntry, outcome: TaskOutcome, agent: Agent, stopped_by: str | None = None
+                      ) -> None:
+        """The entry's status is its task's as recorded: ``terminated`` when someone stopped it (a
+        client, a rule, a budget) or its agent was ending, whatever the runtime answered."""
+        stopped = stopped_by is not None and outcome.status != "completed"
+        entry.status = "terminated" if agent.terminating or stopped else outcome.status
         entry.result = outcome.result
-        entry.error = outcome.error
+        entry.error = f"terminated by {stopped_by}" if stopped else outcome.error
         entry.turns = outcome.usage.turns
         entry.cost_usd = outcome.usage.cost_usd
         entry.succeeded = outcome.status == "completed"
