@@ -320,8 +320,9 @@ class QueryRegistry:
             if how is not None:
                 how = f"its spawn call's {how}"
         if how is not None:
-            raise BudgetExhausted(f"agent {agent.id}'s budget is spent ({how}); raise it with query_control "
-                                  "change_budget on one of its queries, or spawn a new agent")
+            raise BudgetExhausted(f"agent {agent.id}'s budget is spent ({how}): terminate it and resume it with a "
+                                  "larger one (agents_spawn_parallel {agents: [{resume, agent_budget_usd}]}), or "
+                                  "spawn a new agent")
 
     async def _change_budget(self, agent: Agent, active: ActiveQuery, limit: Limit, scope: str) -> ControlOutcome:
         """Sets the query's (or its agent's, or its spawn call's) budget; a query a budget paused can

@@ -112,3 +112,40 @@ async def test_a_call_budget_stops_the_second_agent_and_the_daily_budget_refuses
             with pytest.raises(BudgetExhausted):
                 await services.queries.start(first.agent_id, "reply: again")
         assert sum(1 for seen in api.requests_for("reply: three")) == 0, "nothing of the refused spawn ran"
+
+
+async def test_exec_budgets_pause_on_the_live_estimate_and_spent_ones_refuse_new_work(tmp_path: Path) -> None:
+    """exec agents whose output reports a cost while they run (tests/fixtures/exec_agent.py ``spend``)."""
+    go = tmp_path / "go"
+    async with open_services(agent_settings(tmp_path, budget_usd_per_day=0.05)) as services:
+        report = await services.spawner.spawn_many(request(spec("a", agent_budget_usd=0.01), spec("b")))
+        a, b = report.entries
+        over = await services.queries.start(a.agent_id, f"spend 0.015 {go}")
+        paused = await until_status(services, over.id, "paused")
+        assert paused.budget_reached == "agent budget reached: $0.0150 of budget_usd $0.0100"
+        assert await logged(services, over.id, "pause")
+        go.touch()
+        await services.queries.control("change_budget", over.id, budget=Limit(usd=0.02), budget_scope="agent")
+        await services.queries.control("resume", over.id)
+        assert (await until_status(services, over.id, "completed")).cost_usd == pytest.approx(0.015)
+        go.unlink()
+        spent = await services.queries.start(a.agent_id, f"spend 0.01 {go}")
+        await until_status(services, spent.id, "paused")
+        await services.queries.control("terminate", spent.id)
+        with pytest.raises(BudgetExhausted, match=f"agent {a.agent_id}'s budget is spent"):
+            await services.queries.start(a.agent_id, "ok more")
+        day = services.supervisor.budgets.day()
+        assert day.spent.usd == pytest.approx(0.025) and day.remaining_usd == pytest.approx(0.025)
+        last = await services.queries.start(b.agent_id, f"spend 0.03 {go}")
+        stopped = await until_status(services, last.id, "paused")
+        assert stopped.budget_reached == "day budget reached: $0.0550 of budget_usd $0.0500"
+        await services.queries.control("terminate", last.id)
+        with pytest.raises(BudgetExhausted, match=r"\$0\.0550 of \$0\.05 today, \$0\.00 left until 00:00 UTC"):
+            await services.queries.start(b.agent_id, "ok more")
+        with pytest.raises(BudgetExhausted, match="SWITCHBOARD_BUDGET_USD_PER_DAY"):
+            await services.spawner.spawn_many(request(spec("c", "ok c")))
+    # A restart counts what today's tasks cost already.
+    async with open_services(agent_settings(tmp_path, budget_usd_per_day=0.05)) as services:
+        assert services.supervisor.budgets.day().spent.usd == pytest.approx(0.055)
+        with pytest.raises(BudgetExhausted):
+            await services.spawner.spawn_many(request(spec("d", "ok d")))
