@@ -106,9 +106,9 @@ class TranscriptWriter:
                     cost_usd=cost_usd)
 
     def _end_turn(self) -> None:
-        if self._open_usage is not None:
-            usage, self._open_usage = self._open_usage, None
-            self._write("usage", None, usage=token_counts(usage))
+        usage, self._open_usage = token_counts(self._open_usage or {}), None
+        if usage:  # a turn the stream reported no numbers for has no usage line
+            self._write("usage", None, usage=usage)
 
     def _write(self, kind: str, parent_tool_use_id: str | None, **fields: Any) -> None:
         if self._file is None:
