@@ -39,6 +39,7 @@ ANSWER_BYTES = 64 * 1024
 """What one answer (a query_list page, the resource, the dashboard) holds of transcripts at most."""
 
 _CUT_MARK = "\n[... {cut} bytes cut ...]\n"
+EXEC_NOTE = "an exec query keeps no transcript: output_tail is its output"
 
 
 def transcript_path(state_dir: Path, query_id: str) -> Path:
@@ -248,6 +249,11 @@ def _cut_turn(turn: int, entries: list[dict[str, Any]], budget: int) -> list[dic
     kept.append(_note(turn, f"{len(entries) - len(kept)} more entries of turn {turn} left out: bigger than "
                             f"the answer's {budget} bytes"))
     return kept
+
+
+def exec_page() -> TranscriptPage:
+    """What stands for an exec query's transcript: a note that its output tail is all there is."""
+    return TranscriptPage([{"type": "note", "text": EXEC_NOTE}])
 
 
 def _note(turn: int, text: str) -> dict[str, Any]:

@@ -32,7 +32,14 @@ from server.agents.launch import SpawnFailed, make_dirs
 from server.agents.live import Agent
 from server.agents.outcome import Usage
 from server.agents.supervisor import Supervisor
-from server.agents.transcript import ANSWER_BYTES, TranscriptPage, page_of, read_entries, transcript_path
+from server.agents.transcript import (
+    ANSWER_BYTES,
+    TranscriptPage,
+    exec_page,
+    page_of,
+    read_entries,
+    transcript_path,
+)
 from server.agents.types import type_environment
 from server.config import Settings
 from server.config.agent_type import PERMISSION_MODES
@@ -357,9 +364,11 @@ class QueryRegistry:
         runtimes = {agent_id: await self._runtime_of(agent_id) for agent_id in {view.record.agent_id for view in views}}
         claude = [view for view in views if runtimes[view.record.agent_id] == "claude"]
         for view in views:
-            if runtimes[view.record.agent_id] != "claude" and view.output_tail is None:
-                (with_tail,) = await self.views([view.record], include_output=True)  # an exec query's output is all
-                view.output_tail = with_tail.output_tail
+            if runtimes[view.record.agent_id] != "claude":  # an exec query's output is all there is
+                view.transcript = exec_page()
+                if view.output_tail is None:
+                    (with_tail,) = await self.views([view.record], include_output=True)
+                    view.output_tail = with_tail.output_tail
         budget = ANSWER_BYTES // max(len(claude), 1)
         for view in claude:
             view.transcript = await self._read_transcript(view.record, since_turn, budget, latest=False)

@@ -19,6 +19,7 @@ import pytest
 from mcp import Client, types
 from mcp.shared.subscriptions import ResourceUpdated
 
+from server.agents.transcript import EXEC_NOTE
 from server.app import build_server
 from server.config import Settings
 from server.services import Services, open_services
@@ -115,11 +116,11 @@ async def test_an_exec_querys_transcript_is_its_output_tail(services: Services, 
     (entry,) = (await services.spawner.spawn_many(request(spec("echoer", "ok exec says hi"), wait=True))).entries
     async with Client(build_server(services.settings, services=services)) as client:
         listed = await list_transcript(client, entry.query_id or "")
-        assert listed["output_tail"] == "exec says hi\n" and "transcript" not in listed
+        assert listed["output_tail"] == "exec says hi\n" and "next_turn" not in listed
+        assert listed["transcript"] == [{"type": "note", "text": EXEC_NOTE}]
         shown = json.loads(_text(await client.read_resource(f"switchboard://queries/{entry.query_id}/transcript")))
         assert shown["output_tail"] == "exec says hi\n"
-        assert shown["entries"] == [{"type": "note", "text": "an exec query keeps no transcript: output_tail is its "
-                                                             "output"}]
+        assert shown["entries"] == [{"type": "note", "text": EXEC_NOTE}]
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

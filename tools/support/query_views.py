@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from server.agents.transcript import TranscriptPage
+from server.agents.transcript import TranscriptPage, exec_page
 from server.queries.approvals import PermissionRequest
 from server.queries.records import QueryEvent
 from server.queries.registry import QueryView
@@ -118,9 +118,8 @@ class TranscriptView(CompactModel):
 
     @classmethod
     def from_engine(cls, view: QueryView, page: TranscriptPage | None) -> TranscriptView:
-        shown = cls(query_id=view.record.id, status=view.record.status, entries=page.entries if page else [])
+        shown = cls(query_id=view.record.id, status=view.record.status, entries=(page or exec_page()).entries)
         if page is None:
-            shown.entries = [{"type": "note", "text": "an exec query keeps no transcript: output_tail is its output"}]
             shown.output_tail = view.output_tail or ""
         elif page.next_turn is not None:
             shown.next_turn = page.next_turn
