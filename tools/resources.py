@@ -6,14 +6,17 @@
   Code session: tasks, answers, tool calls, permission decisions);
 - ``switchboard://queries/{query_id}``: one query as ``query_list`` shows it with
   ``include_output`` (state, times, usage, result, output tail, control log);
+- ``switchboard://queries/{query_id}/transcript``: a claude query's latest turns (text, tool calls
+  and results, model, usage) that fit in 64 KiB, as JSON; an exec query's output tail;
 - ``switchboard://approvals``: the permission requests and questions waiting for an answer
   (``query_control approve`` / ``deny``), and the latest ones decided.
 
 Updates reach subscribers in both protocol generations: ``resources/subscribe`` (a
 ``notifications/resources/updated`` per change) and ``subscriptions/listen`` (a resource-updated
 event on the server's subscription bus). A query's and an agent's resources are announced when
-the engine records a change; an agent's log when it has grown (checked every second, so a
-chatty agent costs one notification a second); the status at most once a second.
+the engine records a change; an agent's log and a running query's transcript when they have grown
+(checked every second, so a chatty agent costs one notification a second); the status at most once
+a second.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
 from server.agents.changes import Kind
+from server.agents.transcript import transcript_path
 from server.errors import NotFound, SwitchboardError
 from server.services import Services
 from server.status import status_of
-from tools.support.query_views import ListedQuery
+from tools.support.query_views import ListedQuery, TranscriptView
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -59,6 +63,10 @@ def query_uri(query_id: str) -> str:
     return f"switchboard://queries/{query_id}"
 
 
+def transcript_uri(query_id: str) -> str:
+    return f"switchboard://queries/{query_id}/transcript"
+
+
 class ResourceUpdates:
     """Who subscribed to what, and the announcing of changes to them."""
 
@@ -66,6 +74,7 @@ class ResourceUpdates:
         self._bus = bus
         self._sessions: dict[str, set[ServerSession]] = {}  # resources/subscribe: uri -> sessions
         self._log_sizes: dict[str, int] = {}  # agent id -> output count last announced
+        self._transcript_sizes: dict[str, int] = {}  # running query id -> transcript bytes last announced
         self._status_due = False
         self._sending: set[asyncio.Task[None]] = set()
         self.services: Services | None = None
@@ -78,6 +87,9 @@ class ResourceUpdates:
                         description="The end of an agent's log.")(_agent_log)
         server.resource("switchboard://queries/{query_id}", name="query", mime_type="application/json",
                         description="One query: state, times, usage, result, output tail, control log.")(_query)
+        server.resource("switchboard://queries/{query_id}/transcript", name="query-transcript",
+                        mime_type="application/json",
+                        description="A claude query's latest turns: text, tool calls and results, usage.")(_transcript)
         server.resource(APPROVALS_URI, name="approvals", mime_type="application/json",
                         description="Permission requests and questions waiting for an answer; the latest decided.")(
             self._approvals)
@@ -126,6 +138,7 @@ class ResourceUpdates:
         self._status_due = True
         if kind == "query":
             self._announce(query_uri(ident))
+            self._announce(transcript_uri(ident))  # its start and end, whatever the periodic check saw
         elif kind == "approval":
             self._announce(APPROVALS_URI)
 
@@ -148,11 +161,24 @@ class ResourceUpdates:
             if self._status_due:
                 self._status_due = False
                 await self._send(STATUS_URI)
+            transcripts: dict[str, Path] = {}
             for agent in services.supervisor.live_agents():
                 size = agent.tail.total_bytes
                 if self._log_sizes.get(agent.id, 0) != size:
                     self._log_sizes[agent.id] = size
                     await self._send(agent_log_uri(agent.id))
+                if agent.running is not None and agent.agent_type.runtime == "claude":
+                    transcripts[agent.running.id] = transcript_path(services.supervisor.workdir_for(agent.id),
+                                                                    agent.running.id)
+            await self._announce_grown(transcripts)
+
+    async def _announce_grown(self, transcripts: dict[str, Path]) -> None:
+        """Announces each running query's transcript that has grown; forgets the ones no longer running."""
+        sizes = await asyncio.to_thread(_sizes, transcripts)
+        grown = [query_id for query_id, size in sizes.items() if self._transcript_sizes.get(query_id, 0) != size]
+        self._transcript_sizes = sizes
+        for query_id in grown:
+            await self._send(transcript_uri(query_id))
 
 
 def _answering_errors(read: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[str]]:
@@ -183,6 +209,16 @@ async def _agent_log(agent_id: str, ctx: Context[Services, Any]) -> str:
     return await asyncio.to_thread(_tail, max(logs, key=lambda path: path.stat().st_mtime))
 
 
+def _sizes(paths: dict[str, Path]) -> dict[str, int]:
+    sizes = {}
+    for ident, path in paths.items():
+        try:
+            sizes[ident] = path.stat().st_size
+        except FileNotFoundError:
+            sizes[ident] = 0
+    return sizes
+
+
 def _tail(path: Path) -> str:
     with path.open("rb") as source:
         source.seek(0, 2)
@@ -199,3 +235,10 @@ async def _query(query_id: str, ctx: Context[Services, Any]) -> str:
     record = await services.queries.get(query_id)
     (view,) = await services.queries.views([record], include_output=True)
     return ListedQuery.from_engine(view).model_dump_json(indent=1)
+
+
+@_answering_errors
+async def _transcript(query_id: str, ctx: Context[Services, Any]) -> str:
+    services: Services = ctx.request_context.lifespan_context
+    view, page = await services.queries.transcript(query_id, latest=True)
+    return TranscriptView.from_engine(view, page).model_dump_json(indent=1)

@@ -38,6 +38,7 @@ from claude_agent_sdk import (
     SystemMessage,
     TextBlock,
     ToolPermissionContext,
+    ToolResultBlock,
     ToolUseBlock,
     UserMessage,
 )
@@ -46,6 +47,7 @@ from server.agents.launch import SpawnFailed, launcher_env
 from server.agents.outcome import OutputTail, TaskOutcome, Usage, claude_input_tokens
 from server.agents.permissions import PermissionAnswer
 from server.agents.pricing import cost_usd
+from server.agents.transcript import TranscriptWriter
 
 logger = logging.getLogger(__name__)
 
@@ -233,11 +235,12 @@ class ClaudeSession:
         return self._client is not None
 
     async def run(self, prompt: str, on_model: ModelReported | None = None, on_usage: UsageGrew | None = None,
-                  on_session: SessionNamed | None = None) -> TaskOutcome:
+                  on_session: SessionNamed | None = None, transcript: TranscriptWriter | None = None) -> TaskOutcome:
         """Sends one task and waits for its result. A task that fails (an API error, no credentials,
         the CLI dying) is a ``failed`` outcome with the CLI's own message, never a raise.
         ``on_model`` hears the model in use as soon as the CLI names it, and again if it changes;
-        ``on_usage`` each time the live estimate grew; ``on_session`` the session id when it is new."""
+        ``on_usage`` each time the live estimate grew; ``on_session`` the session id when it is new;
+        ``transcript`` gets each turn's text, tool calls and results, and usage as they stream."""
         async with self._task_lock:
             client = self._client
             if client is None:
@@ -252,6 +255,8 @@ class ClaudeSession:
                     model = None
                     if isinstance(message, AssistantMessage):
                         self._note_assistant(message)
+                        if transcript is not None:
+                            self._transcribe(transcript, message)
                         if message.parent_tool_use_id is None:  # a subagent's turns may run another model
                             model = message.model
                     elif isinstance(message, SystemMessage) and message.subtype == "init":
@@ -263,7 +268,12 @@ class ClaudeSession:
                                 await self._tell(on_session, named)
                     elif isinstance(message, UserMessage):  # tool results: the model is asked again
                         self._waiting_since = time.monotonic()
+                        if transcript is not None:
+                            _transcribe_results(transcript, message)
                     elif isinstance(message, ResultMessage):
+                        if transcript is not None:
+                            transcript.result(is_error=message.is_error, turns=message.num_turns,
+                                              usage=message.usage, cost_usd=message.total_cost_usd)
                         return self._outcome(message)
                     if _is_model(model) and model != told:
                         self.model = told = model
@@ -304,6 +314,16 @@ class ClaudeSession:
                 continue
             self._write_log(text)
             self.tail.add(text.encode())
+
+    def _transcribe(self, transcript: TranscriptWriter, message: AssistantMessage) -> None:
+        turn = message.message_id or message.uuid
+        _, usage = self._turns.get(turn, ("", {})) if turn is not None else ("", {})
+        transcript.assistant(self.live.turns or 0, message.model, usage, message.parent_tool_use_id)
+        for block in message.content:  # thinking is left out
+            if isinstance(block, TextBlock):
+                transcript.text(block.text, message.parent_tool_use_id)
+            elif isinstance(block, ToolUseBlock):
+                transcript.tool_use(block.id, block.name, block.input, message.parent_tool_use_id)
 
     def _price_live(self) -> None:
         """The task's tokens and cost so far, from every turn's usage; the cost is None while any
@@ -364,6 +384,23 @@ class ClaudeSession:
                 await asyncio.shield(self._owner)
         if self._log is not None:
             self._log.close()
+
+
+def _transcribe_results(transcript: TranscriptWriter, message: UserMessage) -> None:
+    if isinstance(message.content, str):
+        return
+    for block in message.content:
+        if isinstance(block, ToolResultBlock):
+            transcript.tool_result(block.tool_use_id, _result_text(block.content), bool(block.is_error),
+                                   message.parent_tool_use_id)
+
+
+def _result_text(content: str | list[dict[str, Any]] | None) -> str:
+    """A tool result's content as text: its text parts, and a mark for each other part (an image)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "\n".join(str(part.get("text", "")) if part.get("type") == "text" else f"[{part.get('type', 'part')}]"
+                     for part in content)
 
 
 def _is_model(name: object) -> TypeGuard[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,10 +28,13 @@ from server.agents.records import AgentRecords, RowChange, agent_changed, agent_
 from server.agents.slots import RunningSlots
 from server.agents.tagged_scan import SharedTaggedScan
 from server.agents.tasks import Task, TaskLedger
+from server.agents.transcript import TranscriptWriter, transcript_path
 from server.agents.types import render_command, type_environment
 from server.agents.watchdog import Watchdog
 from server.clock import Clock
 from server.config import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class TaskRunner:
@@ -100,12 +104,32 @@ class TaskRunner:
         failure = await self._apply_task_settings(agent, task)
         if on_started is not None:
             on_started(0.0)
-        outcome = failure or await agent.session.run(
-            prompt, on_model=lambda model: self._model_in_use(agent, task, model),
-            on_usage=lambda: self._tasks.spending(task.id),
-            on_session=lambda session_id: self._session_named(agent, session_id))
+        outcome = failure or await self._run_claude(agent, task, prompt)
         await self._finish(agent, task, outcome, tail_mark, prompt)
         return outcome
+
+    async def _run_claude(self, agent: Agent, task: Task, prompt: str) -> TaskOutcome:
+        assert agent.session is not None
+        transcript = await self._open_transcript(agent, task)
+        try:
+            return await agent.session.run(
+                prompt, on_model=lambda model: self._model_in_use(agent, task, model),
+                on_usage=lambda: self._tasks.spending(task.id),
+                on_session=lambda session_id: self._session_named(agent, session_id), transcript=transcript)
+        finally:
+            if transcript is not None:
+                transcript.close()
+
+    async def _open_transcript(self, agent: Agent, task: Task) -> TranscriptWriter | None:
+        """The query's transcript, in the agent's state directory; without one (the disk refuses) the task runs."""
+        writer = TranscriptWriter(transcript_path(self._state_dir(agent.id), task.id),
+                                  self._settings.transcript_tool_result_bytes, self._clock.now_ms)
+        try:
+            await asyncio.to_thread(writer.open)
+        except OSError:
+            logger.warning("agent %s: no transcript for query %s", agent.id, task.id, exc_info=True)
+            return None
+        return writer
 
     async def _mark_running(self, agent: Agent, task: Task, tail_mark: int) -> None:
         agent.record.status, agent.record.current_query = "running", task.id

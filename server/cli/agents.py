@@ -3,7 +3,7 @@
     switchboard agents [--all] [--status S] [--json] live agents (with --all, ended ones too, of earlier runs)
     switchboard agents --follow AGENT_ID             its log as it grows, until the agent ends
     switchboard queries [--all] [--json]             active queries (with --all, ended ones too, of earlier runs)
-    switchboard queries --follow QUERY_ID            its state and control log as they change, until it ends
+    switchboard queries --follow QUERY_ID            its state, control log and transcript as they grow, until it ends
 
 Both lists follow one rule: what is live now by default, the history with ``--all``.
 
@@ -18,9 +18,10 @@ import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from server.agents.records import LIVE_AGENT_STATUSES, AgentRecord, AgentRecords
+from server.agents.transcript import complete_lines, transcript_path
 from server.cli.settings import add_data_dir_argument, run_on_agent_records
 from server.config import Settings
 from server.errors import NotFound
@@ -40,8 +41,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     queries = commands.add_parser("queries", help="list active queries (--all: ended ones too), or follow one",
                                   description="List active queries (waiting, queued, running, paused); with --all, "
                                               "ended ones too, of this and earlier runs. Or follow one.")
-    queries.add_argument("--follow", metavar="QUERY_ID", help="print its state and control log as they change, "
-                                                              "until it ends")
+    queries.add_argument("--follow", metavar="QUERY_ID", help="print its state, control log and transcript (a "
+                                                              "claude query's turns) as they grow, until it ends")
     for parser, what in ((agents, "agents"), (queries, "queries")):
         parser.add_argument("-a", "--all", action="store_true", help=f"ended {what} too, of this and earlier runs")
         # `queries --history` was this flag's first name: scripts using it keep working.
@@ -64,7 +65,7 @@ async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> Non
             else:
                 await _list_agents(records, args.status, args.all, args.json, out)
         elif args.follow:
-            await _follow_query(QueryRecords(records), args.follow, args.json, out)
+            await _follow_query(QueryRecords(records), settings, args.follow, args.json, out)
         else:
             await _list_queries(QueryRecords(records), args.all, args.json, out)
     finally:
@@ -156,10 +157,12 @@ def _copy_new(log: Path, offset: int, out: TextIO) -> int:
     return offset + len(data)
 
 
-async def _follow_query(records: QueryRecords, query_id: str, as_json: bool, out: TextIO) -> None:
-    """Prints the query's state when it changes and each new entry of its log, until it has ended."""
+async def _follow_query(records: QueryRecords, settings: Settings, query_id: str, as_json: bool, out: TextIO) -> None:
+    """Prints the query's state when it changes, each new entry of its log and each line appended to its
+    transcript, until it has ended."""
     seen_state: tuple[object, ...] | None = None
     seen_events = 0
+    transcript_offset = 0
     while True:
         query = await records.query(query_id)
         if query is None:
@@ -174,12 +177,48 @@ async def _follow_query(records: QueryRecords, query_id: str, as_json: bool, out
                       f"   {event.action} by {event.actor}: {event.outcome}"
                       f"{' ' + json.dumps(event.detail) if event.detail else ''}\n")
         seen_events = len(events)
+        # Read after the record: a query recorded as ended has its whole transcript written already.
+        path = transcript_path(settings.data_dir.absolute() / "agents" / query.agent_id, query_id)
+        entries, transcript_offset = await asyncio.to_thread(_new_entries, path, transcript_offset)
+        for entry in entries:
+            out.write(json.dumps({"transcript": entry}) + "\n" if as_json else _transcript_line(entry))
         out.flush()
         if query.status in ENDED_QUERY_STATUSES:
             if not as_json and query.result:
                 out.write(f"-- result: {query.result.strip()[:2000]}\n")
             return
         await asyncio.sleep(FOLLOW_INTERVAL_S)
+
+
+def _new_entries(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The whole lines appended since ``offset``, and where the next read starts (a line still being
+    written is read when it is whole)."""
+    try:
+        with path.open("rb") as source:
+            source.seek(offset)
+            data = source.read()
+    except FileNotFoundError:
+        return [], offset
+    entries, used = complete_lines(data)
+    return entries, offset + used
+
+
+def _transcript_line(entry: dict[str, Any]) -> str:
+    kind, turn = entry.get("type"), entry.get("turn")
+    if kind == "turn":
+        return f"   [turn {turn}] {entry.get('model', '')}\n"
+    if kind == "text":
+        return f"   [{turn}] {entry.get('text', '')}\n"
+    if kind == "tool_use":
+        return f"   [{turn}] -> {entry.get('name')} {json.dumps(entry.get('input'), ensure_ascii=False)}\n"
+    if kind == "tool_result":
+        label = "error" if entry.get("is_error") else "result"
+        return f"   [{turn}] <- {label}: {entry.get('content', '')}\n"
+    if kind == "usage":
+        return f"   [{turn}] tokens {json.dumps(entry.get('usage'))}\n"
+    if kind == "result":
+        return f"   [{turn}] ended: {entry.get('turns')} turns, cost {entry.get('cost_usd')}\n"
+    return f"   [{turn}] {json.dumps(entry, ensure_ascii=False)}\n"
 
 
 def _query_line(query: QueryRecord) -> str:

@@ -239,6 +239,9 @@ class Settings(BaseSettings):
     agent_output_tail_bytes: int = Field(
         64 * 1024, ge=1024, description="Output of each agent kept in memory (all of it goes to its log file)."
     )
+    transcript_tool_result_bytes: int = Field(
+        4096, ge=256, le=1024 * 1024,
+        description="Of each tool result (and each long string of a tool call's input), what a transcript keeps.")
     agent_metrics_interval_s: float = Field(
         10.0, gt=0, description="How often each running agent's CPU and RSS are sampled into agent-metrics."
     )

@@ -34,6 +34,14 @@ from server.agents.live import Agent
 from server.agents.outcome import Usage
 from server.agents.spend import Limit, Spend
 from server.agents.supervisor import Supervisor
+from server.agents.transcript import (
+    ANSWER_BYTES,
+    TranscriptPage,
+    exec_page,
+    page_of,
+    read_entries,
+    transcript_path,
+)
 from server.agents.types import type_environment
 from server.config import Settings
 from server.config.agent_type import ON_BUDGET_ACTIONS, PERMISSION_MODES
@@ -42,7 +50,7 @@ from server.errors import BudgetExhausted, Conflict, Forbidden, InvalidArgument,
 from server.queries.approvals import PermissionRequest
 from server.queries.book import ActiveQuery, QueryBook
 from server.queries.commands import CommandResult, allowed_executable, command_argv, run_command
-from server.queries.records import ACTIVE_QUERY_STATUSES, QueryEvent, QueryRecord, QueryRecords
+from server.queries.records import ACTIVE_QUERY_STATUSES, ENDED_QUERY_STATUSES, QueryEvent, QueryRecord, QueryRecords
 from server.queries.rules import RuleEngine, RunningQuery
 
 logger = logging.getLogger(__name__)
@@ -80,6 +88,7 @@ class QueryView:
     output_tail: str | None = None
     pending_requests: list[PermissionRequest] = field(default_factory=list)
     budget: BudgetState | None = None  # its own budget, when it has one
+    transcript: TranscriptPage | None = None  # asked for, of a claude query (an exec query's is its output tail)
 
 
 @dataclass(slots=True)
@@ -443,10 +452,12 @@ class QueryRegistry:
         return record
 
     async def page(self, *, include_history: bool = False, statuses: Sequence[str] = (), agent_id: str | None = None,
-                   query_ids: Sequence[str] = (), include_output: bool = False, limit: int = 50,
+                   query_ids: Sequence[str] = (), include_output: bool = False, include_transcript: bool = False,
+                   since_turn: int = 0, limit: int = 50,
                    after_seq: int = 0) -> tuple[list[QueryView], int | None, dict[str, int]]:
         """A page of queries (the active ones, or all with ``include_history``), the cursor to the
-        next page, and the counts by state (of the same agent or ids)."""
+        next page, and the counts by state (of the same agent or ids). ``include_transcript`` adds
+        each claude query's transcript from ``since_turn``, the queries sharing `ANSWER_BYTES`."""
         wanted = list(statuses) if statuses else ([] if include_history else list(ACTIVE_QUERY_STATUSES))
         if not include_history:
             wanted = [status for status in wanted if status in ACTIVE_QUERY_STATUSES]
@@ -455,7 +466,48 @@ class QueryRegistry:
         records, next_seq = await self.records.queries_page(
             statuses=wanted, agent_id=agent_id, query_ids=query_ids, after_seq=after_seq, limit=limit)
         counts = await self.records.query_counts(agent_id=agent_id, query_ids=query_ids)
-        return await self.views(records, include_output), next_seq, counts
+        views = await self.views(records, include_output)
+        if include_transcript:
+            await self._add_transcripts(views, since_turn)
+        return views, next_seq, counts
+
+    async def _add_transcripts(self, views: list[QueryView], since_turn: int) -> None:
+        runtimes = {agent_id: await self._runtime_of(agent_id) for agent_id in {view.record.agent_id for view in views}}
+        claude = [view for view in views if runtimes[view.record.agent_id] == "claude"]
+        for view in views:
+            if runtimes[view.record.agent_id] != "claude":  # an exec query's output is all there is
+                view.transcript = exec_page()
+                if view.output_tail is None:
+                    (with_tail,) = await self.views([view.record], include_output=True)
+                    view.output_tail = with_tail.output_tail
+        budget = ANSWER_BYTES // max(len(claude), 1)
+        for view in claude:
+            view.transcript = await self._read_transcript(view.record, since_turn, budget, latest=False)
+
+    async def transcript(self, query_id: str, *, since_turn: int = 0, budget_bytes: int = ANSWER_BYTES,
+                         latest: bool = False) -> tuple[QueryView, TranscriptPage | None]:
+        """One query as listed with its output, and its transcript from ``since_turn`` (with ``latest``,
+        its last turns that fit); None for an exec query, whose output tail is all there is."""
+        if since_turn < 0:
+            raise InvalidArgument(f"since_turn is {since_turn}; turns count from 1 (0 reads from the start)")
+        (view,) = await self.views([await self.get(query_id)], include_output=True)
+        if await self._runtime_of(view.record.agent_id) != "claude":
+            return view, None
+        return view, await self._read_transcript(view.record, since_turn, budget_bytes, latest=latest)
+
+    async def _read_transcript(self, record: QueryRecord, since_turn: int, budget_bytes: int, *,
+                               latest: bool) -> TranscriptPage:
+        path = transcript_path(self._supervisor.workdir_for(record.agent_id), record.id)
+        entries = await asyncio.to_thread(read_entries, path)
+        ended = record.status in ENDED_QUERY_STATUSES
+        return page_of(entries, since_turn=since_turn, budget_bytes=budget_bytes, ended=ended, latest=latest)
+
+    async def _runtime_of(self, agent_id: str) -> str | None:
+        agent = self._supervisor.live(agent_id)
+        if agent is not None:
+            return agent.agent_type.runtime
+        record = await self._supervisor.records.agent(agent_id)
+        return record.runtime if record is not None else None
 
     async def views(self, records: Sequence[QueryRecord], include_output: bool) -> list[QueryView]:
         now = self._clock.now_ms()

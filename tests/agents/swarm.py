@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from server.agents.spawn_plan import AgentSpec, SpawnRequest
 from server.agents.types import AgentType
 from server.config import Settings
 from tests.agents.conftest import MODEL
-from tests.fixtures.messages_api import ScriptedMessagesApi
+from tests.fixtures.messages_api import Answer, RecordedRequest, Script, ScriptedMessagesApi, default_script
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXEC_AGENT = FIXTURES / "exec_agent.py"
@@ -62,3 +63,15 @@ def worklog_spans(path: Path) -> dict[str, tuple[float, float]]:
         else:
             spans[agent_id] = (starts[agent_id], float(at))
     return spans
+
+
+def held_after_tool_results(release: threading.Event, timeout_s: float = 60.0) -> Script:
+    """`default_script`, but the model turn that follows a tool result is answered only once ``release``
+    is set: a test reads what one turn left before the next begins (bounded, so a failing test ends)."""
+
+    def script(request: RecordedRequest) -> Answer:
+        if request.is_turn and request.tool_results and not request.new_prompt:
+            release.wait(timeout_s)
+        return default_script(request)
+
+    return script

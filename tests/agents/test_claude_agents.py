@@ -3,13 +3,17 @@ answering to a scripted Messages API on a loopback port. Nothing reaches the net
 
 from __future__ import annotations
 
+import stat
+import threading
+from collections.abc import Awaitable
 from pathlib import Path
 
+from server.agents.transcript import TranscriptPage, transcript_path
 from server.config import Settings
 from server.services import open_services
 from tests.agents.conftest import MODEL
-from tests.agents.groups import eventually, file_size, running_in_group
-from tests.agents.swarm import agent_settings, claude_type, request, spec
+from tests.agents.groups import eventually, eventually_async, file_size, running_in_group
+from tests.agents.swarm import agent_settings, claude_type, held_after_tool_results, request, spec
 from tests.fixtures.messages_api import ScriptedMessagesApi
 
 
@@ -151,3 +155,49 @@ async def test_an_agent_whose_type_names_no_model_shows_the_model_it_will_use_be
         assert waited.queries[0].record.status == "completed"
         (turn,) = messages_api.requests_for("reply: which model")
         assert turn.model == shown  # what it showed is what the CLI then asked the API for
+
+
+async def test_the_transcript_of_a_two_turn_bash_task_grows_while_it_runs(
+        tmp_path: Path, messages_api: ScriptedMessagesApi) -> None:
+    release = threading.Event()
+    messages_api.script = held_after_tool_results(release)
+    try:
+        async with open_services(claude_settings(tmp_path, messages_api)) as services:
+            report = await services.spawner.spawn_many(request(
+                spec("teller", "bash: echo first-output; echo second-output", type="helper")))
+            (entry,) = report.entries
+            query_id = entry.query_id or ""
+            read = services.queries.transcript
+            # Turn one is over (its tool call ran, its result is in) and turn two is held at the API.
+            await eventually_async(
+                lambda: _has(read(query_id), "tool_result"), "the tool result is in the transcript", timeout_s=60)
+            _, during = await read(query_id)
+            assert during is not None
+            assert [line["type"] for line in during.entries] == ["turn", "tool_use", "usage", "tool_result"]
+            turn, call, usage, result = during.entries
+            assert (turn["turn"], turn["model"]) == (1, MODEL)
+            assert (call["name"], call["input"]["command"]) == ("Bash", "echo first-output; echo second-output")
+            assert usage["usage"]["input_tokens"] > 0
+            assert result["tool_use_id"] == call["id"] and result["is_error"] is False
+            assert result["content"] == "first-output\nsecond-output"
+            assert during.next_turn == 1  # still running: turn one is read again, it may not be over
+
+            release.set()
+            waited = await services.queries.wait([query_id], mode="all", timeout_s=60)
+            assert waited.queries[0].record.status == "completed"
+            _, after = await read(query_id)
+            assert after is not None and after.next_turn is None  # it has ended: nothing follows
+            assert after.entries[:4] == during.entries  # it grew: what was there stays as it was
+            assert [(line["type"], line["turn"]) for line in after.entries[4:]] == [
+                ("turn", 2), ("text", 2), ("usage", 2), ("result", 2)]
+            assert after.entries[5]["text"] == "done: first-output\nsecond-output"
+            assert after.entries[-1]["turns"] == 2 and after.entries[-1]["is_error"] is False
+            path = transcript_path(services.supervisor.workdir_for(entry.agent_id), query_id)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    finally:
+        release.set()
+
+
+async def _has(reading: Awaitable[tuple[object, TranscriptPage | None]], kind: str) -> bool:
+    _, page = await reading
+    return page is not None and any(line["type"] == kind for line in page.entries)

@@ -43,7 +43,8 @@ async def test_status_agent_log_and_query_read_as_resources(settings: Settings, 
         listed = {str(resource.uri) for resource in (await client.list_resources()).resources}
         assert listed == {"switchboard://status", "switchboard://approvals"}
         templates = {template.uri_template for template in (await client.list_resource_templates()).resource_templates}
-        assert templates == {"switchboard://agents/{agent_id}/log", "switchboard://queries/{query_id}"}
+        assert templates == {"switchboard://agents/{agent_id}/log", "switchboard://queries/{query_id}",
+                             "switchboard://queries/{query_id}/transcript"}
         await client.call_tool("memory_usage", {"action": "store", "namespace": "notes", "key": "k", "value": "v"})
         agent = await spawn_with_task(client, "ok hello from the agent", wait=True)
 

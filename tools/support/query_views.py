@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from server.agents.transcript import TranscriptPage, exec_page
 from server.queries.approvals import PermissionRequest
 from server.queries.records import QueryEvent
 from server.queries.registry import QueryView
@@ -72,6 +73,8 @@ class ListedQuery(CompactModel):
     pending_requests: list[PendingRequest] | None = None
     budget: ShownBudget | None = None
     budget_reached: str | None = Field(default=None, description="Why a budget paused or ended it.")
+    transcript: list[dict[str, Any]] | None = Field(default=None, description="Its turns' entries (by type).")
+    next_turn: int | None = Field(default=None, description="since_turn for more of the transcript.")
 
     @classmethod
     def from_engine(cls, view: QueryView, *, result_chars: int = 4000) -> ListedQuery:
@@ -91,6 +94,8 @@ class ListedQuery(CompactModel):
             "pending_requests": [PendingRequest.from_engine(request) for request in view.pending_requests] or None,
             "budget": ShownBudget.from_engine(view.budget) if view.budget is not None else None,
             "budget_reached": record.budget_reached,
+            "transcript": view.transcript.entries if view.transcript is not None else None,
+            "next_turn": view.transcript.next_turn if view.transcript is not None else None,
         }
         for name, value in optional.items():
             if value is not None:
@@ -104,3 +109,23 @@ def _end_of(text: str | None, chars: int) -> str | None:
         return text
     return f"[{len(text) - chars} earlier characters cut; query_list include_output shows the output tail] " \
            + text[-chars:]
+
+
+class TranscriptView(CompactModel):
+    """One query's transcript as the resource and the dashboard show it: a claude query's entries (the
+    JSON lines of `server.agents.transcript`), or an exec query's output tail."""
+
+    query_id: str
+    status: str
+    entries: list[dict[str, Any]]
+    next_turn: int | None = None
+    output_tail: str | None = None
+
+    @classmethod
+    def from_engine(cls, view: QueryView, page: TranscriptPage | None) -> TranscriptView:
+        shown = cls(query_id=view.record.id, status=view.record.status, entries=(page or exec_page()).entries)
+        if page is None:
+            shown.output_tail = view.output_tail or ""
+        elif page.next_turn is not None:
+            shown.next_turn = page.next_turn
+        return shown

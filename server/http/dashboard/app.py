@@ -9,6 +9,8 @@
     POST /api/queries/{query_id}/control  {"action": "pause" | "resume" | "terminate" | "change_model" |
                                            "change_budget", "model"?, "budget_usd"?}
                                           (a wrong body: 400, code invalid_argument, naming the field)
+    GET  /api/queries/{query_id}/transcript?since_turn=N  a claude query's turns from N, as much as fits in
+                                          64 KiB, and the next_turn to ask for (an exec query: its output tail)
     POST /api/requests/{request_id}/answer {"decision": "allow" | "always" | "deny", "message"?, "answers"?}
     GET  /api/agents/{agent_id}/changes?diff=1  a worktree agent's files, commits and (diff=1) diff, as
                                           agent_changes answers them; the diff cut at 256 KiB (diff_truncated)
@@ -59,12 +61,14 @@ from server.http.dashboard.bodies import (
     merge_request,
     read_body,
     sign_in_token,
+    turn_number,
 )
 from server.http.dashboard.login_throttle import LoginThrottle
 from server.http.dashboard.sessions import COOKIE, SESSION_TTL_S, DashboardSessions, Session, csrf_ok
 from server.http.dashboard.state import CostHistory, agent_changes, dashboard_state
 from server.http.guard import host_allowed
 from server.services import Services
+from tools.support.query_views import TranscriptView
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +131,7 @@ class Dashboard:
             _SecuredRoute("/api/state", self._guarded(self._state), methods=["GET"]),
             _SecuredRoute("/api/events", self._guarded(self._events), methods=["GET"]),
             _SecuredRoute("/api/queries/{query_id}/control", self._guarded(self._control), methods=["POST"]),
+            _SecuredRoute("/api/queries/{query_id}/transcript", self._guarded(self._transcript), methods=["GET"]),
             _SecuredRoute("/api/requests/{request_id}/answer", self._guarded(self._answer), methods=["POST"]),
             _SecuredRoute("/api/agents/{agent_id}/changes", self._guarded(self._changes), methods=["GET"]),
             _SecuredRoute("/api/agents/{agent_id}/merge", self._guarded(self._merge), methods=["POST"]),
@@ -259,6 +264,16 @@ class Dashboard:
         except SwitchboardError as error:
             return _refusal(error)
         return JSONResponse({"query_id": query_id, "status": outcome.query.status, "effect": outcome.effect})
+
+    async def _transcript(self, request: Request, _session: Session) -> Response:
+        try:
+            since_turn = turn_number(request.query_params.get("since_turn"), "since_turn")
+            view, page = await self._services.queries.transcript(request.path_params["query_id"],
+                                                                 since_turn=since_turn)
+        except SwitchboardError as error:
+            return _refusal(error)
+        return JSONResponse(TranscriptView.from_engine(view, page).model_dump(mode="json", exclude_none=True),
+                            headers=_NO_STORE)
 
     async def _answer(self, request: Request, _session: Session) -> Response:
         request_id = request.path_params["request_id"]

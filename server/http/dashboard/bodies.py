@@ -163,6 +163,15 @@ def flag(value: str | None, name: str) -> bool:
     raise InvalidArgument(f"{name} must be 1 or 0 (true or false); got {_shown(value)}")
 
 
+def turn_number(value: str | None, name: str) -> int:
+    """A query parameter's turn: absent or "" is 0 (from the start), else ASCII digits."""
+    if not value:
+        return 0
+    if len(value) > 9 or not (value.isascii() and value.isdigit()):
+        raise InvalidArgument(f"{name} must be a turn number (0 or more, e.g. a page's next_turn); got {_shown(value)}")
+    return int(value)
+
+
 def _json_object(body: bytes, shape: str = 'the body must be one JSON object, {"action": ..., "model"?: ...}'
                  ) -> dict[str, object]:
     try:

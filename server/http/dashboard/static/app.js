@@ -1,6 +1,7 @@
 // Switchboard's dashboard: renders what /api/events pushes; the controls post to /api/queries/<id>/control,
 // the answers to waiting requests to /api/requests/<id>/answer; a worktree agent's changes are read from
-// /api/agents/<id>/changes and its branch merged with /api/agents/<id>/merge (a dry run first, then a confirm).
+// /api/agents/<id>/changes and its branch merged with /api/agents/<id>/merge (a dry run first, then a confirm);
+// a query's transcript is read from /api/queries/<id>/transcript, page by page, and again each second while it runs.
 // Plain JavaScript, no build step, nothing fetched from elsewhere. Text from the server is always set
 // as text (never as HTML), so an agent's output cannot inject markup into the page.
 "use strict";
@@ -12,6 +13,11 @@ let latest = null;
 const reviews = new Map();
 const strategies = new Map();
 const STRATEGIES = ["merge", "squash", "rebase"];
+// Open transcript views (query id -> what is shown and the turn to read next); like the review panels, they
+// outlive the query list's re-rendering, and each grows as its query runs.
+const transcripts = new Map();
+const ENDED = ["completed", "failed", "terminated", "skipped", "lost"];
+const TRANSCRIPT_POLL_MS = 1000;
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -240,10 +246,59 @@ function controls(query) {
     element("span", {}, budget, element("button", { onclick: act("change_budget") }, "Set budget")));
 }
 
+function toggleTranscript(queryId) {
+  const open = transcripts.get(queryId);
+  if (open) {
+    clearTimeout(open.timer);
+    transcripts.delete(queryId);
+  } else {
+    const view = { node: element("div", { class: "transcript", "data-transcript": queryId }, "\u2026"), entries: [],
+      nextTurn: 0, timer: null };
+    transcripts.set(queryId, view);
+    readTranscript(queryId, view);
+  }
+  if (latest) renderQueries(latest.queries);
+}
+
+// Reads from the turn the last page named; that turn's entries are read again (it may have grown while the
+// query ran), so they replace what was shown of it. Reads on at once while pages follow, each second while
+// the query runs, and stops once it has ended and all is shown (or the view was closed).
+async function readTranscript(queryId, view) {
+  const since = view.nextTurn;
+  const { answer, problem: refused } = await api(
+    `/api/queries/${encodeURIComponent(queryId)}/transcript?since_turn=${since}`);
+  if (transcripts.get(queryId) !== view) return;
+  if (refused) { view.node.replaceChildren(problem(refused)); return; }
+  view.entries = view.entries.filter((entry) => entry.turn < since).concat(answer.entries);
+  const more = answer.next_turn !== undefined && answer.next_turn !== null;
+  if (more) view.nextTurn = answer.next_turn;
+  view.node.replaceChildren(...view.entries.map(transcriptEntry),
+    answer.output_tail !== undefined ? element("pre", {}, answer.output_tail) : null,
+    element("small", { class: "empty" }, ENDED.includes(answer.status) ? `query ${answer.status}` : "live \u2026"));
+  if (more && answer.next_turn > since) view.timer = setTimeout(() => readTranscript(queryId, view), 0);
+  else if (!ENDED.includes(answer.status)) view.timer = setTimeout(() => readTranscript(queryId, view), TRANSCRIPT_POLL_MS);
+}
+
+function transcriptEntry(entry) {
+  const line = (label, text, kind = "") => element("div", { class: `entry ${entry.type} ${kind}`, "data-type": entry.type },
+    element("b", {}, label), " ", text);
+  switch (entry.type) {
+    case "turn": return line(`turn ${entry.turn}`, entry.model || "");
+    case "text": return line("", element("pre", {}, entry.text));
+    case "tool_use": return line(`\u2192 ${entry.name}`, element("pre", {}, JSON.stringify(entry.input, null, 1)));
+    case "tool_result": return line(entry.is_error ? "\u2190 error" : "\u2190 result", element("pre", {}, entry.content),
+      entry.is_error ? "problem" : "");
+    case "usage": return line("", element("small", {}, `tokens: ${JSON.stringify(entry.usage)}`));
+    case "result": return line(entry.is_error ? "ended with an error" : "done",
+      `${entry.turns ?? "-"} turns, ${money(entry.cost_usd)}`);
+    default: return line("", element("small", {}, entry.text || JSON.stringify(entry)));
+  }
+}
+
 function renderQueries(queries) {
   $("#queries").replaceChildren(table(
     ["query", "state", "task", "model", "active", "turns", "tokens", "cost", "output and log"],
-    queries.map((q) => element("tr", { "data-query": q.query_id },
+    queries.flatMap((q) => [element("tr", { "data-query": q.query_id },
       element("td", {}, element("small", {}, q.query_id), element("br"), element("small", {}, q.agent_id)),
       element("td", {}, status(q.status), controls(q)),
       element("td", {}, q.task), element("td", {}, q.model || "-"),
@@ -255,7 +310,11 @@ function renderQueries(queries) {
         q.budget_reached ? element("div", { class: "problem" }, q.budget_reached) : null,
         q.error ? element("div", { class: "problem" }, q.error) : null,
         q.output_tail || q.result ? element("pre", {}, q.output_tail || q.result) : null,
-        q.log.length ? element("pre", {}, q.log.map((e) => `${new Date(e.at_ms).toLocaleTimeString()} ${e.action} by ${e.actor}: ${e.outcome}`).join("\n")) : null))),
+        q.log.length ? element("pre", {}, q.log.map((e) => `${new Date(e.at_ms).toLocaleTimeString()} ${e.action} by ${e.actor}: ${e.outcome}`).join("\n")) : null,
+        element("button", { class: "show-transcript", onclick: () => toggleTranscript(q.query_id) },
+          transcripts.has(q.query_id) ? "Hide transcript" : "Transcript"))),
+    transcripts.has(q.query_id) ? element("tr", { class: "transcript-row" },
+      element("td", { colspan: 9 }, transcripts.get(q.query_id).node)) : null].filter(Boolean)),
     "No queries yet."));
 }
 
