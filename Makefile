@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals bench-workspaces schemas clean
+.PHONY: serve test bench bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals bench-workspaces bench-resume schemas clean
 
 $(BIN)/python:
 	@echo "creating $(VENV)" >&2
@@ -31,7 +31,7 @@ test: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals bench-workspaces
+bench: bench-memory bench-vectors bench-uploads bench-stdio bench-spawn bench-control bench-approvals bench-workspaces bench-resume
 
 bench-memory: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/memory_bench.py
@@ -56,6 +56,9 @@ bench-approvals: $(VENV)/.test-installed
 
 bench-workspaces: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/workspace_bench.py
+
+bench-resume: $(VENV)/.test-installed
+	$(BIN)/python benchmarks/resume_bench.py
 
 schemas: $(VENV)/.serve-installed
 	$(BIN)/switchboard schemas
