@@ -76,9 +76,14 @@ async def test_on_budget_terminate_ends_the_query_and_the_agent_stays_up(
         tmp_path: Path, messages_api: ScriptedMessagesApi) -> None:
     settings = agent_settings(tmp_path, {"helper": claude_type(messages_api, tmp_path / "home")})
     async with open_services(settings) as services:
-        report = await services.spawner.spawn_many(request(spec("c", type="helper")))
+        report = await services.spawner.spawn_many(request(
+            spec("c", type="helper", agent_budget_usd=5.0, on_budget="terminate"), budget_usd=3.0))
         agent_id = report.entries[0].agent_id
-        query = await services.queries.start(agent_id, SLOW_BASH, budget=Limit(tokens=10), on_budget="terminate")
+        live = services.supervisor.live(agent_id)
+        assert live is not None and live.record.pid is not None
+        argv = Path(f"/proc/{live.record.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"--max-budget-usd=3.0" in argv, "the CLI's own stop: the smaller of the agent's and the call's"
+        query = await services.queries.start(agent_id, SLOW_BASH, budget=Limit(tokens=10))
         ended = await until_status(services, query.id, "terminated", "completed", "failed")
         assert ended.status == "terminated" and ended.error == "terminated by rule:budget"
         assert ended.budget_reached is not None and "budget_tokens 10" in ended.budget_reached

@@ -303,6 +303,11 @@ async def test_a_wrong_control_body_is_invalid_argument_and_changes_nothing(dash
             ({"action": "change_model", "model": "m" * 1000}, "model"),
             ({"action": "pause", "model": 5}, "model"),
             ({"action": "pause", "grace_s": 0}, "grace_s"),
+            ({"action": "change_budget"}, "budget_usd"),
+            ({"action": "change_budget", "budget_usd": 0}, "budget_usd"),
+            ({"action": "change_budget", "budget_usd": "5"}, "budget_usd"),
+            ({"action": "change_budget", "budget_usd": True}, "budget_usd"),
+            ({"action": "resume", "budget_usd": 5}, "budget_usd"),
             ({"action": 5}, "action"),
             ({"action": ["pause"]}, "action"),
             ({"action": "explode"}, "action"),
@@ -331,6 +336,12 @@ async def test_a_wrong_control_body_is_invalid_argument_and_changes_nothing(dash
         assert changed.status_code == 200 and changed.json()["effect"] == "next_query"
         after, agent_after = query_and_agent((await http.get(f"{base}/api/state")).json())
         assert agent_after["model"] == "other-model" and [event["action"] for event in after["log"]] == ["change_model"]
+        budgeted = await http.post(url, json={"action": "change_budget", "budget_usd": 2.5},
+                                   headers={"X-CSRF-Token": csrf})
+        assert budgeted.status_code == 200
+        after, _ = query_and_agent((await http.get(f"{base}/api/state")).json())
+        assert after["budget_usd"] == 2.5 and after["remaining_usd"] == 2.5
+        assert [event["action"] for event in after["log"]] == ["change_model", "change_budget"]
         await client.call_tool("agent_terminate", {"all": True})
 
 
