@@ -7,7 +7,8 @@ from tools.support.compact import CompactModel
 
 
 class ShownBudget(CompactModel):
-    """A limit, and what is left of it (spent: the query's cost_usd and tokens)."""
+    # A limit, and what is left of it (what was spent is beside it: cost_usd and the tokens). A
+    # comment, not a docstring: it would be the schema's description in three tools' answers.
 
     budget_usd: float | None = None
     remaining_usd: float | None = None

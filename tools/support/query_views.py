@@ -72,9 +72,9 @@ class ListedQuery(CompactModel):
                                                                      "permission decisions, oldest first.")
     pending_requests: list[PendingRequest] | None = None
     budget: ShownBudget | None = None
-    budget_reached: str | None = Field(default=None, description="Why a budget paused or ended it.")
-    transcript: list[dict[str, Any]] | None = Field(default=None, description="Its turns' entries (by type).")
-    next_turn: int | None = Field(default=None, description="since_turn for more of the transcript.")
+    budget_reached: str | None = None  # why a budget paused or ended it
+    transcript: list[dict[str, Any]] | None = None  # include_transcript: its turns' entries
+    next_turn: int | None = None  # since_turn for more of the transcript
 
     @classmethod
     def from_engine(cls, view: QueryView, *, result_chars: int = 4000) -> ListedQuery:
