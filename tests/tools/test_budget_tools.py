@@ -33,10 +33,10 @@ async def test_budgets_are_set_shown_changed_and_counted_through_the_tools(tmp_p
         query_id = started["query"]["query_id"]
         assert started["query"]["budget"] == {"budget_usd": 0.01, "remaining_usd": 0.01}
 
-        async def paused() -> bool:
-            listed = await call(client, "query_list", query_ids=[query_id])
-            return bool(listed["queries"][0]["status"] == "paused")
-        await eventually_async(paused, "the query budget pauses it", timeout_s=30)
+        async def paused() -> bool:  # the log entry is written once the pause is carried out
+            (listed,) = (await call(client, "query_list", query_ids=[query_id], include_output=True))["queries"]
+            return listed["status"] == "paused" and bool(listed["log"])
+        await eventually_async(paused, "the query budget pauses it, in its log", timeout_s=30)
         (query,) = (await call(client, "query_list", query_ids=[query_id], include_output=True))["queries"]
         assert query["budget"] == {"budget_usd": 0.01, "remaining_usd": 0.0}
         assert query["budget_reached"] == "query budget reached: $0.0150 of budget_usd $0.0100"
