@@ -66,8 +66,10 @@ async def test_budgets_are_set_shown_changed_and_counted_through_the_tools(tmp_p
                                      "was": {"budget_usd": 0.01, "budget_tokens": None}}
         go.touch()
         await call(client, "query_control", action="resume", query_id=query_id)
-        waited = await call(client, "query_wait", query_ids=[query_id], timeout_s=30)
-        assert waited["queries"][0]["status"] == "completed"
+        waited = await call(client, "query_wait", query_ids=[query_id], timeout_s=60)
+        (ended,) = (await call(client, "query_list", query_ids=[query_id], include_history=True,
+                               include_output=True))["queries"]
+        assert waited["queries"][0]["status"] == "completed", (ended, go.exists())
         assert "budget_reached" not in waited["queries"][0]
 
 
