@@ -4,6 +4,7 @@ an MCP client connected in-process to a real Switchboard server, and moto's S3 s
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,24 @@ from server.config import Settings
 from server.memory import MemoryStore
 from tests.fixtures.git_repo import make_repo
 from tests.fixtures.messages_api import ScriptedMessagesApi
+from tests.fixtures.postgres_cluster import PostgresCluster, PostgresUnavailable
 from tests.manual_clock import ManualClock
 from tests.objects.loopback_proxy import LoopbackProxy
 from tests.objects.moto_process import MotoServer
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL cluster for the session (`tests.fixtures.postgres_cluster`). Without
+    PostgreSQL installed its tests are skipped, except under CI, which must run them."""
+    try:
+        cluster = PostgresCluster()
+    except PostgresUnavailable as missing:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(missing))
+    with cluster:
+        yield cluster
 
 
 @pytest.fixture
