@@ -71,6 +71,11 @@ class ActiveQuery:
     def started(self) -> bool:
         return self.record.started_ms is not None
 
+    @property
+    def over(self) -> bool:
+        """Its end is recorded, or being recorded (`finished` sets the record's end before its commit)."""
+        return self.ended.is_set() or self.record.ended_ms is not None
+
 
 class QueryBook:
     """The queries of this server's agents: their records and the active ones."""

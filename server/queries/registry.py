@@ -239,6 +239,8 @@ class QueryRegistry:
         if query.status not in ("running", "needs_input"):
             raise Conflict(f"query {query.id} is {query.status}; only a running query can be paused")
         signalled = await steering.signal_work(agent, signal.SIGSTOP, self._supervisor.stray_scan)
+        if active.over:  # it ended while the signals went out: its end is what is recorded
+            return ControlOutcome(query, "now", {"processes": signalled, "ended": query.status})
         await self.book.change(active, status="paused", paused_at_ms=self._clock.now_ms())
         return ControlOutcome(query, "now", {"processes": signalled})
 
@@ -257,6 +259,10 @@ class QueryRegistry:
     async def _continue(self, agent: Agent, active: ActiveQuery) -> int:
         query = active.record
         signalled = await steering.signal_work(agent, signal.SIGCONT, self._supervisor.stray_scan)
+        if active.over:
+            # Going on, it ran to its end before this call was done (its end, pause included, is
+            # recorded): writing "running" now would undo that.
+            return signalled
         now = self._clock.now_ms()
         await self.book.change(active, status="needs_input" if active.needs_input.is_set() else "running",
                                paused_at_ms=None,

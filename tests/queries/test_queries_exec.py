@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -307,3 +308,40 @@ async def test_a_query_of_another_server_on_the_same_data_dir_is_controlled_ther
         assert (await other.queries.get(query.id)).status in ("queued", "running")
         gate.write_text("go")
         await owner.queries.wait([query.id], mode="all", timeout_s=10)
+
+
+async def test_a_query_that_ends_as_soon_as_it_is_resumed_stays_ended(tmp_path: Path) -> None:
+    """Resume sends SIGCONT and then looks for the agent's tools; a task that finishes in between
+    is recorded completed, and the resume must not write it back to running. The search for tools
+    here waits for that end, so the two always meet in that order."""
+    release = tmp_path / "release"
+    async with open_services(agent_settings(tmp_path)) as services:
+        agent_id = await ready_agent(services)
+        query = await services.queries.start(agent_id, f"wait {release}")
+        agent = services.supervisor.live(agent_id)
+        assert agent is not None
+        await eventually(lambda: "waiting" in agent.tail.text(), "the task waits")
+        await services.queries.control("pause", query.id)
+        release.write_text("released")
+        active = services.queries.book.active(query.id)
+        assert active is not None
+        scan = services.supervisor.stray_scan
+        find = scan.find
+        calls = 0
+
+        async def find_after_the_end(tags: Any) -> list[int]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the resume's (the task's own end searches for its strays too, meanwhile)
+                await active.ended.wait()
+            return await find(tags)
+
+        scan.find = find_after_the_end  # type: ignore[method-assign]
+        try:
+            await services.queries.control("resume", query.id)
+        finally:
+            scan.find = find  # type: ignore[method-assign]
+        ended = await services.queries.get(query.id)
+        stored = await services.queries.records.query(query.id)
+        assert ended.status == "completed" and ended.result == "waiting\nreleased\n"
+        assert stored is not None and stored.status == "completed" and stored.paused_at_ms is None
