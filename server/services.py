@@ -73,7 +73,7 @@ class Services:
         budgets = self.supervisor.budgets
         return [BudgetFigures(state.level, call_id or "", round(state.spent.usd, 6), state.limit.usd,
                               state.remaining_usd)
-                for call_id, state in [(None, budgets.day()), *budgets.calls()]]
+                for call_id, state in budgets.shown()]
 
 
 @contextlib.asynccontextmanager

@@ -126,7 +126,7 @@ async def status_of(services: Services, *, detail: bool = True) -> StatusSnapsho
 
 def _budget_rows(budgets: Budgets) -> list[BudgetRow]:
     rows = []
-    for call_id, state in [(None, budgets.day()), *budgets.calls()]:
+    for call_id, state in budgets.shown():
         rows.append(BudgetRow(level=state.level, call_id=call_id, budget_usd=state.limit.usd,
                               spent_usd=round(state.spent.usd, 6),
                               remaining_usd=round(state.remaining_usd, 6) if state.remaining_usd is not None else None))

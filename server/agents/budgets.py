@@ -50,14 +50,6 @@ class BudgetState:
     def remaining_tokens(self) -> int | None:
         return max(self.limit.tokens - self.spent.tokens, 0) if self.limit.tokens is not None else None
 
-    def as_dict(self) -> dict[str, object]:
-        shown: dict[str, object] = {"spent_usd": round(self.spent.usd, 6), "spent_tokens": self.spent.tokens}
-        if self.limit.usd is not None:
-            shown.update(budget_usd=self.limit.usd, remaining_usd=round(self.remaining_usd or 0.0, 6))
-        if self.limit.tokens is not None:
-            shown.update(budget_tokens=self.limit.tokens, remaining_tokens=self.remaining_tokens)
-        return shown
-
 
 @dataclass(frozen=True, slots=True)
 class AgentBudget:
@@ -203,6 +195,10 @@ class Budgets:
         """The budgets of the calls this server tracks that still have live agents, by call id."""
         live_calls = {agent.record.call_id for agent in self._live_agents() if agent.record.call_id is not None}
         return [(call_id, self.call_state(call)) for call_id, call in self._calls.items() if call_id in live_calls]
+
+    def shown(self) -> list[tuple[str | None, BudgetState]]:
+        """What status and /metrics show: the day's (no call id), then each live call's."""
+        return [(None, self.day()), *self.calls()]
 
     # -- a query and its agent -----------------------------------------------------------------
 
